@@ -1,0 +1,60 @@
+"""``MaskSubTrainingArguments``: ``TrainingArguments`` plus the MaskSub fields, validated at construction."""
+
+import math
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .losses import SUB_LOSSES
+from .masking import MASKSUB_MODES
+
+MASKSUB_LOSSES = ("auto", *SUB_LOSSES)
+
+
+@dataclass
+class MaskSubTrainingArguments(TrainingArguments):
+    """Every ``TrainingArguments`` flag, plus MaskSub's (``--masksub_ratio 0.5`` turns it on)."""
+
+    masksub_ratio: float = field(
+        default=0.5,
+        metadata={
+            "help": "Fraction of the input the sub branch loses (patch tokens, pixels or text tokens). "
+            "0 disables MaskSub: training is then exactly transformers.Trainer."
+        },
+    )
+    masksub_mode: str = field(
+        default="auto",
+        metadata={
+            "help": "How the sub branch is masked. 'auto' picks by model family: patch-token drop for "
+            "ViT/DeiT/CLIP vision, [MASK] replacement for BERT-family text models.",
+            "choices": list(MASKSUB_MODES),
+        },
+    )
+    masksub_loss: str = field(
+        default="auto",
+        metadata={
+            "help": "Sub-branch loss against the detached main output. 'auto' reads config.problem_type: "
+            "soft cross-entropy (single-label), BCE with sigmoid targets (multi-label), MSE (regression).",
+            "choices": list(MASKSUB_LOSSES),
+        },
+    )
+    masksub_main_weight: float = field(
+        default=0.5, metadata={"help": "Weight of the main-branch loss (paper: 1/2, Table A.8)."}
+    )
+    masksub_sub_weight: float = field(
+        default=0.5, metadata={"help": "Weight of the sub-branch loss (paper: 1/2, Table A.8)."}
+    )
+
+    def __post_init__(self):
+        # Validate first: a bad MaskSub value should fail before any of TrainingArguments' set-up.
+        if not (isinstance(self.masksub_ratio, (int, float)) and 0 <= self.masksub_ratio < 1):
+            raise ValueError(f"masksub_ratio must be a number in [0, 1), got {self.masksub_ratio!r}.")
+        if self.masksub_mode not in MASKSUB_MODES:
+            raise ValueError(f"masksub_mode must be one of {list(MASKSUB_MODES)}, got {self.masksub_mode!r}.")
+        if self.masksub_loss not in MASKSUB_LOSSES:
+            raise ValueError(f"masksub_loss must be one of {list(MASKSUB_LOSSES)}, got {self.masksub_loss!r}.")
+        for name in ("masksub_main_weight", "masksub_sub_weight"):
+            weight = getattr(self, name)
+            if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}.")
+        super().__post_init__()

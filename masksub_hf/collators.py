@@ -1,0 +1,55 @@
+"""Collators that draw the sub branch's masks in the data pipeline, next to the batch they belong to.
+
+Both wrap a base collator and add one ``masksub_*`` key; the trainer pops it before the main
+forward, so models never see it. Masks come from torch's global RNG unless a ``generator`` is given,
+so ``--seed`` (and Trainer's RNG checkpointing) makes them reproducible.
+"""
+
+from transformers import DataCollatorWithPadding, PreTrainedModel, default_data_collator
+
+from .masking import TokenMasking, image_masking_for
+
+
+class _MaskingCollator:
+    """Collate with ``base_collator``, then add the batch's mask under ``masking.key``."""
+
+    def __init__(self, masking, base_collator, generator):
+        self.masking = masking
+        self.base_collator = base_collator
+        self.generator = generator
+
+    def __call__(self, features):
+        batch = self.base_collator(features)
+        batch[self.masking.key] = self.masking.draw(batch, self.generator)
+        return batch
+
+
+class MaskSubImageCollator(_MaskingCollator):
+    """Wrap an image collator and add a per-sample patch mask for the model's patch grid.
+
+    Args:
+        model_or_config: the model (or its config); image size, patch size and prefix tokens come from it.
+        ratio: fraction of patch tokens the sub branch drops (exact count in every sample).
+        mode: masking mode, as ``MaskSubTrainingArguments.masksub_mode``.
+        base_collator: builds ``pixel_values``/``labels``; defaults to ``default_data_collator``.
+        generator: optional ``torch.Generator`` for the masks.
+    """
+
+    def __init__(self, model_or_config, ratio: float = 0.5, mode: str = "auto", base_collator=None, generator=None):
+        config = model_or_config.config if isinstance(model_or_config, PreTrainedModel) else model_or_config
+        super().__init__(image_masking_for(config, mode, ratio), base_collator or default_data_collator, generator)
+
+
+class MaskSubTextCollator(_MaskingCollator):
+    """Wrap a text collator and add ``masksub_input_ids``: ``ratio`` of the real tokens set to ``[MASK]``.
+
+    Args:
+        tokenizer: a tokenizer with a mask token (BERT, RoBERTa, DistilBERT, MiniLM, ...).
+        ratio: fraction of non-special, non-padding tokens replaced (paper: 0.15, BERT's ratio).
+        base_collator: pads the batch; defaults to ``DataCollatorWithPadding(tokenizer)``.
+        generator: optional ``torch.Generator`` for the masks.
+    """
+
+    def __init__(self, tokenizer, ratio: float = 0.15, base_collator=None, generator=None):
+        base_collator = base_collator or DataCollatorWithPadding(tokenizer)
+        super().__init__(TokenMasking.from_tokenizer(tokenizer, ratio), base_collator, generator)

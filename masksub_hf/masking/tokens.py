@@ -1,0 +1,79 @@
+"""ViT-family masking: drop patch tokens after the position embedding (MAE style).
+
+Prefix tokens (CLS, DeiT's distillation token) are always kept. The sub branch then runs on
+``(1 - ratio)`` of the patch tokens, which is why it costs about half a full pass at ratio 0.5.
+"""
+
+import contextlib
+
+import torch
+
+from .counts import num_masked
+
+# config.model_type -> (embeddings module class, number of prefix tokens, sub-config holding the grid)
+TOKEN_DROP_FAMILIES = {
+    "vit": ("ViTEmbeddings", 1, None),
+    "deit": ("DeiTEmbeddings", 2, None),
+    "clip": ("CLIPVisionEmbeddings", 1, "vision_config"),
+    "clip_vision_model": ("CLIPVisionEmbeddings", 1, None),
+}
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def random_keep_indices(batch_size: int, num_patches: int, num_keep: int, generator=None) -> torch.Tensor:
+    """``(batch_size, num_keep)`` sorted patch indices, drawn uniformly without replacement per sample."""
+    noise = torch.rand(batch_size, num_patches, generator=generator)
+    return noise.argsort(dim=1)[:, :num_keep].sort(dim=1).values
+
+
+class PatchTokenDrop:
+    """Keep a random ``1 - ratio`` of the patch tokens that leave the model's embeddings module."""
+
+    key = "masksub_keep_indices"
+
+    def __init__(self, num_patches: int, num_prefix_tokens: int, embeddings_class: str, ratio: float):
+        self.num_patches = num_patches
+        self.num_prefix_tokens = num_prefix_tokens
+        self.embeddings_class = embeddings_class
+        self.num_keep = num_patches - min(num_masked(num_patches, ratio), num_patches - 1)
+
+    @classmethod
+    def from_config(cls, config, ratio: float) -> "PatchTokenDrop":
+        embeddings_class, num_prefix_tokens, sub_config = TOKEN_DROP_FAMILIES[config.model_type]
+        vision_config = getattr(config, sub_config) if sub_config else config
+        height, width = _pair(vision_config.image_size)
+        patch_height, patch_width = _pair(vision_config.patch_size)
+        num_patches = (height // patch_height) * (width // patch_width)
+        return cls(num_patches, num_prefix_tokens, embeddings_class, ratio)
+
+    def draw(self, batch, generator=None) -> torch.Tensor:
+        batch_size = batch["pixel_values"].shape[0]
+        return random_keep_indices(batch_size, self.num_patches, self.num_keep, generator)
+
+    def _embeddings(self, model):
+        for module in model.modules():
+            if type(module).__name__ == self.embeddings_class:
+                return module
+        raise ValueError(f"{type(model).__name__} has no {self.embeddings_class} module to drop patch tokens from.")
+
+    @contextlib.contextmanager
+    def apply(self, model, inputs, keep_indices: torch.Tensor):
+        prefix = self.num_prefix_tokens
+
+        def drop_tokens(module, args, output):
+            if output.shape[1] != prefix + self.num_patches:
+                raise ValueError(
+                    f"MaskSub expected {prefix}+{self.num_patches} tokens from the model config's image and patch "
+                    f"size, got {output.shape[1]}; feed images of the config's image_size."
+                )
+            index = keep_indices.to(output.device).unsqueeze(-1).expand(-1, -1, output.shape[-1])
+            return torch.cat([output[:, :prefix], output[:, prefix:].gather(1, index)], dim=1)
+
+        handle = self._embeddings(model).register_forward_hook(drop_tokens)
+        try:
+            yield inputs
+        finally:
+            handle.remove()

@@ -1,0 +1,162 @@
+"""``MaskSubTrainer``: ``transformers.Trainer`` with a masked sub branch (Heo et al., CVPR'25).
+
+One training step (one micro-batch):
+
+1. pop the ``masksub_*`` mask from the batch (or draw one if the collator did not);
+2. main forward + backward on the clean batch, with gradient sync held back;
+3. sub forward on the masked batch (the masking exists only inside that block), loss against the
+   detached main output, backward: gradients are synchronised here, once.
+
+Clipping, the optimizer step and the scheduler stay Trainer's, once per optimizer step. Evaluation and
+prediction are Trainer's too: no sub branch.
+"""
+
+import contextlib
+
+import torch
+from accelerate.utils import DistributedType
+from transformers import Trainer
+from transformers.distributed.fsdp import is_fsdp_managed_module
+
+from .arguments import MaskSubTrainingArguments
+from .losses import sub_loss_for
+from .masking import MASK_KEY_PREFIX, masking_for
+
+MASKSUB_TAG = "masksub"
+
+
+def split_masks(inputs):
+    """Split a batch into the model's inputs and the ``masksub_*`` masks drawn for it."""
+    model_inputs = {k: v for k, v in inputs.items() if not k.startswith(MASK_KEY_PREFIX)}
+    masks = {k: v for k, v in inputs.items() if k.startswith(MASK_KEY_PREFIX)}
+    return model_inputs, masks
+
+
+class MaskSubTrainer(Trainer):
+    """A ``Trainer`` that adds MaskSub's sub branch when ``args.masksub_ratio > 0``.
+
+    Takes the same arguments as ``Trainer``; ``args`` must be :class:`MaskSubTrainingArguments`. With
+    ``masksub_ratio=0`` every step is ``Trainer.training_step``.
+    """
+
+    def __init__(self, model=None, args=None, *trainer_args, **trainer_kwargs):
+        if args is None:
+            args = MaskSubTrainingArguments(output_dir="trainer_output")
+        if not isinstance(args, MaskSubTrainingArguments):
+            raise TypeError(f"MaskSubTrainer needs MaskSubTrainingArguments, got {type(args).__name__}.")
+        super().__init__(model, args, *trainer_args, **trainer_kwargs)
+        self.masking = None
+        if args.masksub_ratio > 0:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            self.masking = masking_for(unwrapped, args.masksub_mode, args.masksub_ratio, self.processing_class)
+            if hasattr(unwrapped, "add_model_tags"):
+                unwrapped.add_model_tags([MASKSUB_TAG])
+        # Running sums since the last log: (main loss, sub loss, optimizer steps), on device (no host sync).
+        self._masksub_log_sums = None
+
+    def _set_signature_columns_if_needed(self):
+        # Keep a dataset's own precomputed mask column, which the model's signature does not name.
+        super()._set_signature_columns_if_needed()
+        if self.masking is not None and self.masking.key not in self._signature_columns:
+            self._signature_columns.append(self.masking.key)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        inputs, masks = split_masks(inputs)
+        if self.masking is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        mask = masks.get(self.masking.key)
+        if mask is None:
+            mask = self.masking.draw(inputs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        args = self.args
+
+        with self._main_branch_without_sync(model):
+            with self.compute_loss_context_manager():
+                main_loss, outputs = self.compute_loss(
+                    model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+                )
+            main_logits = outputs["logits"].detach()
+            del outputs
+            main_loss = self._scale_for_accumulation(main_loss, self._main_loss_is_scaled_for_ga(num_items_in_batch))
+            self._backward(args.masksub_main_weight * main_loss)
+
+        sub_inputs = {k: v for k, v in inputs.items() if k not in ("labels", *self.label_names)}
+        with self.masking.apply(unwrapped, sub_inputs, mask) as sub_inputs:
+            with self.compute_loss_context_manager():
+                sub_logits = model(**sub_inputs)["logits"]
+        sub_loss = sub_loss_for(args.masksub_loss, unwrapped.config)(sub_logits, main_logits)
+        sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=False)
+        self._backward(args.masksub_sub_weight * sub_loss)
+
+        main_loss, sub_loss = main_loss.detach(), sub_loss.detach()
+        self._accumulate_branch_losses(main_loss, sub_loss)
+        return args.masksub_main_weight * main_loss + args.masksub_sub_weight * sub_loss
+
+    @contextlib.contextmanager
+    def _main_branch_without_sync(self, model):
+        """Hold back gradient sync (DDP/FSDP all-reduce, DeepSpeed's step) for the main branch.
+
+        The sub branch's backward then syncs the sum of both branches' gradients: one all-reduce per
+        optimizer step. On micro-batches that do not sync anyway, Trainer's own ``no_sync`` already holds.
+        """
+        state = self.accelerator.gradient_state
+        if not state.sync_gradients:
+            yield
+            return
+        state._set_sync_gradients(False)  # DeepSpeed's backward steps the engine when this is True
+        try:
+            if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+                yield
+            elif self.is_distributed_loading_by_transformers and is_fsdp_managed_module(self.model):
+                with self._defer_fsdp_gradient_reduction():
+                    yield
+            else:
+                with self.accelerator.no_sync(model):
+                    yield
+        finally:
+            state._set_sync_gradients(True)
+
+    def _main_loss_is_scaled_for_ga(self, num_items_in_batch):
+        # Trainer's rule: the loss is already normalised over the accumulated batch when the model
+        # (or compute_loss_func) received num_items_in_batch.
+        if self.loss_is_scaled_for_ga is not None:
+            return self.loss_is_scaled_for_ga
+        return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+
+    def _scale_for_accumulation(self, loss, scaled_for_ga):
+        if self.args.n_gpu > 1:
+            loss = loss.mean()  # DataParallel returns one loss per device
+        if not scaled_for_ga:
+            loss = loss / self.current_gradient_accumulation_steps
+        return loss
+
+    def _backward(self, loss):
+        kwargs = {"scale_wrt_gas": False} if self.accelerator.distributed_type == DistributedType.DEEPSPEED else {}
+        self.accelerator.backward(loss, **kwargs)
+
+    def _accumulate_branch_losses(self, main_loss, sub_loss):
+        step_fraction = torch.tensor(1.0 / self.current_gradient_accumulation_steps, device=main_loss.device)
+        values = torch.stack([main_loss.float(), sub_loss.float(), step_fraction])
+        if self._masksub_log_sums is None:
+            self._masksub_log_sums = torch.zeros_like(values)
+        self._masksub_log_sums += values
+
+    def log(self, logs, start_time=None):
+        # Training logs carry "loss"; add both branches' losses, averaged like it (window, processes).
+        if "loss" in logs and self._masksub_log_sums is not None:
+            main_sum, sub_sum, steps = self.accelerator.gather(self._masksub_log_sums[None]).mean(dim=0).tolist()
+            self._masksub_log_sums.zero_()
+            if steps > 0:
+                logs["main_loss"] = main_sum / steps
+                logs["sub_loss"] = sub_sum / steps
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # Evaluation never runs a sub branch; an eval batch from a MaskSub collator just loses its mask.
+        inputs, _ = split_masks(inputs)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
