@@ -122,11 +122,20 @@ class MaskSubTrainer(Trainer):
             state._set_sync_gradients(True)
 
     def _main_loss_is_scaled_for_ga(self, num_items_in_batch):
-        # Trainer's rule: the loss is already normalised over the accumulated batch when the model
-        # (or compute_loss_func) received num_items_in_batch.
+        """Whether the main loss is already normalised over the whole accumulated batch.
+
+        Trainer's rule, with one correction: transformers' classification heads ignore
+        ``num_items_in_batch`` for regression and multi-label losses (per-micro-batch means), which
+        Trainer would then over-weight by the accumulation steps. MaskSub keeps accumulation exact.
+        """
         if self.loss_is_scaled_for_ga is not None:
             return self.loss_is_scaled_for_ga
-        return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+        if self.compute_loss_func is not None or (self.label_smoother is not None and num_items_in_batch is not None):
+            return True
+        problem_type = getattr(self.accelerator.unwrap_model(self.model).config, "problem_type", None)
+        if problem_type in ("regression", "multi_label_classification"):
+            return False
+        return self.model_accepts_loss_kwargs and num_items_in_batch is not None
 
     def _scale_for_accumulation(self, loss, scaled_for_ga):
         if self.args.n_gpu > 1:

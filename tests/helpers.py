@@ -1,0 +1,90 @@
+"""Tiny offline models, datasets and a gradient probe shared by the tests."""
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification, TrainerCallback, ViTConfig, ViTForImageClassification
+
+from masksub_hf import MaskSubTrainingArguments
+
+IMAGE_SIZE, PATCH_SIZE = 32, 8
+NUM_PATCHES = (IMAGE_SIZE // PATCH_SIZE) ** 2
+
+
+def tiny_vit(num_labels=3, problem_type=None, seed=0):
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=num_labels,
+        problem_type=problem_type,
+    )
+    return ViTForImageClassification(config)
+
+
+def tiny_bert(num_labels=2, seed=0, vocab_size=64):
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config)
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def image_items(num_samples, labels, num_keep, seed=0):
+    """Samples with their own precomputed keep indices, so a reference can apply the same masks."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(num_samples, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    keep = torch.rand(num_samples, NUM_PATCHES, generator=generator).argsort(dim=1)[:, :num_keep].sort(dim=1).values
+    return [
+        {"pixel_values": pixels[i], "labels": labels[i], "masksub_keep_indices": keep[i]} for i in range(num_samples)
+    ]
+
+
+def training_args(output_dir, **overrides):
+    defaults = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        seed=0,
+        disable_tqdm=True,
+    )
+    defaults.update(overrides)
+    return MaskSubTrainingArguments(**defaults)
+
+
+class GradientProbe(TrainerCallback):
+    """Copies every parameter's gradient right before the optimizer step (after Trainer's clipping)."""
+
+    def __init__(self):
+        self.gradients = []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.gradients.append({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
