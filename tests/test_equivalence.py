@@ -132,3 +132,26 @@ def test_branch_weights(tmp_path):
     expected = reference_gradients(copy.deepcopy(model), items, "ce", weights=(0.75, 0.25))
     actual = trainer_gradients(tmp_path, model, items, masksub_main_weight=0.75, masksub_sub_weight=0.25)
     assert_same_gradients(actual, expected)
+
+
+def test_text_gradients_match_reference(tmp_path):
+    """BERT-family: the sub branch reads ``masksub_input_ids`` in place of ``input_ids``."""
+    from helpers import tiny_bert
+
+    model = tiny_bert(num_labels=2)
+    generator = torch.Generator().manual_seed(3)
+    input_ids = torch.randint(5, 64, (NUM_SAMPLES, 12), generator=generator)
+    masked_ids = input_ids.masked_fill(torch.rand(input_ids.shape, generator=generator) < 0.15, 4)
+    labels = torch.randint(0, 2, (NUM_SAMPLES,), generator=generator)
+    items = [
+        {"input_ids": input_ids[i], "attention_mask": torch.ones(12, dtype=torch.long), "labels": labels[i],
+         "masksub_input_ids": masked_ids[i]}
+        for i in range(NUM_SAMPLES)
+    ]
+    reference = copy.deepcopy(model)
+    main_logits = reference(input_ids=input_ids).logits
+    sub_logits = reference(input_ids=masked_ids).logits
+    main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
+    (0.5 * main_loss_fn(main_logits, labels) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
+    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    assert_same_gradients(trainer_gradients(tmp_path, model, items), expected)

