@@ -1,0 +1,138 @@
+import json
+
+import pytest
+import torch
+from helpers import ListDataset, image_items, tiny_bert, tiny_vit, training_args
+from safetensors.torch import load_file
+from transformers import AutoModelForImageClassification, CLIPConfig, CLIPForImageClassification, Trainer
+
+from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
+
+
+def labelled_items(n=16, seed=0):
+    return image_items(n, torch.arange(n) % 3, num_keep=8, seed=seed)
+
+
+def without_masks(items):
+    return [{k: v for k, v in item.items() if not k.startswith("masksub_")} for item in items]
+
+
+def test_ratio_zero_is_exactly_trainer(tmp_path):
+    items = labelled_items()
+    baseline, masksub_off = tiny_vit(), tiny_vit()
+    common = dict(per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2)
+    Trainer(model=baseline, args=training_args(tmp_path / "a", **common),
+            train_dataset=ListDataset(without_masks(items))).train()
+    # The MaskSub trainer even gets batches carrying masks; at ratio 0 they are ignored.
+    MaskSubTrainer(model=masksub_off, args=training_args(tmp_path / "b", masksub_ratio=0.0, **common),
+                   train_dataset=ListDataset(items)).train()
+    for (name, a), (_, b) in zip(baseline.named_parameters(), masksub_off.named_parameters()):
+        assert torch.equal(a, b), name
+    assert "masksub" not in (masksub_off.model_tags or [])
+
+
+def test_logs_carry_both_branch_losses(tmp_path, monkeypatch):
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    model = tiny_vit()
+    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=4, logging_steps=2,
+                         gradient_accumulation_steps=2, report_to="tensorboard")
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled_items(32)))
+    trainer.train()
+    trainer.save_state()
+    logged = [entry for entry in json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
+              if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert entry["main_loss"] > 0 and entry["sub_loss"] > 0
+        assert entry["loss"] == pytest.approx(0.5 * entry["main_loss"] + 0.5 * entry["sub_loss"], abs=1e-5)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"train/main_loss", "train/sub_loss", "train/loss"} <= set(events.Tags()["scalars"])
+    assert "masksub" in model.model_tags
+
+
+def sequence_lengths_seen(model):
+    """Record the token count entering the first encoder layer on every forward."""
+    lengths = []
+    model.vit.layers[0].register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+    return lengths
+
+
+def test_masks_are_drawn_when_the_batch_has_none(tmp_path):
+    model = tiny_vit()
+    lengths = sequence_lengths_seen(model)
+    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=2)
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(without_masks(labelled_items()))).train()
+    assert lengths == [17, 9, 17, 9]  # main: CLS + 16 patches; sub: CLS + 8 kept patches
+
+
+def test_evaluation_and_prediction_never_run_a_sub_branch(tmp_path):
+    model = tiny_vit()
+    args = training_args(tmp_path, per_device_train_batch_size=4, per_device_eval_batch_size=4, max_steps=1)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled_items()),
+                             data_collator=MaskSubImageCollator(model))
+    trainer.train()
+    lengths = sequence_lengths_seen(model)
+    eval_items = without_masks(labelled_items(8, seed=1))
+    metrics = trainer.evaluate(ListDataset(eval_items))
+    predictions = trainer.predict(ListDataset(eval_items))
+    assert lengths == [17] * 4  # 2 eval + 2 predict batches, one full forward each
+    assert "eval_loss" in metrics and predictions.predictions.shape == (8, 3)
+
+
+def test_saved_model_reloads_in_plain_transformers(tmp_path):
+    model = tiny_vit()
+    args = training_args(tmp_path / "run", per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled_items()))
+    trainer.train()
+    trainer.save_model(str(tmp_path / "export"))
+    assert not model.vit.embeddings._forward_hooks
+    tiny_vit().save_pretrained(tmp_path / "untouched")  # what transformers itself writes for this model
+    saved_keys = set(load_file(str(tmp_path / "export" / "model.safetensors")))
+    assert saved_keys == set(load_file(str(tmp_path / "untouched" / "model.safetensors")))
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "export").eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=pixels).logits, model(pixel_values=pixels).logits)
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    model = tiny_vit()
+    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=2, logging_steps=1, bf16=True)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled_items()))
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert all(torch.isfinite(torch.tensor([e["main_loss"], e["sub_loss"]])).all() for e in logged)
+    assert trainer.accelerator.mixed_precision == "bf16"
+
+
+def test_clip_vision_tower_token_drop(tmp_path):
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=2),
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+        num_labels=3,
+    )
+    model = CLIPForImageClassification(config)
+    lengths = []
+    model.vision_model.encoder.layers[0].register_forward_pre_hook(lambda m, a, kw: lengths.append(
+        (a[0] if a else kw["hidden_states"]).shape[1]), with_kwargs=True)
+    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=1)
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(without_masks(labelled_items()))).train()
+    assert lengths == [17, 9]
+
+
+def test_unsupported_model_is_refused_with_its_name(tmp_path):
+    with pytest.raises(ValueError, match="BertForSequenceClassification"):
+        MaskSubTrainer(model=tiny_bert(), args=training_args(tmp_path, masksub_mode="tokens"))
+
+
+def test_plain_training_arguments_are_refused(tmp_path):
+    from transformers import TrainingArguments
+
+    with pytest.raises(TypeError, match="MaskSubTrainingArguments"):
+        MaskSubTrainer(model=tiny_vit(), args=TrainingArguments(output_dir=str(tmp_path)))
