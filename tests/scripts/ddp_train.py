@@ -1,0 +1,70 @@
+"""Train a tiny ViT with MaskSubTrainer for the distributed test; run under `accelerate launch` or plain python.
+
+Writes the final parameters and the number of DDP gradient all-reduces (bucket calls of a counting
+comm hook) per optimizer step to --result_file. With --expect_processes 2 it asserts the run really is
+2 gloo processes (MULTI_CPU), not a process training alone.
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate.utils import DistributedType
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.nn.parallel import DistributedDataParallel
+from transformers import HfArgumentParser
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import ListDataset, image_items, tiny_vit  # noqa: E402
+
+from masksub_hf import MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
+
+
+@dataclass
+class RunArguments:
+    result_file: str
+    expect_processes: int = 1
+
+
+class AllReduceCountingTrainer(MaskSubTrainer):
+    """Counts gradient all-reduce calls made by DDP (one per bucket per synchronising backward)."""
+
+    allreduce_calls = 0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if isinstance(model, DistributedDataParallel) and not getattr(model, "_counting", False):
+            model.register_comm_hook(None, self._count_allreduce)
+            model._counting = True
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def _count_allreduce(self, state, bucket):
+        self.allreduce_calls += 1
+        return default_hooks.allreduce_hook(None, bucket)
+
+
+def main():
+    run_args, args = HfArgumentParser((RunArguments, MaskSubTrainingArguments)).parse_args_into_dataclasses()
+    model = tiny_vit(seed=0)
+    # Every sample carries its own mask, so 1 and 2 processes apply the same masks to the same samples.
+    items = image_items(8, torch.arange(8) % 3, num_keep=8, seed=0)
+    trainer = AllReduceCountingTrainer(model=model, args=args, train_dataset=ListDataset(items))
+    if run_args.expect_processes == 2:
+        assert trainer.accelerator.distributed_type == DistributedType.MULTI_CPU, trainer.accelerator.distributed_type
+        assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
+    trainer.train()
+    if trainer.is_world_process_zero():
+        torch.save(
+            {
+                "parameters": {n: p.detach().clone() for n, p in model.named_parameters()},
+                "allreduce_calls_per_step": trainer.allreduce_calls / trainer.state.global_step,
+                "distributed_type": str(trainer.accelerator.distributed_type),
+                "num_processes": trainer.accelerator.num_processes,
+                "log_history": trainer.state.log_history,
+            },
+            run_args.result_file,
+        )
+
+
+if __name__ == "__main__":
+    main()
