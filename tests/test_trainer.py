@@ -136,3 +136,48 @@ def test_plain_training_arguments_are_refused(tmp_path):
 
     with pytest.raises(TypeError, match="MaskSubTrainingArguments"):
         MaskSubTrainer(model=tiny_vit(), args=TrainingArguments(output_dir=str(tmp_path)))
+
+
+def test_main_backward_never_syncs_and_sub_backward_syncs_once_per_step(tmp_path):
+    """Accelerate's sync flag at each backward: DeepSpeed steps its engine, and DDP/FSDP all-reduce, only when set."""
+    model = tiny_vit()
+    args = training_args(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=2)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled_items()))
+    flags, backward = [], trainer.accelerator.backward
+    trainer.accelerator.backward = lambda loss, **kw: (flags.append(trainer.accelerator.sync_gradients),
+                                                       backward(loss, **kw))
+    trainer.train()
+    # per micro-batch: (main, sub); per optimizer step: 2 micro-batches; sync only on the last sub backward
+    assert flags == [False, False, False, True] * 2
+
+
+def test_models_never_receive_mask_keys(tmp_path):
+    model = tiny_vit()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
+    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=2)
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled_items()),
+                   data_collator=MaskSubImageCollator(model)).train()
+    assert len(seen) == 4 and not any(key.startswith("masksub_") for keys in seen for key in keys)
+
+
+@pytest.mark.parametrize("model_class", ["DeiTForImageClassification", "DeiTForImageClassificationWithTeacher"])
+def test_deit_keeps_cls_and_distillation_tokens(model_class):
+    import transformers
+
+    from masksub_hf import masking_for
+
+    config = transformers.DeiTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64, num_labels=3)
+    model = getattr(transformers, model_class)(config).eval()
+    masking = masking_for(model, "auto", 0.5)
+    pixels = torch.randn(2, 3, 32, 32)
+    keep = masking.draw({"pixel_values": pixels})
+    full = model.deit.embeddings(pixels)
+    lengths = []
+    model.deit.layers[0].register_forward_pre_hook(lambda m, a: lengths.append(a[0].shape[1]))
+    with masking.apply(model, {"pixel_values": pixels}, keep) as sub_inputs:
+        dropped = model.deit.embeddings(pixels)
+        logits = model(**sub_inputs).logits
+    torch.testing.assert_close(dropped[:, :2], full[:, :2])
+    assert lengths == [2 + 8] and logits.shape == (2, 3)
