@@ -7,6 +7,15 @@ from masksub_hf import MaskSubTrainingArguments
 
 IMAGE_SIZE, PATCH_SIZE = 32, 8
 NUM_PATCHES = (IMAGE_SIZE // PATCH_SIZE) ** 2
+# Two small layers without dropout, so a reference computation sees exactly what the trainer sees.
+TINY_ENCODER = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
 
 
 def tiny_vit(num_labels=3, problem_type=None, seed=0):
@@ -14,12 +23,7 @@ def tiny_vit(num_labels=3, problem_type=None, seed=0):
     config = ViTConfig(
         image_size=IMAGE_SIZE,
         patch_size=PATCH_SIZE,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **TINY_ENCODER,
         num_labels=num_labels,
         problem_type=problem_type,
     )
@@ -30,13 +34,8 @@ def tiny_bert(num_labels=2, seed=0, vocab_size=64):
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
         max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **TINY_ENCODER,
         num_labels=num_labels,
     )
     return BertForSequenceClassification(config)
