@@ -25,8 +25,10 @@ class MaskSubTrainingArguments(TrainingArguments):
     masksub_mode: str = field(
         default="auto",
         metadata={
-            "help": "How the sub branch is masked. 'auto' picks by model family: patch-token drop for "
-            "ViT/DeiT/CLIP vision, [MASK] replacement for BERT-family text models.",
+            "help": "How the sub branch is masked. 'auto' picks by model family: 'tokens' (patch-token drop: "
+            "ViT/DeiT/CLIP vision/timm ViT), 'pixels' (zero-filled blocks: ResNet/ConvNeXt/timm CNNs), "
+            "'mask_token' (Swin/BEiT), 'text' ([MASK]: BERT family). 'dropout' (DropSub) and 'droppath' "
+            "(PathSub) work for any model.",
             "choices": list(MASKSUB_MODES),
         },
     )
@@ -36,6 +38,13 @@ class MaskSubTrainingArguments(TrainingArguments):
             "help": "Sub-branch loss against the detached main output. 'auto' reads config.problem_type: "
             "soft cross-entropy (single-label), BCE with sigmoid targets (multi-label), MSE (regression).",
             "choices": list(MASKSUB_LOSSES),
+        },
+    )
+    masksub_block_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pixels per masked block for the 'pixels' and 'mask_token' modes "
+            "(default: the paper's 32 px at 224 px, scaled with the input size)."
         },
     )
     masksub_main_weight: float = field(
@@ -53,6 +62,10 @@ class MaskSubTrainingArguments(TrainingArguments):
             raise ValueError(f"masksub_mode must be one of {list(MASKSUB_MODES)}, got {self.masksub_mode!r}.")
         if self.masksub_loss not in MASKSUB_LOSSES:
             raise ValueError(f"masksub_loss must be one of {list(MASKSUB_LOSSES)}, got {self.masksub_loss!r}.")
+        if self.masksub_block_size is not None and not (
+            isinstance(self.masksub_block_size, int) and self.masksub_block_size > 0
+        ):
+            raise ValueError(f"masksub_block_size must be a positive integer, got {self.masksub_block_size!r}.")
         for name in ("masksub_main_weight", "masksub_sub_weight"):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):

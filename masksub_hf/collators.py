@@ -5,9 +5,9 @@ forward, so models never see it. Masks come from torch's global RNG unless a ``g
 so ``--seed`` (and Trainer's RNG checkpointing) makes them reproducible.
 """
 
-from transformers import DataCollatorWithPadding, PreTrainedModel, default_data_collator
+from transformers import DataCollatorWithPadding, default_data_collator
 
-from .masking import TokenMasking, image_masking_for
+from .masking import TokenMasking, masking_for, timm_model_of
 
 
 class _MaskingCollator:
@@ -20,24 +20,33 @@ class _MaskingCollator:
 
     def __call__(self, features):
         batch = self.base_collator(features)
-        batch[self.masking.key] = self.masking.draw(batch, self.generator)
+        if self.masking.key is not None:
+            batch[self.masking.key] = self.masking.draw(batch, self.generator)
         return batch
 
 
 class MaskSubImageCollator(_MaskingCollator):
     """Wrap an image collator and add a per-sample patch mask for the model's patch grid.
 
+    The mask fits the family ``mode`` picks (``auto``: by model family): patch keep-indices for ViTs,
+    a block mask for CNNs (zero-filled pixels) and Swin/BEiT (mask token), nothing for DropSub/PathSub.
+
     Args:
-        model_or_config: the model (or its config); image size, patch size and prefix tokens come from it.
-        ratio: fraction of patch tokens the sub branch drops (exact count in every sample).
+        model_or_config: the model, or its transformers config; a timm model must be passed itself.
+        ratio: fraction of the patch tokens / blocks the sub branch loses (exact count in every sample).
         mode: masking mode, as ``MaskSubTrainingArguments.masksub_mode``.
         base_collator: builds ``pixel_values``/``labels``; defaults to ``default_data_collator``.
         generator: optional ``torch.Generator`` for the masks.
+        block_size: pixels per masked block for ``pixels``/``mask_token`` (default: 32 at 224 px, scaled).
     """
 
-    def __init__(self, model_or_config, ratio: float = 0.5, mode: str = "auto", base_collator=None, generator=None):
-        config = model_or_config.config if isinstance(model_or_config, PreTrainedModel) else model_or_config
-        super().__init__(image_masking_for(config, mode, ratio), base_collator or default_data_collator, generator)
+    def __init__(self, model_or_config, ratio: float = 0.5, mode: str = "auto", base_collator=None,
+                 generator=None, block_size=None):
+        # A transformers model is read through its config, so the collator never owns a mask token.
+        if timm_model_of(model_or_config) is None:
+            model_or_config = getattr(model_or_config, "config", model_or_config)
+        masking = masking_for(model_or_config, mode, ratio, block_size=block_size)
+        super().__init__(masking, base_collator or default_data_collator, generator)
 
 
 class MaskSubTextCollator(_MaskingCollator):

@@ -12,17 +12,21 @@ prediction are Trainer's too: no sub branch.
 """
 
 import contextlib
+import os
 
 import torch
 from accelerate.utils import DistributedType
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.distributed.fsdp import is_fsdp_managed_module
 
 from .arguments import MaskSubTrainingArguments
+from .functional import sub_branch_loss
 from .losses import sub_loss_for
 from .masking import MASK_KEY_PREFIX, masking_for
 
 MASKSUB_TAG = "masksub"
+MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
 
 
 def split_masks(inputs):
@@ -48,16 +52,58 @@ class MaskSubTrainer(Trainer):
         self.masking = None
         if args.masksub_ratio > 0:
             unwrapped = self.accelerator.unwrap_model(self.model)
-            self.masking = masking_for(unwrapped, args.masksub_mode, args.masksub_ratio, self.processing_class)
+            self.masking = masking_for(
+                unwrapped, args.masksub_mode, args.masksub_ratio, self.processing_class, args.masksub_block_size
+            )
             if hasattr(unwrapped, "add_model_tags"):
                 unwrapped.add_model_tags([MASKSUB_TAG])
         # Running sums since the last log: (main loss, sub loss, optimizer steps), on device (no host sync).
         self._masksub_log_sums = None
 
+    def _owned_parameters(self):
+        return self.masking.parameters() if self.masking is not None else []
+
+    def create_optimizer(self, model=None):
+        # A MaskSub-owned mask token trains with the model, without weight decay (like timm's tokens).
+        optimizer = super().create_optimizer(model)
+        owned = self._owned_parameters()
+        if owned and not any(p is owned[0] for group in optimizer.param_groups for p in group["params"]):
+            optimizer.add_param_group({"params": owned, "weight_decay": 0.0})
+        return optimizer
+
+    def _sync_owned_gradients(self):
+        # The owned mask token lives outside the DDP-wrapped model: average its gradient by hand, once.
+        if self.accelerator.sync_gradients and self.accelerator.num_processes > 1:
+            for parameter in self._owned_parameters():
+                if parameter.grad is not None:
+                    parameter.grad = self.accelerator.reduce(parameter.grad, reduction="mean")
+
+    def _clip_grad_norm(self, model):
+        owned = self._owned_parameters()
+        if not owned:
+            return super()._clip_grad_norm(model)
+        return self.accelerator.clip_grad_norm_([*model.parameters(), *owned], self.args.max_grad_norm)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        owned = self._owned_parameters()
+        if owned and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            torch.save([p.detach().cpu() for p in owned], os.path.join(folder, MASKSUB_STATE_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, MASKSUB_STATE_NAME)
+        owned = self._owned_parameters()
+        if owned and os.path.isfile(path):
+            with torch.no_grad():
+                for parameter, saved in zip(owned, torch.load(path, weights_only=True)):
+                    parameter.copy_(saved)
+
     def _set_signature_columns_if_needed(self):
         # Keep a dataset's own precomputed mask column, which the model's signature does not name.
         super()._set_signature_columns_if_needed()
-        if self.masking is not None and self.masking.key not in self._signature_columns:
+        if self.masking is not None and self.masking.key and self.masking.key not in self._signature_columns:
             self._signature_columns.append(self.masking.key)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -69,7 +115,7 @@ class MaskSubTrainer(Trainer):
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
-        mask = masks.get(self.masking.key)
+        mask = masks.get(self.masking.key) if self.masking.key else None
         if mask is None:
             mask = self.masking.draw(inputs)
         unwrapped = self.accelerator.unwrap_model(model)
@@ -86,12 +132,12 @@ class MaskSubTrainer(Trainer):
             self._backward(args.masksub_main_weight * main_loss)
 
         sub_inputs = {k: v for k, v in inputs.items() if k not in ("labels", *self.label_names)}
-        with self.masking.apply(unwrapped, sub_inputs, mask) as sub_inputs:
-            with self.compute_loss_context_manager():
-                sub_logits = model(**sub_inputs)["logits"]
-        sub_loss = sub_loss_for(args.masksub_loss, unwrapped.config)(sub_logits, main_logits)
+        loss_fn = sub_loss_for(args.masksub_loss, unwrapped.config)
+        sub_loss = sub_branch_loss(model, sub_inputs, main_logits, self.masking, mask, loss_fn,
+                                   forward_context=self.compute_loss_context_manager)
         sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=False)
         self._backward(args.masksub_sub_weight * sub_loss)
+        self._sync_owned_gradients()
 
         main_loss, sub_loss = main_loss.detach(), sub_loss.detach()
         self._accumulate_branch_losses(main_loss, sub_loss)

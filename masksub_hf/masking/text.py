@@ -8,7 +8,7 @@ import contextlib
 
 import torch
 
-from .counts import num_masked
+from .base import Masking, num_masked
 
 
 def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, ratio, generator=None):
@@ -25,7 +25,7 @@ def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, rat
     return input_ids.masked_fill(masked, mask_token_id)
 
 
-class TokenMasking:
+class TokenMasking(Masking):
     """Sub-branch input ids with ``[MASK]`` in place of a ``ratio`` of the tokens."""
 
     key = "masksub_input_ids"

@@ -1,14 +1,20 @@
 """ViT-family masking: drop patch tokens after the position embedding (MAE style).
 
-Prefix tokens (CLS, DeiT's distillation token) are always kept. The sub branch then runs on
-``(1 - ratio)`` of the patch tokens, which is why it costs about half a full pass at ratio 0.5.
+Prefix tokens (CLS, DeiT's distillation token, timm's register tokens) are always kept. The sub
+branch then runs on ``(1 - ratio)`` of the patch tokens, which is why it costs about half a full pass
+at ratio 0.5. Where the tokens are dropped:
+
+- transformers ViT / DeiT / CLIP vision: the output of the embeddings module;
+- timm ``VisionTransformer`` (bare or in ``TimmWrapperForImageClassification``): timm's own
+  patch-dropout slot (``model.patch_drop``), which sits right after the position embedding; the
+  slot's input is used, so a model built with ``patch_drop_rate`` is not dropped twice.
 """
 
 import contextlib
 
 import torch
 
-from .counts import num_masked
+from .base import Masking, num_masked
 
 # config.model_type -> (embeddings module class, number of prefix tokens, sub-config holding the grid)
 TOKEN_DROP_FAMILIES = {
@@ -29,15 +35,19 @@ def random_keep_indices(batch_size: int, num_patches: int, num_keep: int, genera
     return noise.argsort(dim=1)[:, :num_keep].sort(dim=1).values
 
 
-class PatchTokenDrop:
-    """Keep a random ``1 - ratio`` of the patch tokens that leave the model's embeddings module."""
+def is_timm_vit(timm_model) -> bool:
+    return all(hasattr(timm_model, name) for name in ("patch_drop", "num_prefix_tokens", "patch_embed"))
+
+
+class PatchTokenDrop(Masking):
+    """Keep a random ``1 - ratio`` of the patch tokens at the model's token-drop point."""
 
     key = "masksub_keep_indices"
 
-    def __init__(self, num_patches: int, num_prefix_tokens: int, embeddings_class: str, ratio: float):
+    def __init__(self, num_patches: int, num_prefix_tokens: int, ratio: float, embeddings_class: str | None = None):
         self.num_patches = num_patches
         self.num_prefix_tokens = num_prefix_tokens
-        self.embeddings_class = embeddings_class
+        self.embeddings_class = embeddings_class  # None: timm's patch_drop slot
         self.num_keep = num_patches - min(num_masked(num_patches, ratio), num_patches - 1)
 
     @classmethod
@@ -47,13 +57,20 @@ class PatchTokenDrop:
         height, width = _pair(vision_config.image_size)
         patch_height, patch_width = _pair(vision_config.patch_size)
         num_patches = (height // patch_height) * (width // patch_width)
-        return cls(num_patches, num_prefix_tokens, embeddings_class, ratio)
+        return cls(num_patches, num_prefix_tokens, ratio, embeddings_class)
+
+    @classmethod
+    def from_timm(cls, timm_model, ratio: float) -> "PatchTokenDrop":
+        grid_h, grid_w = timm_model.patch_embed.grid_size
+        return cls(grid_h * grid_w, timm_model.num_prefix_tokens, ratio)
 
     def draw(self, batch, generator=None) -> torch.Tensor:
         batch_size = batch["pixel_values"].shape[0]
         return random_keep_indices(batch_size, self.num_patches, self.num_keep, generator)
 
-    def _embeddings(self, model):
+    def _drop_point(self, model):
+        if self.embeddings_class is None:
+            return getattr(model, "timm_model", model).patch_drop
         for module in model.modules():
             if type(module).__name__ == self.embeddings_class:
                 return module
@@ -62,17 +79,19 @@ class PatchTokenDrop:
     @contextlib.contextmanager
     def apply(self, model, inputs, keep_indices: torch.Tensor):
         prefix = self.num_prefix_tokens
+        use_input = self.embeddings_class is None
 
         def drop_tokens(module, args, output):
-            if output.shape[1] != prefix + self.num_patches:
+            tokens = args[0] if use_input else output
+            if tokens.shape[1] != prefix + self.num_patches:
                 raise ValueError(
-                    f"MaskSub expected {prefix}+{self.num_patches} tokens from the model config's image and patch "
-                    f"size, got {output.shape[1]}; feed images of the config's image_size."
+                    f"MaskSub expected {prefix}+{self.num_patches} tokens from the model's image and patch "
+                    f"size, got {tokens.shape[1]}; feed images of the size the model was built for."
                 )
-            index = keep_indices.to(output.device).unsqueeze(-1).expand(-1, -1, output.shape[-1])
-            return torch.cat([output[:, :prefix], output[:, prefix:].gather(1, index)], dim=1)
+            index = keep_indices.to(tokens.device).unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+            return torch.cat([tokens[:, :prefix], tokens[:, prefix:].gather(1, index)], dim=1)
 
-        handle = self._embeddings(model).register_forward_hook(drop_tokens)
+        handle = self._drop_point(model).register_forward_hook(drop_tokens)
         try:
             yield inputs
         finally:

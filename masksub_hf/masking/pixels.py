@@ -1,0 +1,32 @@
+"""CNN masking: zero-fill random blocks of pixels (ResNet, ConvNeXt, timm CNNs).
+
+CNNs keep their spatial layout, so masked blocks are filled with zeros (the normalised mean) rather
+than removed: the sub branch costs a full pass. ``ratio`` is the fraction of blocks *removed*.
+"""
+
+import contextlib
+
+from .base import Masking
+from .blocks import block_grid, default_block_size, expand_blocks, random_block_mask
+
+
+class PixelMasking(Masking):
+    key = "masksub_block_mask"
+
+    def __init__(self, ratio: float, block_size: int | None = None):
+        self.ratio = ratio
+        self.block_size = block_size
+
+    def _block(self, pixel_values):
+        return self.block_size or default_block_size(pixel_values.shape[-2])
+
+    def draw(self, batch, generator=None):
+        pixel_values = batch["pixel_values"]
+        grid = block_grid(*pixel_values.shape[-2:], self._block(pixel_values))
+        return random_block_mask(pixel_values.shape[0], *grid, self.ratio, generator)
+
+    @contextlib.contextmanager
+    def apply(self, model, inputs, block_mask):
+        pixel_values = inputs["pixel_values"]
+        masked = expand_blocks(block_mask.to(pixel_values.device), self._block(pixel_values), *pixel_values.shape[-2:])
+        yield {**inputs, "pixel_values": pixel_values.masked_fill(masked.unsqueeze(1), 0.0)}
