@@ -1,0 +1,260 @@
+"""Every image family: mask fraction and polarity, gradients vs an independent reference given the
+same mask, and a saved model that reloads in plain transformers / timm with identical outputs.
+
+References use the model's own code paths, never MaskSub's hooks: pixels are zeroed with
+``torch.kron``; Swin/BEiT get the mask token through transformers' own ``bool_masked_pos``; a timm
+ViT is run piece by piece with the kept tokens gathered by hand.
+"""
+
+import copy
+
+import pytest
+import timm
+import torch
+import transformers
+from helpers import GradientProbe, ListDataset
+from safetensors.torch import load_file
+from test_equivalence import REFERENCE_LOSSES, assert_same_gradients
+from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf.functional import masksub_step
+from masksub_hf.masking import PixelMasking, masking_for
+
+SIZE, BLOCK, NUM_SAMPLES = 32, 8, 8  # 8-px blocks: a 4 x 4 block grid, 8 of 16 masked at ratio 0.5
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.0)
+
+
+def hf_model(name):
+    torch.manual_seed(0)
+    configs = {
+        "resnet": transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                                            num_labels=3),
+        "convnext": transformers.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
+        "convnextv2": transformers.ConvNextV2Config(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
+        "swin": transformers.SwinConfig(image_size=SIZE, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                                        window_size=4, num_labels=3, **NO_DROPOUT),
+        "swinv2": transformers.Swinv2Config(image_size=SIZE, patch_size=4, embed_dim=16, depths=[1, 1],
+                                            num_heads=[1, 2], window_size=4, num_labels=3, **NO_DROPOUT),
+        "beit": transformers.BeitConfig(image_size=SIZE, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=64, num_labels=3,
+                                        use_mean_pooling=True, **NO_DROPOUT),
+    }
+    return transformers.AutoModelForImageClassification.from_config(configs[name])
+
+
+def timm_wrapper(architecture):
+    torch.manual_seed(0)
+    model_args = {
+        "vit_tiny_patch16_224": dict(img_size=SIZE, patch_size=8, embed_dim=32, depth=2, num_heads=2),
+        "resnet18": dict(layers=[1, 1, 1, 1], channels=(8, 16, 32, 64)),
+    }[architecture]
+    return TimmWrapperForImageClassification(TimmWrapperConfig(architecture=architecture, num_labels=3,
+                                                               model_args=model_args))
+
+
+def block_items(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(NUM_SAMPLES, 3, SIZE, SIZE, generator=generator)
+    labels = torch.randint(0, 3, (NUM_SAMPLES,), generator=generator)
+    masks = PixelMasking(0.5, BLOCK).draw({"pixel_values": pixels}, generator)
+    return [{"pixel_values": pixels[i], "labels": labels[i], "masksub_block_mask": masks[i]} for i in range(NUM_SAMPLES)]
+
+
+def stacked(items):
+    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+
+def patch_mask(block_mask, patches_per_block):
+    return torch.kron(block_mask.int(), torch.ones(patches_per_block, patches_per_block, dtype=torch.int)).bool()
+
+
+def reference_sub_logits(model, family, pixels, block_mask, mask_token=None):
+    if family in ("resnet", "convnext", "convnextv2"):
+        keep = 1 - patch_mask(block_mask, BLOCK).unsqueeze(1).float()
+        return model(pixel_values=pixels * keep).logits
+    backbone = getattr(model, family)
+    backbone.embeddings.mask_token = mask_token  # transformers' own masked-image path
+    patch = model.config.patch_size
+    masked = patch_mask(block_mask, BLOCK // patch).flatten(1)
+    return model.classifier(backbone(pixel_values=pixels, bool_masked_pos=masked).pooler_output)
+
+
+class TokenProbe(GradientProbe):
+    """Also keeps the gradient of the MaskSub-owned mask token, when there is one."""
+
+    def __init__(self, owned):
+        super().__init__()
+        self.owned = owned
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        super().on_pre_optimizer_step(args, state, control, model=model)
+        self.gradients[-1].update({f"owned.{i}": p.grad.clone() for i, p in enumerate(self.owned())})
+
+
+def one_step_trainer(tmp_path, model, items, **overrides):
+    args = MaskSubTrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no", max_steps=1,
+        per_device_train_batch_size=NUM_SAMPLES, max_grad_norm=0.0, masksub_ratio=0.5, masksub_block_size=BLOCK,
+        disable_tqdm=True, **overrides,
+    )
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items))
+    probe = TokenProbe(trainer._owned_parameters)
+    trainer.add_callback(probe)
+    return trainer, probe
+
+
+HF_BLOCK_FAMILIES = ["resnet", "convnext", "convnextv2", "swin", "swinv2", "beit"]
+
+
+@pytest.mark.parametrize("family", HF_BLOCK_FAMILIES)
+def test_block_families_match_reference_and_reload(tmp_path, family):
+    model = hf_model(family)
+    items = block_items()
+    reference = copy.deepcopy(model)
+    trainer, probe = one_step_trainer(tmp_path / "run", model, items)
+    owned = trainer._owned_parameters()
+    assert len(owned) == (1 if family in ("swin", "swinv2", "beit") else 0)
+    reference_token = torch.nn.Parameter(owned[0].detach().clone()) if owned else None
+
+    trainer.train()
+
+    batch = stacked(items)
+    main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
+    main_logits = reference(pixel_values=batch["pixel_values"]).logits
+    sub_logits = reference_sub_logits(reference, family, batch["pixel_values"], batch["masksub_block_mask"],
+                                      reference_token)
+    (0.5 * main_loss_fn(main_logits, batch["labels"]) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
+    if reference_token is not None:
+        getattr(reference, family).embeddings.mask_token = None
+    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    if reference_token is not None:
+        expected["owned.0"] = reference_token.grad
+    assert_same_gradients(probe.gradients[0], expected)
+
+    # The export is the model alone: same keys as transformers' own save, identical outputs on reload.
+    trainer.save_model(str(tmp_path / "export"))
+    hf_model(family).save_pretrained(tmp_path / "untouched")
+    assert set(load_file(str(tmp_path / "export/model.safetensors"))) == set(
+        load_file(str(tmp_path / "untouched/model.safetensors")))
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(tmp_path / "export").eval()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=batch["pixel_values"]).logits,
+                           model(pixel_values=batch["pixel_values"]).logits)
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
+def test_pixel_masking_zeroes_exactly_the_removed_fraction(ratio):
+    model = hf_model("resnet")
+    seen = []
+    model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["pixel_values"]), with_kwargs=True)
+    collator = MaskSubImageCollator(model, ratio=ratio, block_size=BLOCK)
+    batch = collator([{"pixel_values": torch.ones(3, SIZE, SIZE), "labels": 0} for _ in range(4)])
+    masking = masking_for(model, "auto", ratio, block_size=BLOCK)
+    with masking.apply(model, {"pixel_values": batch["pixel_values"]}, batch["masksub_block_mask"]) as sub_inputs:
+        model(**sub_inputs)
+    zero_fraction = (seen[0] == 0).float().mean(dim=(1, 2, 3))
+    assert torch.equal(zero_fraction, torch.full((4,), ratio))  # the fraction *removed* is the ratio
+
+
+def test_block_size_scales_with_the_input():
+    masking = PixelMasking(0.5)
+    assert masking.draw({"pixel_values": torch.zeros(2, 3, 224, 224)}).shape == (2, 7, 7)  # 32-px blocks
+    assert masking.draw({"pixel_values": torch.zeros(2, 3, 112, 112)}).shape == (2, 7, 7)  # 16-px blocks
+    grid = masking_for(hf_model("swin"), "auto", 0.5).draw({"pixel_values": torch.zeros(1, 3, 224, 224)})
+    assert grid.shape == (1, 7, 7) and int(grid.sum()) == 25  # 8x8-patch blocks, round(49 / 2)
+
+
+def test_owned_mask_token_trains_and_resumes_but_is_never_exported(tmp_path):
+    model = hf_model("swin")
+    args = MaskSubTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=2,
+                                    save_steps=1, per_device_train_batch_size=4, learning_rate=0.1,
+                                    disable_tqdm=True, masksub_block_size=BLOCK)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(block_items()))
+    (token,) = trainer._owned_parameters()
+    initial = token.detach().clone()
+    trainer.train()
+    assert not torch.equal(token, initial)  # the optimizer trains it
+    saved = torch.load(tmp_path / "checkpoint-2" / "masksub_state.pt")
+    assert torch.equal(saved[0], token.detach())
+    assert not any("mask_token" in key for key in load_file(str(tmp_path / "checkpoint-2/model.safetensors")))
+    assert model.swin.embeddings.mask_token is None and not model.swin.embeddings.norm._forward_hooks
+
+    resumed = MaskSubTrainer(model=hf_model("swin"), args=args, train_dataset=ListDataset(block_items()))
+    resumed._load_from_checkpoint(str(tmp_path / "checkpoint-1"))
+    assert torch.equal(resumed._owned_parameters()[0], torch.load(tmp_path / "checkpoint-1/masksub_state.pt")[0])
+
+
+def timm_vit_reference_logits(timm_model, pixels, keep_indices):
+    x = timm_model._pos_embed(timm_model.patch_embed(pixels))
+    kept = torch.stack([x[b, 1:][keep_indices[b]] for b in range(len(keep_indices))])
+    x = torch.cat([x[:, :1], kept], dim=1)
+    x = timm_model.norm(timm_model.blocks(timm_model.norm_pre(x)))
+    return timm_model.forward_head(x)
+
+
+def test_timm_vit_in_transformers_wrapper(tmp_path):
+    model = timm_wrapper("vit_tiny_patch16_224")
+    masking = masking_for(model, "auto", 0.5)
+    assert (masking.num_patches, masking.num_prefix_tokens, masking.num_keep) == (16, 1, 8)
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(NUM_SAMPLES, 3, SIZE, SIZE, generator=generator)
+    labels = torch.randint(0, 3, (NUM_SAMPLES,), generator=generator)
+    keep = masking.draw({"pixel_values": pixels}, generator)
+    items = [{"pixel_values": pixels[i], "labels": labels[i], "masksub_keep_indices": keep[i]}
+             for i in range(NUM_SAMPLES)]
+    reference = copy.deepcopy(model)
+    lengths = []
+    model.timm_model.blocks[0].register_forward_pre_hook(lambda m, a: lengths.append(a[0].shape[1]))
+    trainer, probe = one_step_trainer(tmp_path / "run", model, items)
+    trainer.train()
+    assert lengths == [17, 9]
+
+    main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
+    main_logits = reference(pixel_values=pixels).logits
+    sub_logits = timm_vit_reference_logits(reference.timm_model, pixels, keep)
+    (0.5 * main_loss_fn(main_logits, labels) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
+    assert_same_gradients(probe.gradients[0], {n: p.grad for n, p in reference.named_parameters()})
+
+    trainer.save_model(str(tmp_path / "export"))
+    reloaded = TimmWrapperForImageClassification.from_pretrained(tmp_path / "export").eval()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=pixels).logits, model(pixel_values=pixels).logits)
+
+
+def bare_timm_resnet():
+    torch.manual_seed(0)
+    return timm.create_model("resnet18", num_classes=3, layers=[1, 1, 1, 1], channels=(8, 16, 32, 64))
+
+
+def test_bare_timm_resnet_with_the_functional_api():
+    model = bare_timm_resnet()
+    masking = masking_for(model, "auto", 0.5, block_size=BLOCK)
+    assert isinstance(masking, PixelMasking)
+    batch = stacked(block_items())
+    reference = copy.deepcopy(model)
+
+    main_loss, sub_loss = masksub_step(model, {"pixel_values": batch["pixel_values"]}, batch["labels"],
+                                       torch.nn.functional.cross_entropy, masking, batch["masksub_block_mask"])
+
+    main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
+    main_logits = reference(batch["pixel_values"])
+    keep = 1 - patch_mask(batch["masksub_block_mask"], BLOCK).unsqueeze(1).float()
+    sub_logits = reference(batch["pixel_values"] * keep)
+    (0.5 * main_loss_fn(main_logits, batch["labels"]) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
+    assert_same_gradients({n: p.grad for n, p in model.named_parameters()},
+                          {n: p.grad for n, p in reference.named_parameters()})
+    assert main_loss > 0 and sub_loss > 0
+
+    # Nothing of MaskSub stays on the model: plain timm loads its weights strictly, same outputs.
+    fresh = bare_timm_resnet()
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(batch["pixel_values"]), model(batch["pixel_values"]))
+
+
+def test_timm_resnet_in_transformers_wrapper_gets_pixel_masking():
+    assert isinstance(masking_for(timm_wrapper("resnet18"), "auto", 0.5), PixelMasking)
