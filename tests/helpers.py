@@ -1,4 +1,8 @@
-"""Tiny offline models, datasets and a gradient probe shared by the tests."""
+"""Tiny offline models, datasets, a gradient probe and a 2-process launcher shared by the tests."""
+
+import os
+import subprocess
+import sys
 
 import torch
 from transformers import BertConfig, BertForSequenceClassification, TrainerCallback, ViTConfig, ViTForImageClassification
@@ -87,3 +91,16 @@ class GradientProbe(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         self.gradients.append({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
+
+
+def launch(script_args, processes=2, port=29517, timeout=600):
+    """Run a script under ``accelerate launch``: 2 gloo processes on CPU (pass ``--use_cpu`` to the script)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if processes > 1:
+        command += ["--multi_gpu", "--main_process_port", str(port)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command + [str(a) for a in script_args], capture_output=True, text=True, env=env,
+                               timeout=timeout)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed

@@ -5,14 +5,11 @@
   (masksub_ratio 0) makes, not twice as many.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_vit
+from helpers import launch, tiny_vit
 
 # SGD, not Adam: Adam normalises near-zero gradients (e.g. key biases) into full-size steps of noise.
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
@@ -23,18 +20,8 @@ COMMON = ["--use_cpu", "--report_to", "none", "--save_strategy", "no", "--per_de
 
 def run(tmp_path, name, processes, extra):
     result_file = tmp_path / f"{name}.pt"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch"]
-    if processes == 2:
-        launcher += ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                     "--dynamo_backend", "no", "--main_process_port", "29517"]
-    else:
-        launcher += ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-                     "--dynamo_backend", "no"]
-    command = launcher + [str(SCRIPT), "--output_dir", str(tmp_path / name), "--result_file", str(result_file),
-                          "--expect_processes", str(processes), *COMMON, *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    launch([SCRIPT, "--output_dir", tmp_path / name, "--result_file", result_file, "--expect_processes", processes,
+            *COMMON, *extra], processes=processes)
     return torch.load(result_file)
 
 

@@ -1,0 +1,47 @@
+"""The functional API (plain PyTorch / Accelerate loops) computes what MaskSubTrainer computes."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import GradientProbe, ListDataset, image_items, launch, tiny_vit, training_args
+from test_equivalence import assert_same_gradients
+from transformers import ViTForImageClassification
+
+from masksub_hf import MaskSubTrainer
+from masksub_hf.functional import masksub_step
+from masksub_hf.masking import masking_for
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "accelerate_loop.py"
+
+
+def test_functional_step_gives_the_trainers_gradients(tmp_path):
+    model = tiny_vit()
+    items = image_items(8, torch.arange(8) % 3, num_keep=8)
+    functional_model = copy.deepcopy(model)
+
+    probe = GradientProbe()
+    args = training_args(tmp_path, per_device_train_batch_size=8, max_steps=1)
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items), callbacks=[probe]).train()
+
+    batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+    masking = masking_for(functional_model, "auto", 0.5)
+    main_loss, sub_loss = masksub_step(functional_model, {"pixel_values": batch["pixel_values"]}, batch["labels"],
+                                       F.cross_entropy, masking, batch["masksub_keep_indices"])
+    functional_gradients = {n: p.grad for n, p in functional_model.named_parameters() if p.grad is not None}
+    assert_same_gradients(functional_gradients, probe.gradients[0])
+    assert torch.isfinite(main_loss) and torch.isfinite(sub_loss)
+
+
+@pytest.mark.slow
+def test_accelerate_loop_example_on_two_processes(tmp_path):
+    launch([EXAMPLE, "--use_cpu", "--output_dir", tmp_path, "--max_train_samples", "256", "--max_eval_samples", "128",
+            "--per_device_train_batch_size", "32"], port=29519)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["distributed_type"] == "DistributedType.MULTI_CPU" and results["num_processes"] == 2
+    assert results["eval_samples"] == 128 and 0.0 <= results["eval_accuracy"] <= 1.0
+    assert results["final_main_loss"] > 0 and results["final_sub_loss"] > 0
+    ViTForImageClassification.from_pretrained(tmp_path)  # a plain transformers model
