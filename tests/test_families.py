@@ -258,3 +258,22 @@ def test_bare_timm_resnet_with_the_functional_api():
 
 def test_timm_resnet_in_transformers_wrapper_gets_pixel_masking():
     assert isinstance(masking_for(timm_wrapper("resnet18"), "auto", 0.5), PixelMasking)
+
+
+@pytest.mark.parametrize("family", ["swin", "beit"])
+@pytest.mark.parametrize("ratio", [0.25, 0.75])
+def test_mask_token_replaces_exactly_the_removed_fraction(family, ratio):
+    model = hf_model(family)
+    masking = masking_for(model, "auto", ratio, block_size=BLOCK)
+    (token,) = masking.parameters()
+    pixels = torch.randn(4, 3, SIZE, SIZE)
+    block_mask = masking.draw({"pixel_values": pixels})
+    embeddings = getattr(model, family).embeddings
+    patch_output = getattr(embeddings, "norm" if family == "swin" else "patch_embeddings")
+    seen = []
+    with masking.apply(model, {"pixel_values": pixels}, block_mask):
+        # registered after MaskSub's hook, so it sees the patch sequence with the tokens inserted
+        patch_output.register_forward_hook(lambda m, a, output: seen.append(output.detach()))
+        model(pixel_values=pixels)
+    is_token = (seen[0] == token.detach()).all(dim=-1)
+    assert torch.equal(is_token.float().mean(dim=1), torch.full((4,), ratio))
