@@ -23,10 +23,17 @@ from transformers.distributed.fsdp import is_fsdp_managed_module
 from .arguments import MaskSubTrainingArguments
 from .functional import sub_branch_loss
 from .losses import sub_loss_for
-from .masking import MASK_KEY_PREFIX, masking_for
+from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
 
 MASKSUB_TAG = "masksub"
 MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
+PAPER_CITATION = """@inproceedings{heo2025masksub,
+  title     = {Masking meets Supervision: A Strong Learning Alliance},
+  author    = {Heo, Byeongho and Kim, Taekyung and Yun, Sangdoo and Han, Dongyoon},
+  booktitle = {CVPR},
+  year      = {2025},
+  note      = {arXiv:2306.11339}
+}"""
 
 
 def split_masks(inputs):
@@ -210,6 +217,42 @@ class MaskSubTrainer(Trainer):
                 logs["main_loss"] = main_sum / steps
                 logs["sub_loss"] = sub_sum / steps
         super().log(logs, start_time)
+
+    def masksub_settings(self):
+        """The MaskSub settings of this run, as they go into the model card."""
+        args = self.args
+        mode = args.masksub_mode
+        if mode == "auto":
+            mode = f"auto ({auto_mode(self.accelerator.unwrap_model(self.model))})"
+        return {
+            "masksub_ratio": args.masksub_ratio,
+            "masksub_mode": mode,
+            "masksub_loss": args.masksub_loss,
+            "masksub_main_weight": args.masksub_main_weight,
+            "masksub_sub_weight": args.masksub_sub_weight,
+            "masksub_block_size": args.masksub_block_size or "default (32 px at 224 px)",
+        }
+
+    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
+                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
+        """Trainer's model card, plus the ``masksub`` tag, the MaskSub settings and the paper (TRL style)."""
+        if self.masking is not None:
+            tags = [tags] if isinstance(tags, str) else list(tags or [])
+            tags += [MASKSUB_TAG] if MASKSUB_TAG not in tags else []
+        super().create_model_card(language=language, license=license, tags=tags, model_name=model_name,
+                                  finetuned_from=finetuned_from, tasks=tasks, dataset_tags=dataset_tags,
+                                  dataset=dataset, dataset_args=dataset_args)
+        if self.masking is None or not self.is_world_process_zero():
+            return
+        rows = "\n".join(f"| `{name}` | {value} |" for name, value in self.masksub_settings().items())
+        section = (
+            "\n## MaskSub\n\nTrained with [MaskSub](https://arxiv.org/abs/2306.11339) (masksub-hf): a sub branch "
+            "sharing the model's weights sees a masked copy of each batch and learns the main branch's detached "
+            "output; evaluation uses the main model only.\n\n| setting | value |\n|---|---|\n"
+            f"{rows}\n\n### Citation\n\n```bibtex\n{PAPER_CITATION}\n```\n"
+        )
+        with open(os.path.join(self.args.output_dir, "README.md"), "a") as card:
+            card.write(section)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         # Evaluation never runs a sub branch; an eval batch from a MaskSub collator just loses its mask.

@@ -1,0 +1,139 @@
+"""What the ``run_*.py`` scripts share: argument dataclasses, parsing, one-line user errors and the
+train / evaluate / model card / push tail, as in transformers' example scripts."""
+
+import functools
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import transformers
+from accelerate import PartialState
+from transformers import HfArgumentParser
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger("masksub_hf")
+
+
+class UserInputError(ValueError):
+    """A mistake in the command line or the data; the scripts report it as one line naming the flag."""
+
+
+def exits_on_user_error(main):
+    """Run a script's ``main``: a ``UserInputError`` ends as one line on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserInputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return run
+
+
+def parse_arguments(dataclass_types, defaults=None, args=None):
+    """``HfArgumentParser`` over ``dataclass_types`` (command line, or one ``.json``/``.yaml`` file).
+
+    ``defaults`` overrides dataclass defaults for this script (e.g. ``masksub_ratio=0.15`` for text).
+    Invalid values (raised by a dataclass's ``__post_init__``) become a ``UserInputError``.
+    """
+    parser = HfArgumentParser(dataclass_types)
+    if defaults:
+        parser.set_defaults(**defaults)
+    args = sys.argv[1:] if args is None else list(args)
+    try:
+        if len(args) == 1 and args[0].endswith(".json"):
+            return parser.parse_json_file(json_file=os.path.abspath(args[0]))
+        if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
+            return parser.parse_yaml_file(yaml_file=os.path.abspath(args[0]))
+        return parser.parse_args_into_dataclasses(args=args)
+    except ValueError as error:
+        raise UserInputError(str(error).splitlines()[0]) from error
+
+
+def setup_logging(training_args):
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logger.warning(
+        f"Process rank: {training_args.process_index}, device: {training_args.device}, "
+        f"distributed type: {PartialState().distributed_type.value}, world size: {training_args.world_size}"
+    )
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune (the flags of transformers' example scripts)."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Path to a local model or a model id on huggingface.co/models."}
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Config name or path, if not the model's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and data are stored."})
+    model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the one of `hf auth login`)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow models and datasets with custom code from the Hub (off by default)."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Load a checkpoint whose head has a different number of labels."}
+    )
+
+    def __post_init__(self):
+        if self.model_name_or_path is None:
+            raise UserInputError("--model_name_or_path is required.")
+
+    def hub_kwargs(self):
+        return {"cache_dir": self.cache_dir, "revision": self.model_revision, "token": self.token,
+                "trust_remote_code": self.trust_remote_code}
+
+
+def model_error(error: Exception) -> UserInputError:
+    """A model or processor that cannot be loaded, reported against the flag that named it."""
+    if "ignore_mismatched_sizes" in str(error):
+        return UserInputError("--model_name_or_path: the checkpoint's head has another number of labels than the "
+                              "data; pass --ignore_mismatched_sizes to train a new head.")
+    return UserInputError(f"--model_name_or_path / --config_name: cannot load: {str(error).splitlines()[0]}")
+
+
+def last_checkpoint(training_args):
+    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the newest in ``--output_dir``."""
+    if training_args.resume_from_checkpoint is not None or not training_args.do_train:
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None:
+            logger.info(f"Checkpoint detected, resuming training from {checkpoint}.")
+        return checkpoint
+    return None
+
+
+def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card_kwargs):
+    """The common tail of the scripts: train, save, evaluate, then write the model card or push to the Hub.
+
+    ``eval_datasets`` maps a metric-name suffix (``""``; ``"_mm"`` for MNLI mismatched) to a dataset.
+    """
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+        trainer.save_model()
+        metrics = {**result.metrics, "train_samples": len(train_dataset)}
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+    if training_args.do_eval:
+        combined = {}
+        for suffix, dataset in eval_datasets.items():
+            metrics = {**trainer.evaluate(eval_dataset=dataset), "eval_samples": len(dataset)}
+            combined.update({f"{name}{suffix}": value for name, value in metrics.items()})
+        trainer.log_metrics("eval", combined)
+        trainer.save_metrics("eval", combined)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**card_kwargs)
+    else:
+        trainer.create_model_card(**card_kwargs)

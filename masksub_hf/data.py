@@ -1,0 +1,161 @@
+"""Data loading for the scripts, in the conventions of transformers' examples: Hub datasets, image
+folders, csv/json files. Every problem a user can cause is a ``UserInputError`` naming the flag."""
+
+import os
+from dataclasses import dataclass, field
+
+from datasets import ClassLabel, DatasetDict, Sequence, load_dataset
+
+from .cli import UserInputError
+
+GLUE_TASK_KEYS = {
+    "cola": ("sentence", None),
+    "mnli": ("premise", "hypothesis"),
+    "mrpc": ("sentence1", "sentence2"),
+    "qnli": ("question", "sentence"),
+    "qqp": ("question1", "question2"),
+    "rte": ("sentence1", "sentence2"),
+    "sst2": ("sentence", None),
+    "stsb": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
+}
+
+
+def _check_path(flag, path, directory=False):
+    if path is not None and not (os.path.isdir(path) if directory else os.path.isfile(path)):
+        raise UserInputError(f"{flag}: no such {'directory' if directory else 'file'}: {path}")
+
+
+def _check_columns(dataset, flags_and_columns):
+    for split, data in dataset.items():
+        for flag, column in flags_and_columns:
+            if column not in data.column_names:
+                raise UserInputError(
+                    f"{flag}: column {column!r} not in the {split} data (columns: {', '.join(data.column_names)})."
+                )
+        if len(data) == 0:
+            raise UserInputError(f"the {split} data is empty.")
+
+
+@dataclass
+class ImageDataArguments:
+    """What to train and evaluate on (the flags of ``run_image_classification.py`` in transformers)."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hub."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    train_dir: str | None = field(default=None, metadata={"help": "An image folder: one sub-folder per class."})
+    validation_dir: str | None = field(default=None, metadata={"help": "An image folder for validation."})
+    train_val_split: float = field(
+        default=0.15, metadata={"help": "Fraction of train held out for validation when there is no validation split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set (debugging)."})
+    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
+    label_column_name: str = field(default="label", metadata={"help": "Column holding the labels."})
+
+    def __post_init__(self):
+        if self.dataset_name is None and self.train_dir is None and self.validation_dir is None:
+            raise UserInputError("give --dataset_name (Hub) or --train_dir / --validation_dir (image folders).")
+        _check_path("--train_dir", self.train_dir, directory=True)
+        _check_path("--validation_dir", self.validation_dir, directory=True)
+        if not 0 <= self.train_val_split < 1:
+            raise UserInputError(f"--train_val_split must be in [0, 1), got {self.train_val_split}.")
+
+
+def load_image_dataset(data_args, cache_dir=None, token=None, seed=42) -> DatasetDict:
+    """``train`` and ``validation`` splits with a ``ClassLabel`` label column."""
+    if data_args.dataset_name is not None:
+        dataset = load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir, token=token)
+    else:
+        data_files = {}
+        if data_args.train_dir is not None:
+            data_files["train"] = os.path.join(data_args.train_dir, "**")
+        if data_args.validation_dir is not None:
+            data_files["validation"] = os.path.join(data_args.validation_dir, "**")
+        dataset = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+    _check_columns(dataset, [("--image_column_name", data_args.image_column_name),
+                             ("--label_column_name", data_args.label_column_name)])
+    if "validation" not in dataset and "train" in dataset and data_args.train_val_split > 0:
+        split = dataset["train"].train_test_split(data_args.train_val_split, seed=seed)
+        dataset["train"], dataset["validation"] = split["train"], split["test"]
+    if not isinstance(next(iter(dataset.values())).features[data_args.label_column_name], ClassLabel):
+        dataset = dataset.class_encode_column(data_args.label_column_name)
+    return dataset
+
+
+@dataclass
+class TextDataArguments:
+    """What to train and evaluate on (the flags of ``run_glue.py`` in transformers)."""
+
+    task_name: str | None = field(
+        default=None, metadata={"help": "A GLUE task: " + ", ".join(GLUE_TASK_KEYS) + " (data from the Hub)."}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hub."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated, shorter padded."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the tokenized datasets."})
+    pad_to_max_length: bool = field(
+        default=True, metadata={"help": "Pad every sample to max_seq_length (False: pad each batch dynamically)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set (debugging)."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test set (debugging)."})
+    train_file: str | None = field(default=None, metadata={"help": "A csv or json file with the training data."})
+    validation_file: str | None = field(default=None, metadata={"help": "A csv or json file with validation data."})
+    test_file: str | None = field(default=None, metadata={"help": "A csv or json file with test data."})
+
+    def __post_init__(self):
+        if self.task_name is not None:
+            self.task_name = self.task_name.lower()
+            if self.task_name not in GLUE_TASK_KEYS:
+                raise UserInputError(f"--task_name: unknown task {self.task_name!r}; pick one of {list(GLUE_TASK_KEYS)}.")
+        elif self.dataset_name is None:
+            if self.train_file is None or self.validation_file is None:
+                raise UserInputError("give --task_name, --dataset_name, or --train_file and --validation_file.")
+            for flag, path in (("--train_file", self.train_file), ("--validation_file", self.validation_file),
+                               ("--test_file", self.test_file)):
+                _check_path(flag, path)
+                if path is not None and path.rsplit(".", 1)[-1] not in ("csv", "json", "jsonl"):
+                    raise UserInputError(f"{flag} must be a csv or json file, got {path}.")
+        if self.max_seq_length <= 0:
+            raise UserInputError(f"--max_seq_length must be positive, got {self.max_seq_length}.")
+
+
+def load_text_dataset(data_args, do_predict=False, cache_dir=None, token=None) -> DatasetDict:
+    if data_args.task_name is not None:
+        return load_dataset("nyu-mll/glue", data_args.task_name, cache_dir=cache_dir, token=token)
+    if data_args.dataset_name is not None:
+        return load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir, token=token)
+    data_files = {"train": data_args.train_file, "validation": data_args.validation_file}
+    if do_predict:
+        if data_args.test_file is None:
+            raise UserInputError("--do_predict needs --test_file.")
+        data_files["test"] = data_args.test_file
+    extension = data_args.train_file.rsplit(".", 1)[-1]
+    dataset = load_dataset("csv" if extension == "csv" else "json", data_files=data_files, cache_dir=cache_dir)
+    _check_columns(DatasetDict({k: v for k, v in dataset.items() if k != "test"}), [("the label column", "label")])
+    return dataset
+
+
+def sentence_keys(dataset, task_name=None):
+    """The text columns, inferred as transformers' ``run_glue.py`` does."""
+    if task_name is not None:
+        return GLUE_TASK_KEYS[task_name]
+    columns = [name for name in dataset["train"].column_names if name != "label"]
+    if "sentence1" in columns and "sentence2" in columns:
+        return "sentence1", "sentence2"
+    if "sentence" in columns:
+        return "sentence", None
+    if not columns:
+        raise UserInputError("--train_file: no text column besides 'label'.")
+    return columns[0], (columns[1] if len(columns) > 1 else None)
+
+
+def label_kind(dataset):
+    """``"regression"`` (float labels), ``"multi_label"`` (a list of labels per row) or ``"single_label"``."""
+    feature = dataset["train"].features["label"]
+    if isinstance(feature, Sequence) or isinstance(feature, list):
+        return "multi_label"
+    if getattr(feature, "dtype", None) in ("float32", "float64"):
+        return "regression"
+    return "single_label"

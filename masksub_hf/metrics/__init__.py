@@ -1,0 +1,20 @@
+"""``evaluate`` metric modules shipped with the package, so metrics load offline (no Hub fetch).
+
+    metric = load_metric("glue", "mrpc")          # = evaluate.load(<this folder>/glue, "mrpc")
+
+Each module computes with scikit-learn / SciPy.
+"""
+
+import os
+
+import evaluate
+
+METRICS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_metric(name: str, config_name: str | None = None, **kwargs):
+    """``evaluate.load`` of one of the shipped modules: ``accuracy`` or ``glue``."""
+    path = os.path.join(METRICS_DIR, name)
+    if not os.path.isfile(os.path.join(path, f"{name}.py")):
+        raise ValueError(f"No shipped metric {name!r}; available: accuracy, glue.")
+    return evaluate.load(path, config_name, **kwargs)

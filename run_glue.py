@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Fine-tune a text classifier (GLUE or your csv/json) with MaskSub: transformers' ``run_glue.py``
+plus ``--masksub_ratio`` (default 0.15, the paper's BERT setting; 0 = plain ``Trainer`` baseline).
+
+    python run_glue.py --model_name_or_path bert-base-cased --task_name mrpc --output_dir out \\
+        --do_train --do_eval
+    python run_glue.py --model_name_or_path ./my-bert --train_file train.csv --validation_file dev.csv \\
+        --output_dir out --do_train --do_eval
+    accelerate launch run_glue.py ...      # same flags, any Accelerate set-up
+
+Files: csv or json with a ``label`` column (int or string classes, float for regression, a list of
+labels for multi-label) and ``sentence1``/``sentence2`` or ``sentence`` columns (else the first one or
+two other columns). The sub branch sees ``[MASK]`` in place of ``ratio`` of the real tokens.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                          default_data_collator, set_seed)
+
+from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
+                            setup_logging, train_evaluate_and_publish)
+from masksub_hf.data import TextDataArguments, label_kind, load_text_dataset, sentence_keys
+from masksub_hf.metrics import load_metric
+
+logger = logging.getLogger("masksub_hf")
+BERT_MASK_RATIO = 0.15
+
+
+@dataclass
+class TextModelArguments(ModelArguments):
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (tokenizers-backed) tokenizer."})
+
+
+def label_setup(dataset, task_name):
+    """(kind, label list or None): classes sorted as the HF example does, names for GLUE tasks."""
+    kind = "regression" if task_name == "stsb" else label_kind(dataset)
+    if kind == "regression":
+        return kind, None
+    feature = dataset["train"].features["label"]
+    if task_name is not None:
+        return kind, feature.names
+    if kind == "multi_label":
+        return kind, sorted({label for row in dataset["train"]["label"] for label in row})
+    return kind, sorted(dataset["train"].unique("label"))
+
+
+def metric_for(task_name, kind):
+    """The official GLUE metric for a task; for files: accuracy, Pearson/Spearman (regression), or
+    subset accuracy + micro F1 (multi-label)."""
+    if task_name is not None:
+        return load_metric("glue", task_name)
+    if kind == "regression":
+        return load_metric("glue", "stsb")
+    return load_metric("accuracy", "multilabel" if kind == "multi_label" else None)
+
+
+@exits_on_user_error
+def main(args=None):
+    model_args, data_args, training_args = parse_arguments(
+        (TextModelArguments, TextDataArguments, MaskSubTrainingArguments),
+        defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args,
+    )
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+
+    dataset = load_text_dataset(data_args, training_args.do_predict, model_args.cache_dir, model_args.token)
+    kind, label_list = label_setup(dataset, data_args.task_name)
+    num_labels = 1 if kind == "regression" else len(label_list)
+    problem_type = {"regression": "regression", "multi_label": "multi_label_classification"}.get(
+        kind, "single_label_classification")
+
+    try:
+        config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
+                                            num_labels=num_labels, finetuning_task=data_args.task_name,
+                                            problem_type=problem_type, **model_args.hub_kwargs())
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+                                                  use_fast=model_args.use_fast_tokenizer, **model_args.hub_kwargs())
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **model_args.hub_kwargs())
+    except (OSError, ValueError, RuntimeError) as error:
+        raise model_error(error) from error
+
+    label_to_id = None
+    if label_list is not None:
+        label_to_id = {label: i for i, label in enumerate(label_list)}
+        model.config.label2id = {str(label): i for label, i in label_to_id.items()}
+        model.config.id2label = {i: str(label) for label, i in label_to_id.items()}
+
+    if data_args.max_seq_length > tokenizer.model_max_length:
+        logger.warning(f"--max_seq_length {data_args.max_seq_length} exceeds the model's {tokenizer.model_max_length}.")
+    max_seq_length = min(data_args.max_seq_length, tokenizer.model_max_length)
+    first_key, second_key = sentence_keys(dataset, data_args.task_name)
+    padding = "max_length" if data_args.pad_to_max_length else False
+
+    def preprocess(batch):
+        texts = (batch[first_key],) if second_key is None else (batch[first_key], batch[second_key])
+        encoded = tokenizer(*texts, padding=padding, max_length=max_seq_length, truncation=True)
+        if "label" in batch and kind == "multi_label":
+            encoded["label"] = [[float(label in row) for label in label_list] for row in batch["label"]]
+        elif "label" in batch and label_to_id is not None:
+            encoded["label"] = [label_to_id[label] if label != -1 else -1 for label in batch["label"]]
+        return encoded
+
+    with training_args.main_process_first(desc="tokenizing"):
+        dataset = dataset.map(preprocess, batched=True, load_from_cache_file=not data_args.overwrite_cache)
+
+    def split(name, limit):
+        if name not in dataset:
+            raise UserInputError(f"no {name} split in the data.")
+        data = dataset[name]
+        return data.select(range(min(limit, len(data)))) if limit is not None else data
+
+    train_dataset = split("train", data_args.max_train_samples) if training_args.do_train else None
+    validation_name = "validation_matched" if data_args.task_name == "mnli" else "validation"
+    eval_datasets = {}
+    if training_args.do_eval:
+        eval_datasets[""] = split(validation_name, data_args.max_eval_samples)
+        if data_args.task_name == "mnli":
+            eval_datasets["_mm"] = split("validation_mismatched", data_args.max_eval_samples)
+
+    metric = metric_for(data_args.task_name, kind)
+
+    def compute_metrics(prediction):
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        if kind == "regression":
+            predictions = np.squeeze(logits)
+        elif kind == "multi_label":
+            predictions = (logits > 0).astype(int)
+        else:
+            predictions = logits if data_args.task_name is None else np.argmax(logits, axis=1)
+        result = metric.compute(predictions=predictions, references=prediction.label_ids)
+        if len(result) > 1:
+            result["combined_score"] = float(np.mean(list(result.values())))
+        return result
+
+    base_collator = default_data_collator if data_args.pad_to_max_length else DataCollatorWithPadding(
+        tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None)
+    try:
+        collator = base_collator
+        if training_args.masksub_ratio > 0 and training_args.masksub_mode in ("auto", "text"):
+            collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator)
+        trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
+                                 eval_dataset=eval_datasets.get(""), compute_metrics=compute_metrics,
+                                 processing_class=tokenizer, data_collator=collator)
+    except ValueError as error:
+        raise UserInputError(f"--masksub_mode: {error}") from error
+
+    card = {"finetuned_from": model_args.model_name_or_path, "tasks": "text-classification"}
+    if data_args.task_name is not None:
+        card.update(language="en", dataset_tags="glue", dataset_args=data_args.task_name,
+                    dataset=f"GLUE {data_args.task_name.upper()}")
+    train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card)
+
+    if training_args.do_predict:
+        predict(trainer, dataset, data_args, kind, label_list, training_args.output_dir)
+
+
+def predict(trainer, dataset, data_args, kind, label_list, output_dir):
+    """Write ``predict_results_<task>.txt`` (index, prediction) as transformers' run_glue.py does."""
+    names = ["test"] if "test" in dataset else []
+    if data_args.task_name == "mnli":
+        names = ["test_matched", "test_mismatched"]
+    if not names:
+        raise UserInputError("--do_predict needs --test_file (or a task with a test split).")
+    for name in names:
+        data = dataset[name]
+        if data_args.max_predict_samples is not None:
+            data = data.select(range(min(data_args.max_predict_samples, len(data))))
+        logits = trainer.predict(data.remove_columns([c for c in ("label",) if c in data.column_names])).predictions
+        if kind == "regression":
+            predictions = [f"{value:3.3f}" for value in np.squeeze(logits, axis=-1)]
+        elif kind == "multi_label":
+            predictions = [",".join(str(label_list[i]) for i in np.flatnonzero(row > 0)) for row in logits]
+        else:
+            predictions = [str(label_list[i]) for i in np.argmax(logits, axis=1)]
+        suffix = data_args.task_name or "file"
+        suffix += "-mm" if name == "test_mismatched" else ""
+        path = os.path.join(output_dir, f"predict_results_{suffix}.txt")
+        if trainer.is_world_process_zero():
+            with open(path, "w") as writer:
+                writer.write("index\tprediction\n")
+                writer.writelines(f"{i}\t{p}\n" for i, p in enumerate(predictions))
+            logger.info(f"Predictions written to {path}")
+
+
+if __name__ == "__main__":
+    main()

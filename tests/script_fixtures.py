@@ -1,0 +1,80 @@
+"""Real offline data and tiny local models for the script tests."""
+
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, ConvNextImageProcessor,
+                          ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification,
+                          ViTImageProcessor)
+
+from masksub_hf.demo_data import mnist_digits, rotten_tomatoes
+
+
+def mnist_imagefolder(root, train=200, validation=100):
+    """Real MNIST digits as an image folder (train/<digit>/*.png, validation/<digit>/*.png), grayscale PNGs."""
+    images, labels = mnist_digits(seed=0)
+    root = Path(root)
+    for split, start, count in (("train", 0, train), ("validation", train, validation)):
+        for index in range(start, start + count):
+            folder = root / split / str(labels[index])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[index], mode="L").save(folder / f"{index}.png")
+    return root / "train", root / "validation"
+
+
+def tiny_vit_dir(path, image_size=32):
+    model = ViTForImageClassification(ViTConfig(image_size=image_size, patch_size=8, hidden_size=32,
+                                                num_hidden_layers=2, num_attention_heads=2, intermediate_size=64))
+    model.save_pretrained(path)
+    ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
+    return path
+
+
+def tiny_resnet_dir(path, image_size=32):
+    model = ResNetForImageClassification(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                                      layer_type="basic"))
+    model.save_pretrained(path)
+    ConvNextImageProcessor(size={"shortest_edge": image_size}, crop_pct=1.0).save_pretrained(path)
+    return path
+
+
+def rotten_tomatoes_csv(root, train=300, validation=100, test=50):
+    frame = rotten_tomatoes(seed=0)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, start, count in (("train", 0, train), ("validation", train, validation),
+                                ("test", train + validation, test)):
+        part = frame.iloc[start:start + count]
+        paths[split] = root / f"{split}.csv"
+        part.to_csv(paths[split], index=False)
+    return paths
+
+
+def tiny_bert_dir(path, vocab_words):
+    """A tiny BERT (random weights) with a word-level WordPiece vocabulary built from the data."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(vocab_words))]
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                             num_attention_heads=2, intermediate_size=64,
+                                             max_position_embeddings=128)).save_pretrained(path)
+    return path
+
+
+def stsb_style_csv(root, train=200, validation=80):
+    """Sentence pairs from real reviews with a float similarity label (word overlap, 0-5), STS-B style."""
+    frame = rotten_tomatoes(seed=1)
+    rows = []
+    for first, second in zip(frame["sentence"][: train + validation], frame["sentence"][1: train + validation + 1]):
+        a, b = set(first.lower().split()), set(second.lower().split())
+        rows.append({"sentence1": first, "sentence2": second, "label": 5.0 * len(a & b) / max(1, len(a | b))})
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = {"train": root / "train.csv", "validation": root / "validation.csv"}
+    pd.DataFrame(rows[:train]).to_csv(paths["train"], index=False)
+    pd.DataFrame(rows[train:]).to_csv(paths["validation"], index=False)
+    return paths
