@@ -24,7 +24,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish)
-from masksub_hf.data import TextDataArguments, label_kind, load_text_dataset, sentence_keys
+from masksub_hf.data import TextDataArguments, label_kind, load_text_dataset, select_split, sentence_keys
 from masksub_hf.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
@@ -111,19 +111,16 @@ def main(args=None):
     with training_args.main_process_first(desc="tokenizing"):
         dataset = dataset.map(preprocess, batched=True, load_from_cache_file=not data_args.overwrite_cache)
 
-    def split(name, limit):
-        if name not in dataset:
-            raise UserInputError(f"no {name} split in the data.")
-        data = dataset[name]
-        return data.select(range(min(limit, len(data)))) if limit is not None else data
-
-    train_dataset = split("train", data_args.max_train_samples) if training_args.do_train else None
+    train_dataset = None
+    if training_args.do_train:
+        train_dataset = select_split(dataset, "train", data_args.max_train_samples, "--do_train")
     validation_name = "validation_matched" if data_args.task_name == "mnli" else "validation"
     eval_datasets = {}
     if training_args.do_eval:
-        eval_datasets[""] = split(validation_name, data_args.max_eval_samples)
+        eval_datasets[""] = select_split(dataset, validation_name, data_args.max_eval_samples, "--do_eval")
         if data_args.task_name == "mnli":
-            eval_datasets["_mm"] = split("validation_mismatched", data_args.max_eval_samples)
+            eval_datasets["_mm"] = select_split(dataset, "validation_mismatched", data_args.max_eval_samples,
+                                                "--do_eval")
 
     metric = metric_for(data_args.task_name, kind)
 
@@ -170,9 +167,7 @@ def predict(trainer, dataset, data_args, kind, label_list, output_dir):
     if not names:
         raise UserInputError("--do_predict needs --test_file (or a task with a test split).")
     for name in names:
-        data = dataset[name]
-        if data_args.max_predict_samples is not None:
-            data = data.select(range(min(data_args.max_predict_samples, len(data))))
+        data = select_split(dataset, name, data_args.max_predict_samples, "--do_predict")
         logits = trainer.predict(data.remove_columns([c for c in ("label",) if c in data.column_names])).predictions
         if kind == "regression":
             predictions = [f"{value:3.3f}" for value in np.squeeze(logits, axis=-1)]

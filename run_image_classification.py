@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish)
-from masksub_hf.data import ImageDataArguments, load_image_dataset
+from masksub_hf.data import ImageDataArguments, load_image_dataset, select_split
 from masksub_hf.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
@@ -103,18 +103,12 @@ def main(args=None):
     train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode)
     train_dataset = eval_dataset = None
     if training_args.do_train:
-        if "train" not in dataset:
-            raise UserInputError("--do_train needs a train split (--train_dir or a Hub dataset with one).")
-        train_dataset = dataset["train"]
-        if data_args.max_train_samples is not None:
-            train_dataset = train_dataset.shuffle(seed=training_args.seed).select(range(data_args.max_train_samples))
+        train_dataset = select_split(dataset, "train", data_args.max_train_samples,
+                                     "--do_train (give --train_dir)", training_args.seed)
         train_dataset.set_transform(train_transform)
     if training_args.do_eval:
-        if "validation" not in dataset:
-            raise UserInputError("--do_eval needs a validation split (--validation_dir or --train_val_split > 0).")
-        eval_dataset = dataset["validation"]
-        if data_args.max_eval_samples is not None:
-            eval_dataset = eval_dataset.shuffle(seed=training_args.seed).select(range(data_args.max_eval_samples))
+        eval_dataset = select_split(dataset, "validation", data_args.max_eval_samples,
+                                    "--do_eval (give --validation_dir or --train_val_split > 0)", training_args.seed)
         eval_dataset.set_transform(eval_transform)
 
     metric = load_metric("accuracy")

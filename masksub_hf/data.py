@@ -21,6 +21,18 @@ GLUE_TASK_KEYS = {
 }
 
 
+def select_split(dataset, name, max_samples=None, needed_for="", shuffle_seed=None):
+    """``dataset[name]``, cut to ``max_samples`` (shuffled first when ``shuffle_seed`` is given)."""
+    if name not in dataset:
+        raise UserInputError(f"{needed_for}: the data has no {name!r} split (splits: {', '.join(dataset)}).")
+    data = dataset[name]
+    if max_samples is None:
+        return data
+    if shuffle_seed is not None:
+        data = data.shuffle(seed=shuffle_seed)
+    return data.select(range(min(max_samples, len(data))))
+
+
 def _check_path(flag, path, directory=False):
     if path is not None and not (os.path.isdir(path) if directory else os.path.isfile(path)):
         raise UserInputError(f"{flag}: no such {'directory' if directory else 'file'}: {path}")
