@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, ConvNextImageProcessor,
-                          ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification,
+                          ResNetConfig, ResNetForImageClassification, SwinConfig, SwinForImageClassification,
+                          TimmWrapperConfig, TimmWrapperForImageClassification, ViTConfig, ViTForImageClassification,
                           ViTImageProcessor)
 
 from masksub_hf.demo_data import mnist_digits, rotten_tomatoes
@@ -28,6 +29,26 @@ def tiny_vit_dir(path, image_size=32):
                                                 num_hidden_layers=2, num_attention_heads=2, intermediate_size=64))
     model.save_pretrained(path)
     ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
+    return path
+
+
+def tiny_swin_dir(path, image_size=32):
+    config = SwinConfig(image_size=image_size, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                        window_size=4)
+    SwinForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
+    return path
+
+
+def tiny_timm_vit_dir(path, image_size=32):
+    """A timm ViT in transformers' wrapper; its preprocessing lives in config.json (pretrained_cfg)."""
+    config = TimmWrapperConfig(
+        architecture="vit_tiny_patch16_224",
+        model_args=dict(img_size=image_size, patch_size=8, embed_dim=32, depth=2, num_heads=2),
+        pretrained_cfg={"input_size": [3, image_size, image_size], "mean": [0.5] * 3, "std": [0.5] * 3,
+                        "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center"},
+    )
+    TimmWrapperForImageClassification(config).save_pretrained(path)
     return path
 
 

