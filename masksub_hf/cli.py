@@ -114,10 +114,12 @@ def last_checkpoint(training_args):
     return None
 
 
-def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card_kwargs):
+def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card_kwargs,
+                               extra_eval_metrics=None):
     """The common tail of the scripts: train, save, evaluate, then write the model card or push to the Hub.
 
-    ``eval_datasets`` maps a metric-name suffix (``""``; ``"_mm"`` for MNLI mismatched) to a dataset.
+    ``eval_datasets`` maps a metric-name suffix (``""``; ``"_mm"`` for MNLI mismatched) to a dataset;
+    ``extra_eval_metrics()`` returns metrics computed outside ``Trainer.evaluate`` (CLIP retrieval).
     """
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
@@ -131,6 +133,10 @@ def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datas
         for suffix, dataset in eval_datasets.items():
             metrics = {**trainer.evaluate(eval_dataset=dataset), "eval_samples": len(dataset)}
             combined.update({f"{name}{suffix}": value for name, value in metrics.items()})
+        if extra_eval_metrics is not None:
+            extra = extra_eval_metrics()
+            trainer.log(extra)  # into the log history, where the model card reads eval results
+            combined.update(extra)
         trainer.log_metrics("eval", combined)
         trainer.save_metrics("eval", combined)
     if training_args.push_to_hub:

@@ -16,11 +16,13 @@ import os
 
 import torch
 from accelerate.utils import DistributedType
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.distributed.fsdp import is_fsdp_managed_module
 
 from .arguments import MaskSubTrainingArguments
+from .clip import clip_sub_branch_loss, is_dual_encoder
 from .functional import sub_branch_loss
 from .losses import sub_loss_for
 from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
@@ -57,8 +59,13 @@ class MaskSubTrainer(Trainer):
             raise TypeError(f"MaskSubTrainer needs MaskSubTrainingArguments, got {type(args).__name__}.")
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         self.masking = None
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        # CLIP-style dual encoders: the sub branch distils the image-text similarity matrix (masksub_hf.clip).
+        self.is_dual_encoder = is_dual_encoder(unwrapped)
         if args.masksub_ratio > 0:
-            unwrapped = self.accelerator.unwrap_model(self.model)
+            if self.is_dual_encoder and self.accelerator.distributed_type in (DistributedType.DEEPSPEED,
+                                                                                DistributedType.FSDP):
+                raise ValueError("MaskSub for dual encoders runs on one process or DDP, not DeepSpeed or FSDP.")
             self.masking = masking_for(
                 unwrapped, args.masksub_mode, args.masksub_ratio, self.processing_class, args.masksub_block_size
             )
@@ -78,12 +85,18 @@ class MaskSubTrainer(Trainer):
             optimizer.add_param_group({"params": owned, "weight_decay": 0.0})
         return optimizer
 
-    def _sync_owned_gradients(self):
-        # The owned mask token lives outside the DDP-wrapped model: average its gradient by hand, once.
-        if self.accelerator.sync_gradients and self.accelerator.num_processes > 1:
-            for parameter in self._owned_parameters():
-                if parameter.grad is not None:
-                    parameter.grad = self.accelerator.reduce(parameter.grad, reduction="mean")
+    def _average_gradients_by_hand(self, parameters):
+        """Average ``parameters``' gradients over processes with one all-reduce, on the syncing micro-batch.
+
+        For what DDP does not see: an owned mask token (outside the wrapped model), or every gradient of a
+        dual encoder, whose sub branch bypasses the DDP wrapper.
+        """
+        gradients = [p.grad for p in parameters if p.grad is not None]
+        if not gradients or not self.accelerator.sync_gradients or self.accelerator.num_processes == 1:
+            return
+        flat = self.accelerator.reduce(_flatten_dense_tensors(gradients), reduction="mean")
+        for gradient, averaged in zip(gradients, _unflatten_dense_tensors(flat, gradients)):
+            gradient.copy_(averaged)
 
     def _clip_grad_norm(self, model):
         owned = self._owned_parameters()
@@ -128,23 +141,36 @@ class MaskSubTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         args = self.args
 
+        if self.is_dual_encoder:
+            inputs = {**inputs, "return_loss": True}
         with self._main_branch_without_sync(model):
             with self.compute_loss_context_manager():
                 main_loss, outputs = self.compute_loss(
                     model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
                 )
-            main_logits = outputs["logits"].detach()
+            # What the sub branch learns from, detached: logits, or a dual encoder's similarities and text.
+            keys = ("logits_per_image", "text_embeds") if self.is_dual_encoder else ("logits",)
+            main_targets = {key: outputs[key].detach() for key in keys}
             del outputs
             main_loss = self._scale_for_accumulation(main_loss, self._main_loss_is_scaled_for_ga(num_items_in_batch))
             self._backward(args.masksub_main_weight * main_loss)
 
-        sub_inputs = {k: v for k, v in inputs.items() if k not in ("labels", *self.label_names)}
-        loss_fn = sub_loss_for(args.masksub_loss, unwrapped.config)
-        sub_loss = sub_branch_loss(model, sub_inputs, main_logits, self.masking, mask, loss_fn,
-                                   forward_context=self.compute_loss_context_manager)
+        sub_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "return_loss", *self.label_names)}
+        if self.is_dual_encoder:
+            sub_loss = clip_sub_branch_loss(model, sub_inputs, main_targets, self.masking, mask,
+                                            forward_context=self.compute_loss_context_manager)
+        else:
+            loss_fn = sub_loss_for(args.masksub_loss, unwrapped.config)
+            sub_loss = sub_branch_loss(model, sub_inputs, main_targets["logits"], self.masking, mask, loss_fn,
+                                       forward_context=self.compute_loss_context_manager)
         sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=False)
         self._backward(args.masksub_sub_weight * sub_loss)
-        self._sync_owned_gradients()
+        if self.is_dual_encoder:
+            # Its sub forward runs on the bare model (only the image tower), outside DDP's reducer:
+            # all gradients are averaged here, in one all-reduce per optimizer step.
+            self._average_gradients_by_hand([*model.parameters(), *self._owned_parameters()])
+        else:
+            self._average_gradients_by_hand(self._owned_parameters())
 
         main_loss, sub_loss = main_loss.detach(), sub_loss.detach()
         self._accumulate_branch_losses(main_loss, sub_loss)
@@ -227,7 +253,7 @@ class MaskSubTrainer(Trainer):
         return {
             "masksub_ratio": args.masksub_ratio,
             "masksub_mode": mode,
-            "masksub_loss": args.masksub_loss,
+            "masksub_loss": "image-text similarity distillation" if self.is_dual_encoder else args.masksub_loss,
             "masksub_main_weight": args.masksub_main_weight,
             "masksub_sub_weight": args.masksub_sub_weight,
             "masksub_block_size": args.masksub_block_size or "default (32 px at 224 px)",

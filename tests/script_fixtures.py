@@ -99,3 +99,23 @@ def stsb_style_csv(root, train=200, validation=80):
     pd.DataFrame(rows[:train]).to_csv(paths["train"], index=False)
     pd.DataFrame(rows[train:]).to_csv(paths["validation"], index=False)
     return paths
+
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def mnist_caption_csv(root, train=160, validation=64):
+    """Real MNIST digits as PNG files with captions ("a photo of the digit seven") and class names."""
+    images, labels = mnist_digits(seed=0)
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(train + validation):
+        path = root / "images" / f"{index}.png"
+        Image.fromarray(images[index], mode="L").save(path)
+        name = DIGIT_NAMES[labels[index]]
+        rows.append({"image_path": str(path), "caption": f"a photo of the digit {name}", "label": name})
+    paths = {"train": root / "train.csv", "validation": root / "validation.csv"}
+    pd.DataFrame(rows[:train]).to_csv(paths["train"], index=False)
+    pd.DataFrame(rows[train:]).to_csv(paths["validation"], index=False)
+    return paths

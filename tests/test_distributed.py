@@ -44,3 +44,14 @@ def test_two_processes_equal_one_process_with_accumulation_and_sync_once(tmp_pat
     assert two["allreduce_calls_per_step"] == baseline["allreduce_calls_per_step"]
     logged = [entry for entry in two["log_history"] if "loss" in entry]
     assert logged and all("main_loss" in entry and "sub_loss" in entry for entry in logged)
+
+
+@pytest.mark.slow
+def test_clip_two_processes_equal_one_process_with_accumulation(tmp_path):
+    """A dual encoder's sub branch bypasses DDP; MaskSub averages its gradients by hand, once per step."""
+    two = run(tmp_path, "two", 2, ["--masksub_ratio", "0.5", "--family", "clip"])
+    one = run(tmp_path, "one", 1, ["--masksub_ratio", "0.5", "--gradient_accumulation_steps", "2", "--family", "clip"])
+    assert two["distributed_type"] == "DistributedType.MULTI_CPU" and two["num_processes"] == 2
+    for name, value in one["parameters"].items():
+        torch.testing.assert_close(two["parameters"][name], value, rtol=0, atol=1e-5, msg=name)
+    assert all("sub_loss" in entry for entry in two["log_history"] if "loss" in entry)

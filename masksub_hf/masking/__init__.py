@@ -4,7 +4,7 @@
 
 | mode         | what the sub branch gets                                   | models                                 |
 |--------------|------------------------------------------------------------|----------------------------------------|
-| ``tokens``     | ``ratio`` of the patch tokens dropped after pos-embedding  | HF ViT / DeiT / CLIP vision, timm ViT  |
+| ``tokens``     | ``ratio`` of the patch tokens dropped after pos-embedding  | HF ViT / DeiT / CLIP, ViT dual encoders, timm ViT |
 | ``pixels``     | ``ratio`` of 32-px blocks (at 224 px) zero-filled          | HF ResNet / ConvNeXt (V2), timm CNNs   |
 | ``mask_token`` | ``ratio`` of 32-px blocks replaced by a learnable token    | HF Swin (V1/V2), BEiT                  |
 | ``text``       | ``ratio`` of the real tokens replaced by ``[MASK]``        | BERT-family text models                |
@@ -19,7 +19,7 @@ from .mask_token import MASK_TOKEN_FAMILIES, MaskTokenMasking
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
 from .text import TokenMasking
-from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit
+from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit, token_drop_config
 
 MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "dropout", "droppath")
 MASK_KEY_PREFIX = "masksub_"
@@ -35,6 +35,10 @@ def timm_model_of(model):
     return inner if type(inner).__module__.startswith("timm.") else None
 
 
+def _has_token_drop(config):
+    return getattr(token_drop_config(config), "model_type", None) in TOKEN_DROP_FAMILIES
+
+
 def auto_mode(model_or_config):
     """The mode ``auto`` picks for a model (or a transformers config), or None if no family fits."""
     timm_model = timm_model_of(model_or_config)
@@ -42,8 +46,9 @@ def auto_mode(model_or_config):
         if is_timm_vit(timm_model):
             return "tokens"
         return None if hasattr(timm_model, "patch_embed") else "pixels"
-    model_type = getattr(getattr(model_or_config, "config", model_or_config), "model_type", None)
-    if model_type in TOKEN_DROP_FAMILIES:
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    if _has_token_drop(config):
         return "tokens"
     if model_type in MASK_TOKEN_FAMILIES:
         return "mask_token"
@@ -80,7 +85,7 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
 
     if chosen == "tokens" and timm_model is not None and is_timm_vit(timm_model):
         return PatchTokenDrop.from_timm(timm_model, ratio)
-    if chosen == "tokens" and timm_model is None and model_type in TOKEN_DROP_FAMILIES:
+    if chosen == "tokens" and timm_model is None and _has_token_drop(config):
         return PatchTokenDrop.from_config(config, ratio)
     if chosen == "mask_token" and timm_model is None and model_type in MASK_TOKEN_FAMILIES:
         if is_model:

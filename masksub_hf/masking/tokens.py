@@ -25,6 +25,14 @@ TOKEN_DROP_FAMILIES = {
 }
 
 
+DUAL_ENCODER_TYPE = "vision-text-dual-encoder"  # masked through its vision tower's family
+
+
+def token_drop_config(config):
+    """The config whose family decides token drop: a dual encoder's vision tower, else the config itself."""
+    return config.vision_config if getattr(config, "model_type", None) == DUAL_ENCODER_TYPE else config
+
+
 def _pair(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
@@ -52,6 +60,7 @@ class PatchTokenDrop(Masking):
 
     @classmethod
     def from_config(cls, config, ratio: float) -> "PatchTokenDrop":
+        config = token_drop_config(config)
         embeddings_class, num_prefix_tokens, sub_config = TOKEN_DROP_FAMILIES[config.model_type]
         vision_config = getattr(config, sub_config) if sub_config else config
         height, width = _pair(vision_config.image_size)

