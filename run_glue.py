@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from datasets import ClassLabel, DatasetDict
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                           default_data_collator, set_seed)
 
@@ -87,11 +88,13 @@ def main(args=None):
     except (OSError, ValueError, RuntimeError) as error:
         raise model_error(error) from error
 
+    # Labels read as strings or numbers map to ids; a ClassLabel column (GLUE from the Hub) already holds ids.
     label_to_id = None
     if label_list is not None:
-        label_to_id = {label: i for i, label in enumerate(label_list)}
-        model.config.label2id = {str(label): i for label, i in label_to_id.items()}
-        model.config.id2label = {i: str(label) for label, i in label_to_id.items()}
+        model.config.label2id = {str(label): i for i, label in enumerate(label_list)}
+        model.config.id2label = {i: str(label) for i, label in enumerate(label_list)}
+        if not isinstance(dataset["train"].features["label"], ClassLabel):
+            label_to_id = {label: i for i, label in enumerate(label_list)}
 
     if data_args.max_seq_length > tokenizer.model_max_length:
         logger.warning(f"--max_seq_length {data_args.max_seq_length} exceeds the model's {tokenizer.model_max_length}.")
@@ -103,13 +106,23 @@ def main(args=None):
         texts = (batch[first_key],) if second_key is None else (batch[first_key], batch[second_key])
         encoded = tokenizer(*texts, padding=padding, max_length=max_seq_length, truncation=True)
         if "label" in batch and kind == "multi_label":
-            encoded["label"] = [[float(label in row) for label in label_list] for row in batch["label"]]
+            encoded["labels"] = [[float(label in row) for label in label_list] for row in batch["label"]]
         elif "label" in batch and label_to_id is not None:
-            encoded["label"] = [label_to_id[label] if label != -1 else -1 for label in batch["label"]]
+            unknown = sorted({str(label) for label in batch["label"]} - {str(label) for label in label_to_id})
+            if unknown:
+                raise UserInputError(f"--validation_file / --test_file: labels {unknown} are not among the "
+                                     f"training labels {label_list}.")
+            encoded["labels"] = [label_to_id[label] for label in batch["label"]]
+        elif "label" in batch:
+            encoded["labels"] = batch["label"]
         return encoded
 
+    # Every raw column is replaced; labels go to a new "labels" column with its own type (ids, floats,
+    # multi-hot), since datasets keeps a re-created "label" column's old type.
     with training_args.main_process_first(desc="tokenizing"):
-        dataset = dataset.map(preprocess, batched=True, load_from_cache_file=not data_args.overwrite_cache)
+        dataset = DatasetDict({name: split.map(preprocess, batched=True, remove_columns=split.column_names,
+                                               load_from_cache_file=not data_args.overwrite_cache)
+                               for name, split in dataset.items()})
 
     train_dataset = None
     if training_args.do_train:
@@ -168,7 +181,7 @@ def predict(trainer, dataset, data_args, kind, label_list, output_dir):
         raise UserInputError("--do_predict needs --test_file (or a task with a test split).")
     for name in names:
         data = select_split(dataset, name, data_args.max_predict_samples, "--do_predict")
-        logits = trainer.predict(data.remove_columns([c for c in ("label",) if c in data.column_names])).predictions
+        logits = trainer.predict(data.remove_columns([c for c in ("labels",) if c in data.column_names])).predictions
         if kind == "regression":
             predictions = [f"{value:3.3f}" for value in np.squeeze(logits, axis=-1)]
         elif kind == "multi_label":

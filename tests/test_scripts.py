@@ -197,3 +197,41 @@ def test_two_process_accelerate_launch(tmp_path, mnist, script):
     assert state["global_step"] == -(-results["train_samples"] // 32) and state["train_batch_size"] == 16
     assert all("sub_loss" in entry for entry in logged_losses(output))
     assert results["eval_samples"] > 0
+
+
+@pytest.fixture
+def string_label_files(tmp_path):
+    """Reviews under a column of their own name, with string labels, as users' csv files often are."""
+    import pandas as pd
+
+    from masksub_hf.demo_data import rotten_tomatoes
+
+    frame = rotten_tomatoes(seed=2).head(120).rename(columns={"sentence": "review"})
+    frame["label"] = frame["label"].map({1: "fresh", 0: "rotten"})
+    frame[:80].to_csv(tmp_path / "train.csv", index=False)
+    frame[80:].to_csv(tmp_path / "dev.csv", index=False)
+    unknown = frame[80:].copy()
+    unknown.loc[unknown.index[0], "label"] = "meh"
+    unknown.to_csv(tmp_path / "dev_unknown.csv", index=False)
+    words = " ".join(frame["review"]).lower().split()
+    return {"train": tmp_path / "train.csv", "dev": tmp_path / "dev.csv", "unknown": tmp_path / "dev_unknown.csv",
+            "bert": tiny_bert_dir(tmp_path / "bert", words)}
+
+
+def test_glue_script_string_labels_and_dynamic_padding(tmp_path, string_label_files):
+    output = tmp_path / "out"
+    run_glue.main(["--model_name_or_path", str(string_label_files["bert"]), "--train_file",
+                   str(string_label_files["train"]), "--validation_file", str(string_label_files["dev"]),
+                   "--test_file", str(string_label_files["dev"]), "--do_predict", "--pad_to_max_length", "False",
+                   "--ignore_mismatched_sizes", "--output_dir", str(output), *COMMON])
+    assert read_json(output / "config.json")["id2label"] == {"0": "fresh", "1": "rotten"}
+    assert {line.split("\t")[1] for line in (output / "predict_results_file.txt").read_text().splitlines()[1:]} <= {
+        "fresh", "rotten"}
+
+
+def test_glue_script_refuses_unknown_validation_labels(tmp_path, string_label_files, capsys):
+    with pytest.raises(SystemExit):
+        run_glue.main(["--model_name_or_path", str(string_label_files["bert"]), "--train_file",
+                       str(string_label_files["train"]), "--validation_file", str(string_label_files["unknown"]),
+                       "--ignore_mismatched_sizes", "--output_dir", str(tmp_path / "out"), *COMMON])
+    assert "['meh'] are not among the training labels" in capsys.readouterr().err
