@@ -17,7 +17,7 @@ import os
 import torch
 from accelerate.utils import DistributedType
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-from transformers import Trainer
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.distributed.fsdp import is_fsdp_managed_module
 
@@ -43,6 +43,23 @@ def split_masks(inputs):
     model_inputs = {k: v for k, v in inputs.items() if not k.startswith(MASK_KEY_PREFIX)}
     masks = {k: v for k, v in inputs.items() if k.startswith(MASK_KEY_PREFIX)}
     return model_inputs, masks
+
+
+class _ClearOwnedGradients(TrainerCallback):
+    """Trainer clears gradients with ``model.zero_grad()``; MaskSub-owned parameters live outside the model."""
+
+    def __init__(self, parameters):
+        self.parameters = parameters
+
+    def _clear(self):
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._clear()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self._clear()
 
 
 class MaskSubTrainer(Trainer):
@@ -71,6 +88,8 @@ class MaskSubTrainer(Trainer):
             )
             if hasattr(unwrapped, "add_model_tags"):
                 unwrapped.add_model_tags([MASKSUB_TAG])
+            if self.masking.parameters():
+                self.add_callback(_ClearOwnedGradients(self.masking.parameters()))
         # Running sums since the last log: (main loss, sub loss, optimizer steps), on device (no host sync).
         self._masksub_log_sums = None
 
@@ -113,12 +132,29 @@ class MaskSubTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._reload_converted_weights(resume_from_checkpoint, model)
         path = os.path.join(resume_from_checkpoint, MASKSUB_STATE_NAME)
         owned = self._owned_parameters()
         if owned and os.path.isfile(path):
             with torch.no_grad():
                 for parameter, saved in zip(owned, torch.load(path, weights_only=True)):
                     parameter.copy_(saved)
+
+    def _reload_converted_weights(self, checkpoint, model=None):
+        """Load the checkpoint's weights through ``from_pretrained``, which maps saved key names to the model's.
+
+        transformers 5 saves some models (ViT, ...) under their legacy key names, and ``Trainer`` resumes
+        with a plain non-strict ``load_state_dict`` of those names: such weights silently keep their
+        pre-resume values. Loading a copy with ``from_pretrained`` and copying it in (strictly) restores
+        every weight exactly. Plain single-model checkpoints only; sharded, FSDP and DeepSpeed resumes are
+        Trainer's.
+        """
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        single_file = os.path.isfile(os.path.join(checkpoint, "model.safetensors"))
+        if not (single_file and isinstance(model, PreTrainedModel)) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return
+        restored = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype)
+        model.load_state_dict(restored.state_dict(), strict=True)
 
     def _set_signature_columns_if_needed(self):
         # Keep a dataset's own precomputed mask column, which the model's signature does not name.

@@ -176,6 +176,7 @@ def test_owned_mask_token_trains_and_resumes_but_is_never_exported(tmp_path):
     initial = token.detach().clone()
     trainer.train()
     assert not torch.equal(token, initial)  # the optimizer trains it
+    assert token.grad is None  # cleared after every optimizer step, like the model's gradients
     saved = torch.load(tmp_path / "checkpoint-2" / "masksub_state.pt")
     assert torch.equal(saved[0], token.detach())
     assert not any("mask_token" in key for key in load_file(str(tmp_path / "checkpoint-2/model.safetensors")))
