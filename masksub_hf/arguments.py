@@ -54,6 +54,14 @@ class MaskSubTrainingArguments(TrainingArguments):
         default=0.5, metadata={"help": "Weight of the sub-branch loss (paper: 1/2, Table A.8)."}
     )
 
+    masksub_log_grad_norm: bool = field(
+        default=False,
+        metadata={
+            "help": "Log each branch's gradient norm (main_grad_norm, sub_grad_norm; paper Fig. 2d). Costs two "
+            "copies of the gradients per step; one process only."
+        },
+    )
+
     def __post_init__(self):
         # Validate first: a bad MaskSub value should fail before any of TrainingArguments' set-up.
         if not (isinstance(self.masksub_ratio, (int, float)) and 0 <= self.masksub_ratio < 1):

@@ -90,8 +90,13 @@ class MaskSubTrainer(Trainer):
                 unwrapped.add_model_tags([MASKSUB_TAG])
             if self.masking.parameters():
                 self.add_callback(_ClearOwnedGradients(self.masking.parameters()))
-        # Running sums since the last log: (main loss, sub loss, optimizer steps), on device (no host sync).
+        # Running sums since the last log (branch losses, optionally gradient norms, optimizer steps), on
+        # device: no host sync per step.
         self._masksub_log_sums = None
+        self._masksub_log_names = []
+        if args.masksub_log_grad_norm and args.world_size > 1:
+            raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
+                             "run it without distributed training.")
 
     def _owned_parameters(self):
         return self.masking.parameters() if self.masking is not None else []
@@ -179,6 +184,8 @@ class MaskSubTrainer(Trainer):
 
         if self.is_dual_encoder:
             inputs = {**inputs, "return_loss": True}
+        if args.masksub_log_grad_norm:
+            before_main = self._flat_gradients(model)
         with self._main_branch_without_sync(model):
             with self.compute_loss_context_manager():
                 main_loss, outputs = self.compute_loss(
@@ -190,6 +197,8 @@ class MaskSubTrainer(Trainer):
             del outputs
             main_loss = self._scale_for_accumulation(main_loss, self._main_loss_is_scaled_for_ga(num_items_in_batch))
             self._backward(args.masksub_main_weight * main_loss)
+        if args.masksub_log_grad_norm:
+            after_main = self._flat_gradients(model)
 
         sub_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "return_loss", *self.label_names)}
         if self.is_dual_encoder:
@@ -209,7 +218,12 @@ class MaskSubTrainer(Trainer):
             self._average_gradients_by_hand(self._owned_parameters())
 
         main_loss, sub_loss = main_loss.detach(), sub_loss.detach()
-        self._accumulate_branch_losses(main_loss, sub_loss)
+        branch_values = {"main_loss": main_loss, "sub_loss": sub_loss}
+        if args.masksub_log_grad_norm:
+            # each branch's (weighted) contribution to this step's gradient, summed over micro-batches
+            branch_values.update(main_grad_norm=(after_main - before_main).norm(),
+                                 sub_grad_norm=(self._flat_gradients(model) - after_main).norm())
+        self._accumulate_for_logs(**branch_values)
         return args.masksub_main_weight * main_loss + args.masksub_sub_weight * sub_loss
 
     @contextlib.contextmanager
@@ -235,6 +249,12 @@ class MaskSubTrainer(Trainer):
                     yield
         finally:
             state._set_sync_gradients(True)
+
+    def _flat_gradients(self, model):
+        """All trainable gradients as one vector (zeros where none yet), for per-branch gradient norms."""
+        parameters = [p for p in [*model.parameters(), *self._owned_parameters()] if p.requires_grad]
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
+                          for p in parameters])
 
     def _main_loss_is_scaled_for_ga(self, num_items_in_batch):
         """Whether the main loss is already normalised over the whole accumulated batch.
@@ -263,21 +283,24 @@ class MaskSubTrainer(Trainer):
         kwargs = {"scale_wrt_gas": False} if self.accelerator.distributed_type == DistributedType.DEEPSPEED else {}
         self.accelerator.backward(loss, **kwargs)
 
-    def _accumulate_branch_losses(self, main_loss, sub_loss):
-        step_fraction = torch.tensor(1.0 / self.current_gradient_accumulation_steps, device=main_loss.device)
-        values = torch.stack([main_loss.float(), sub_loss.float(), step_fraction])
+    def _accumulate_for_logs(self, **values):
+        """Add this micro-batch's values (already scaled for accumulation) to the logging window's sums."""
+        device = next(iter(values.values())).device
+        values["steps"] = torch.tensor(1.0 / self.current_gradient_accumulation_steps, device=device)
+        stacked = torch.stack([value.float() for value in values.values()])
         if self._masksub_log_sums is None:
-            self._masksub_log_sums = torch.zeros_like(values)
-        self._masksub_log_sums += values
+            self._masksub_log_names = list(values)
+            self._masksub_log_sums = torch.zeros_like(stacked)
+        self._masksub_log_sums += stacked
 
     def log(self, logs, start_time=None):
-        # Training logs carry "loss"; add both branches' losses, averaged like it (window, processes).
+        # Training logs carry "loss"; add the branches' values, averaged like it (window, processes).
         if "loss" in logs and self._masksub_log_sums is not None:
-            main_sum, sub_sum, steps = self.accelerator.gather(self._masksub_log_sums[None]).mean(dim=0).tolist()
+            sums = self.accelerator.gather(self._masksub_log_sums[None]).mean(dim=0).tolist()
             self._masksub_log_sums.zero_()
+            *totals, steps = sums
             if steps > 0:
-                logs["main_loss"] = main_sum / steps
-                logs["sub_loss"] = sub_sum / steps
+                logs.update({name: total / steps for name, total in zip(self._masksub_log_names, totals)})
         super().log(logs, start_time)
 
     def masksub_settings(self):
