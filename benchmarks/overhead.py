@@ -64,7 +64,7 @@ def build_case(name, quick):
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     size = 112 if quick else 224
-    count = 64
+    count = 128  # enough batches of 16 for a warm-up step plus the timed steps
     if name in ("vit", "resnet"):
         if name == "vit":
             model = ViTForImageClassification(vit_tiny(size))
