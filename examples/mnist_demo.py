@@ -33,6 +33,7 @@ class DemoArguments:
     num_train_epochs: float = field(default=15, metadata={"help": "Epochs for both arms."})
     train_samples: int = field(default=4000)
     eval_samples: int = field(default=1000)
+    logging_steps: int = field(default=20)
     seed: int = field(default=0)
 
 
@@ -76,7 +77,7 @@ def train_arm(demo, ratio, train, validation):
         output_dir=os.path.join(demo.output_dir, f"masksub_{ratio}"),
         masksub_ratio=ratio, num_train_epochs=demo.num_train_epochs, per_device_train_batch_size=64,
         per_device_eval_batch_size=256, learning_rate=1e-3, weight_decay=0.05, lr_scheduler_type="cosine",
-        warmup_steps=0.05, logging_steps=20, eval_strategy="epoch", save_strategy="no", report_to="none",
+        warmup_steps=0.05, logging_steps=demo.logging_steps, eval_strategy="epoch", save_strategy="no", report_to="none",
         seed=demo.seed, remove_unused_columns=False, use_cpu=True, masksub_log_grad_norm=ratio > 0,
     )
     collator = MaskSubImageCollator(model, ratio=ratio) if ratio > 0 else None
@@ -96,7 +97,7 @@ def train_arm(demo, ratio, train, validation):
 def main():
     (demo,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses()
     if os.environ.get("DEMO_QUICK") == "1":
-        demo.train_samples, demo.eval_samples, demo.num_train_epochs = 640, 200, 1
+        demo.train_samples, demo.eval_samples, demo.num_train_epochs, demo.logging_steps = 640, 200, 1, 2
     images, labels = mnist_digits(seed=demo.seed)
     end = demo.train_samples + demo.eval_samples
     train = make_split(images[: demo.train_samples], labels[: demo.train_samples], train=True)
