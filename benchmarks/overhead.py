@@ -37,6 +37,7 @@ from transformers import (BertForSequenceClassification, ResNetConfig, ResNetFor
 from masksub_hf import (MaskSubImageCollator, MaskSubTextCollator, MaskSubTrainer,  # noqa: E402
                         MaskSubTrainingArguments)
 from masksub_hf.clip import clip_sub_branch_loss  # noqa: E402
+from masksub_hf.demo_data import ListDataset  # noqa: E402
 from masksub_hf.functional import masksub_step  # noqa: E402
 from masksub_hf.masking import masking_for  # noqa: E402
 
@@ -95,17 +96,6 @@ def build_case(name, quick):
     samples = [{"pixel_values": pixels[i], "input_ids": torch.tensor(encoded["input_ids"][i]),
                 "attention_mask": torch.tensor(encoded["attention_mask"][i])} for i in range(count)]
     return model, samples, 0.5, tokenizer
-
-
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
 
 
 class StepTimer(TrainerCallback):

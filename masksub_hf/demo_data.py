@@ -9,6 +9,7 @@ import importlib.util
 import os
 
 import numpy as np
+import torch
 
 ROTTEN_TOMATOES_FILE = os.path.join("data", "rotten_tomatoes_corpus_full.csv.bz2")
 
@@ -34,3 +35,16 @@ def rotten_tomatoes(seed: int = 0):
     frame = frame[frame["category"].isin(["fresh", "rotten"])]
     frame = pd.DataFrame({"sentence": frame["text"], "label": (frame["category"] == "fresh").astype(int)})
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """A list of ready samples (dicts of tensors) as a torch ``Dataset``, for tests and benchmarks."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]

@@ -8,6 +8,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, TrainerCallback, ViTConfig, ViTForImageClassification
 
 from masksub_hf import MaskSubTrainingArguments
+from masksub_hf.demo_data import ListDataset  # noqa: F401  (re-exported for the tests)
 
 IMAGE_SIZE, PATCH_SIZE = 32, 8
 NUM_PATCHES = (IMAGE_SIZE // PATCH_SIZE) ** 2
@@ -43,17 +44,6 @@ def tiny_bert(num_labels=2, seed=0, vocab_size=64):
         num_labels=num_labels,
     )
     return BertForSequenceClassification(config)
-
-
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
 
 
 def image_items(num_samples, labels, num_keep, seed=0):
