@@ -19,7 +19,7 @@ class MaskSubTrainingArguments(TrainingArguments):
         default=0.5,
         metadata={
             "help": "Fraction of the input the sub branch loses (patch tokens, pixels or text tokens). "
-            "0 disables MaskSub: training is then exactly transformers.Trainer."
+            "0 disables MaskSub: each training step is then exactly transformers.Trainer's."
         },
     )
     masksub_mode: str = field(
@@ -53,7 +53,14 @@ class MaskSubTrainingArguments(TrainingArguments):
     masksub_sub_weight: float = field(
         default=0.5, metadata={"help": "Weight of the sub-branch loss (paper: 1/2, Table A.8)."}
     )
-
+    masksub_sample_seeds: bool = field(
+        default=True,
+        metadata={
+            "help": "Draw each training sample's augmentations and mask from seeds of (seed, epoch, sample index): "
+            "--resume_from_checkpoint then replays them exactly, on any number of processes and workers. "
+            "False: the data pipeline draws from torch's global RNG, as under plain Trainer."
+        },
+    )
     masksub_log_grad_norm: bool = field(
         default=False,
         metadata={

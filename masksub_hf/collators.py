@@ -1,16 +1,19 @@
 """Collators that draw the sub branch's masks in the data pipeline, next to the batch they belong to.
 
 Both wrap a base collator and add one ``masksub_*`` key; the trainer pops it before the main
-forward, so models never see it. Masks come from torch's global RNG unless a ``generator`` is given,
-so ``--seed`` (and Trainer's RNG checkpointing) makes them reproducible.
+forward, so models never see it. Under ``MaskSubTrainer`` each sample carries its own mask seed
+(``masksub_hf.seeding``) and its mask is drawn from that; otherwise masks come from ``generator``, or
+torch's global RNG.
 """
 
+import torch
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from .masking import TokenMasking, masking_for, timm_model_of
+from .seeding import pop_sample_seeds
 
 
-class _MaskingCollator:
+class MaskingCollator:
     """Collate with ``base_collator``, then add the batch's mask under ``masking.key``."""
 
     def __init__(self, masking, base_collator, generator):
@@ -19,13 +22,21 @@ class _MaskingCollator:
         self.generator = generator
 
     def __call__(self, features):
+        features, seeds = pop_sample_seeds(features)
         batch = self.base_collator(features)
         if self.masking.key is not None:
-            batch[self.masking.key] = self.masking.draw(batch, self.generator)
+            batch[self.masking.key] = self._draw(batch, seeds)
         return batch
 
+    def _draw(self, batch, seeds):
+        if seeds is None:
+            return self.masking.draw(batch, self.generator)
+        rows = [{k: v[i:i + 1] for k, v in batch.items() if isinstance(v, torch.Tensor)} for i in range(len(seeds))]
+        return torch.cat([self.masking.draw(row, torch.Generator().manual_seed(seed))
+                          for row, seed in zip(rows, seeds)])
 
-class MaskSubImageCollator(_MaskingCollator):
+
+class MaskSubImageCollator(MaskingCollator):
     """Wrap an image collator and add a per-sample patch mask for the model's patch grid.
 
     The mask fits the family ``mode`` picks (``auto``: by model family): patch keep-indices for ViTs,
@@ -49,7 +60,7 @@ class MaskSubImageCollator(_MaskingCollator):
         super().__init__(masking, base_collator or default_data_collator, generator)
 
 
-class MaskSubTextCollator(_MaskingCollator):
+class MaskSubTextCollator(MaskingCollator):
     """Wrap a text collator and add ``masksub_input_ids``: ``ratio`` of the real tokens set to ``[MASK]``.
 
     Args:

@@ -14,6 +14,7 @@ prediction are Trainer's too: no sub branch.
 import contextlib
 import os
 
+import datasets
 import torch
 from accelerate.utils import DistributedType
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
@@ -25,7 +26,9 @@ from .arguments import MaskSubTrainingArguments
 from .clip import clip_sub_branch_loss, is_dual_encoder
 from .functional import sub_branch_loss
 from .losses import sub_loss_for
+from .collators import MaskingCollator
 from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
+from .seeding import SEED_KEY, SampleSeedEpochCallback, SeededDataset, WithoutSampleSeeds
 
 MASKSUB_TAG = "masksub"
 MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
@@ -90,6 +93,10 @@ class MaskSubTrainer(Trainer):
                 unwrapped.add_model_tags([MASKSUB_TAG])
             if self.masking.parameters():
                 self.add_callback(_ClearOwnedGradients(self.masking.parameters()))
+        if args.masksub_sample_seeds:
+            self.add_callback(SampleSeedEpochCallback())
+            if not isinstance(self.data_collator, MaskingCollator):
+                self.data_collator = WithoutSampleSeeds(self.data_collator)
         # Running sums since the last log (branch losses, optionally gradient norms, optimizer steps), on
         # device: no host sync per step.
         self._masksub_log_sums = None
@@ -162,11 +169,27 @@ class MaskSubTrainer(Trainer):
         restored = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype)
         model.load_state_dict(restored.state_dict(), strict=True)
 
+    def get_train_dataloader(self):
+        """Trainer's training loader, over the training set wrapped in a ``SeededDataset`` (per-sample seeds)."""
+        dataset = self.train_dataset
+        if not self.args.masksub_sample_seeds or dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):
+            return super().get_train_dataloader()
+        if isinstance(dataset, datasets.Dataset):
+            dataset = self._remove_unused_columns(dataset, description="training")
+        return self._get_dataloader(
+            dataset=SeededDataset(dataset, self.args.data_seed if self.args.data_seed is not None else self.args.seed),
+            description="Training",
+            batch_size=self._train_batch_size,
+            sampler_fn=lambda _: self._get_train_sampler(dataset),  # e.g. group_by_length reads the columns
+            is_training=True,
+        )
+
     def _set_signature_columns_if_needed(self):
-        # Keep a dataset's own precomputed mask column, which the model's signature does not name.
+        # Keep what MaskSub adds to samples (a precomputed mask column, the mask seed): no model names them.
         super()._set_signature_columns_if_needed()
-        if self.masking is not None and self.masking.key and self.masking.key not in self._signature_columns:
-            self._signature_columns.append(self.masking.key)
+        for key in (self.masking.key if self.masking is not None else None, SEED_KEY):
+            if key and key not in self._signature_columns:
+                self._signature_columns.append(key)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         inputs, masks = split_masks(inputs)

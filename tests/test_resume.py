@@ -2,25 +2,36 @@
 
 transformers 5 saves some models (ViT, ...) under legacy key names and ``Trainer`` reloads them with a
 non-strict ``load_state_dict``, silently keeping those weights' pre-resume values; ``MaskSubTrainer``
-reloads them through ``from_pretrained``. Masks here travel with the samples, so the only state is
-what checkpoints hold: weights, optimizer, scheduler, RNG and a MaskSub-owned mask token.
+reloads them through ``from_pretrained``. Randomness in the data pipeline (augmentations, masks drawn
+by a collator) is replayed through per-sample seeds (``masksub_hf.seeding``). Through the scripts,
+with a real SIGKILL: ``test_crash_recovery.py``.
 """
 
 import shutil
 
 import pytest
 import torch
-from helpers import ListDataset, image_items, tiny_vit, training_args
+from helpers import IMAGE_SIZE, ListDataset, image_items, tiny_vit, training_args
 from test_families import block_items, hf_model
 
-from masksub_hf import MaskSubTrainer
+from masksub_hf import MaskSubImageCollator, MaskSubTrainer
+from masksub_hf.seeding import SEED_KEY, SeededDataset
 
 
-def train(output_dir, build, items, resume=None, **overrides):
+class NoisyImages(ListDataset):
+    """Samples with a random augmentation drawn from torch's global RNG, as torchvision transforms do."""
+
+    def __getitem__(self, index):
+        item = self.items[index]
+        return {**item, "pixel_values": item["pixel_values"] + torch.randn(item["pixel_values"].shape)}
+
+
+def train(output_dir, build, items, resume=None, dataset_class=ListDataset, collator=None, **overrides):
     model = build()
-    args = training_args(output_dir, per_device_train_batch_size=4, max_steps=8, save_strategy="steps",
-                         save_steps=4, learning_rate=1e-3, **overrides)
-    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items))
+    args = training_args(output_dir, **{**dict(per_device_train_batch_size=4, max_steps=8, save_strategy="steps",
+                                               save_steps=4, learning_rate=1e-3), **overrides})
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=dataset_class(items),
+                             data_collator=collator(model) if collator else None)
     trainer.train(resume_from_checkpoint=resume)
     state = {n: p.detach().clone() for n, p in model.named_parameters()}
     state.update({f"owned.{i}": p.detach().clone() for i, p in enumerate(trainer._owned_parameters())})
@@ -41,3 +52,44 @@ def test_resume_equals_uninterrupted_training_bit_for_bit(tmp_path, family, rati
     assert uninterrupted.keys() == resumed.keys()
     for name, value in uninterrupted.items():
         assert torch.equal(value, resumed[name]), name
+
+
+def random_pipeline_runs(tmp_path, **overrides):
+    """An uninterrupted and a resumed run with random augmentations and collator-drawn masks, over 2.5 epochs
+    (8 steps an epoch), resumed from step 12, mid-epoch 2."""
+    items = [{k: v for k, v in item.items() if not k.startswith("masksub")}
+             for item in image_items(32, torch.arange(32) % 3, num_keep=8)]
+    settings = dict(dataset_class=NoisyImages, collator=lambda model: MaskSubImageCollator(model, 0.5),
+                    max_steps=20, save_steps=12, **overrides)
+    uninterrupted = train(tmp_path / "full", tiny_vit, items, **settings)
+    shutil.copytree(tmp_path / "full" / "checkpoint-12", tmp_path / "resumed" / "checkpoint-12")
+    resumed = train(tmp_path / "resumed", tiny_vit, items, resume=str(tmp_path / "resumed" / "checkpoint-12"),
+                    **settings)
+    return uninterrupted, resumed
+
+
+@pytest.mark.parametrize("overrides", [{}, {"masksub_mode": "dropout", "gradient_accumulation_steps": 2},
+                                       {"dataloader_num_workers": 2, "dataloader_persistent_workers": True}],
+                         ids=["collator-masks", "dropsub-ga2", "persistent-workers"])
+def test_resume_replays_random_augmentations_and_masks(tmp_path, overrides):
+    uninterrupted, resumed = random_pipeline_runs(tmp_path, **overrides)
+    for name, value in uninterrupted.items():
+        assert torch.equal(value, resumed[name]), name
+
+
+def test_without_sample_seeds_resume_differs(tmp_path):
+    """The failure the seeds fix: with the data pipeline on the global RNG (plain Trainer's way), it is not exact."""
+    uninterrupted, resumed = random_pipeline_runs(tmp_path, masksub_sample_seeds=False)
+    assert any(not torch.equal(value, resumed[name]) for name, value in uninterrupted.items())
+
+
+def test_seeded_dataset_draws_per_sample_and_epoch():
+    dataset = SeededDataset(NoisyImages([{"pixel_values": torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE)}] * 2), seed=0)
+    state = torch.get_rng_state()
+    first = [dataset[i] for i in (0, 1)]
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG stream is left untouched
+    assert torch.equal(dataset[1]["pixel_values"], first[1]["pixel_values"])  # any order, any process
+    assert not torch.equal(first[0]["pixel_values"], first[1]["pixel_values"])
+    assert first[0][SEED_KEY] != first[1][SEED_KEY]
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[0]["pixel_values"], first[0]["pixel_values"])  # a new draw each epoch
