@@ -4,13 +4,15 @@ train / evaluate / model card / push tail, as in transformers' example scripts."
 import functools
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
 import transformers
 from accelerate import PartialState
 from transformers import HfArgumentParser
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 logger = logging.getLogger("masksub_hf")
 
@@ -56,6 +58,8 @@ def parse_arguments(dataclass_types, defaults=None, args=None):
 def setup_logging(training_args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
+    if training_args.should_log:  # as transformers' examples: INFO on the main process by default
+        transformers.utils.logging.set_verbosity_info()
     level = training_args.get_process_log_level()
     logger.setLevel(level)
     transformers.utils.logging.set_verbosity(level)
@@ -103,14 +107,23 @@ def model_error(error: Exception) -> UserInputError:
 
 
 def last_checkpoint(training_args):
-    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the newest in ``--output_dir``."""
+    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the newest complete one in ``--output_dir``.
+
+    A job killed while saving leaves a checkpoint without ``trainer_state.json`` (Trainer writes it last);
+    that one is skipped with a warning, and training resumes from the one before.
+    """
     if training_args.resume_from_checkpoint is not None or not training_args.do_train:
         return training_args.resume_from_checkpoint
-    if os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is not None:
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    checkpoints = [os.path.join(training_args.output_dir, name) for name in os.listdir(training_args.output_dir)
+                   if re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", name)]
+    for checkpoint in sorted(checkpoints, key=lambda path: int(path.rsplit("-", 1)[1]), reverse=True):
+        if os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
             logger.info(f"Checkpoint detected, resuming training from {checkpoint}.")
-        return checkpoint
+            return checkpoint
+        logger.warning(f"Skipping the incomplete checkpoint {checkpoint} (no {TRAINER_STATE_NAME}: the job was "
+                       "stopped while saving it).")
     return None
 
 

@@ -136,11 +136,13 @@ class MaskSubTrainer(Trainer):
         return self.accelerator.clip_grad_norm_([*model.parameters(), *owned], self.args.max_grad_norm)
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        # Before Trainer's files: its trainer_state.json, written last, marks a checkpoint as complete.
         owned = self._owned_parameters()
         if owned and self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
             torch.save([p.detach().cpu() for p in owned], os.path.join(folder, MASKSUB_STATE_NAME))
+        super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)

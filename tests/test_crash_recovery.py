@@ -1,0 +1,94 @@
+"""A script killed with SIGKILL after a checkpoint, then started again with the same command, ends with
+the same weights as an uninterrupted run, bit for bit (CPU, fp32): random augmentations and masks
+included. Real MNIST digits (image) and real review snippets (text)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from script_fixtures import mnist_imagefolder, rotten_tomatoes_csv, tiny_bert_dir, tiny_vit_dir
+
+from masksub_hf import MaskSubTrainingArguments
+from masksub_hf.cli import last_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ["--do_train", "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--save_strategy",
+          "steps", "--save_steps", "5", "--logging_steps", "3", "--report_to", "none", "--use_cpu", "--seed", "3",
+          "--disable_tqdm", "true", "--learning_rate", "1e-3"]
+KILL_AFTER = "checkpoint-5"  # mid-epoch: 96 samples, 12 steps an epoch
+
+
+def command(script, output_dir, script_args):
+    return [sys.executable, str(ROOT / script), "--output_dir", str(output_dir), *script_args, *COMMON]
+
+
+def run(script, output_dir, script_args):
+    completed = subprocess.run(command(script, output_dir, script_args), capture_output=True, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def run_and_kill(script, output_dir, script_args):
+    """Start the script, SIGKILL it as soon as ``KILL_AFTER`` is complete; return the kill's exit status."""
+    process = subprocess.Popen(command(script, output_dir, script_args), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    marker = Path(output_dir) / KILL_AFTER / "trainer_state.json"
+    deadline = time.monotonic() + 600
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    return process.wait()
+
+
+def assert_same_weights(expected_dir, actual_dir):
+    expected, actual = load_file(Path(expected_dir) / "model.safetensors"), load_file(Path(actual_dir) / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        assert tensor.equal(actual[name]), name
+
+
+def check_kill_and_resume(tmp_path, script, script_args):
+    run(script, tmp_path / "uninterrupted", script_args)
+    killed = tmp_path / "killed"
+    assert run_and_kill(script, killed, script_args) == -signal.SIGKILL
+    assert not (killed / "model.safetensors").exists()  # it died mid-training
+    resumed = run(script, killed, script_args)  # the same command: it finds its newest complete checkpoint
+    assert f"resuming training from {killed}" in resumed.stdout
+    assert_same_weights(tmp_path / "uninterrupted", killed)
+
+
+@pytest.mark.slow
+def test_image_script_resumes_bit_for_bit_after_sigkill(tmp_path):
+    train_dir, validation_dir = mnist_imagefolder(tmp_path / "data", train=96, validation=16)
+    model = tiny_vit_dir(tmp_path / "vit")
+    # The HF example's random augmentations (RandomResizedCrop, flips) and patch-token masks.
+    check_kill_and_resume(tmp_path, "run_image_classification.py", [
+        "--model_name_or_path", str(model), "--train_dir", str(train_dir), "--validation_dir", str(validation_dir),
+        "--ignore_mismatched_sizes", "--masksub_ratio", "0.5", "--dataloader_num_workers", "1"])
+
+
+@pytest.mark.slow
+def test_text_script_resumes_bit_for_bit_after_sigkill(tmp_path):
+    paths = rotten_tomatoes_csv(tmp_path / "data", train=96, validation=16, test=0)
+    words = " ".join(open(paths["train"]).read().split()).lower().split()
+    model = tiny_bert_dir(tmp_path / "bert", words)
+    check_kill_and_resume(tmp_path, "run_glue.py", [
+        "--model_name_or_path", str(model), "--train_file", str(paths["train"]),
+        "--validation_file", str(paths["validation"]), "--max_seq_length", "48", "--pad_to_max_length", "false",
+        "--masksub_ratio", "0.15"])
+
+
+def test_last_checkpoint_skips_one_left_incomplete_by_a_kill(tmp_path):
+    for step, complete in ((6, True), (12, True), (18, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    args = MaskSubTrainingArguments(output_dir=str(tmp_path), do_train=True, report_to="none")
+    assert last_checkpoint(args) == str(tmp_path / "checkpoint-12")
