@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor
-from datasets import load_dataset
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish)
 from masksub_hf.clip import is_dual_encoder, retrieval_recalls, zero_shot_accuracy
-from masksub_hf.data import select_split
+from masksub_hf.data import check_columns, drop_unreadable_images, load_data_files, select_split
 
 logger = logging.getLogger("masksub_hf")
 
@@ -68,12 +67,28 @@ class ClipDataArguments:
     zero_shot_label_column: str | None = field(
         default=None, metadata={"help": "Validation column with each image's class (a name or an index)."}
     )
+    check_images: bool = field(
+        default=True,
+        metadata={"help": "Open every image once before training and skip unreadable (corrupt, truncated, missing) "
+                  "ones with a warning and a count. False: no check."},
+    )
 
     def __post_init__(self):
         if self.train_file is None and self.validation_file is None:
             raise UserInputError("give --train_file and/or --validation_file (csv or json).")
         if self.zero_shot_classes is not None and self.zero_shot_label_column is None:
             raise UserInputError("--zero_shot_classes needs --zero_shot_label_column.")
+
+
+def class_indices(labels, classes):
+    """Each label's index in ``classes``: a label is a class name or an index; anything else is an error."""
+    names = [str(label) for label in labels]
+    unknown = sorted({name for name in names if name not in classes
+                      and not (name.isdigit() and int(name) < len(classes))})
+    if unknown:
+        raise UserInputError(f"--zero_shot_label_column: labels {unknown[:5]} are neither in --zero_shot_classes "
+                             f"({len(classes)} classes) nor class indices.")
+    return [classes.index(name) if name in classes else int(name) for name in names]
 
 
 def _list_argument(value, separator):
@@ -140,15 +155,9 @@ def main(args=None):
 
     files = {split: path for split, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
              if path is not None}
-    extension = next(iter(files.values())).rsplit(".", 1)[-1]
-    try:
-        dataset = load_dataset("csv" if extension == "csv" else "json", data_files=files)
-    except FileNotFoundError as error:
-        raise UserInputError(f"--train_file / --validation_file: {error}") from error
-    for split, data in dataset.items():
-        for flag, column in (("--image_column", data_args.image_column), ("--caption_column", data_args.caption_column)):
-            if column not in data.column_names:
-                raise UserInputError(f"{flag}: column {column!r} not in the {split} data ({', '.join(data.column_names)}).")
+    dataset = load_data_files(files, model_args.cache_dir)
+    check_columns(dataset, [("--image_column", data_args.image_column), ("--caption_column", data_args.caption_column)],
+                  "--train_file / --validation_file")
 
     try:
         model, tokenizer, processor = load_model(model_args)
@@ -172,20 +181,25 @@ def main(args=None):
                 "attention_mask": torch.tensor([example["attention_mask"] for example in examples]),
                 "return_loss": True}
 
+    def prepare(split, max_samples, needed_for):
+        data = select_split(dataset, split, max_samples, needed_for)
+        if data_args.check_images:
+            data = drop_unreadable_images(data, data_args.image_column, split, flag="--image_column")
+        return data
+
     train_dataset = eval_dataset = None
     if training_args.do_train:
-        train_dataset = select_split(dataset, "train", data_args.max_train_samples, "--do_train (--train_file)")
+        train_dataset = prepare("train", data_args.max_train_samples, "--do_train (--train_file)")
         train_dataset.set_transform(preprocess)
     zero_shot_labels = None
     if training_args.do_eval:
-        eval_dataset = select_split(dataset, "validation", data_args.max_eval_samples, "--do_eval (--validation_file)")
+        eval_dataset = prepare("validation", data_args.max_eval_samples, "--do_eval (--validation_file)")
         if data_args.zero_shot_classes is not None:
             if data_args.zero_shot_label_column not in eval_dataset.column_names:
                 raise UserInputError(f"--zero_shot_label_column: no column {data_args.zero_shot_label_column!r}.")
             classes = _list_argument(data_args.zero_shot_classes, ",")
             templates = _list_argument(data_args.zero_shot_templates, "|")
-            zero_shot_labels = torch.tensor([classes.index(str(v)) if str(v) in classes else int(v)
-                                             for v in eval_dataset[data_args.zero_shot_label_column]])
+            zero_shot_labels = torch.tensor(class_indices(eval_dataset[data_args.zero_shot_label_column], classes))
         eval_dataset.set_transform(preprocess)
 
     collator = collate

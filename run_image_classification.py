@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish)
-from masksub_hf.data import ImageDataArguments, load_image_dataset, select_split
+from masksub_hf.data import ImageDataArguments, drop_unreadable_images, load_image_dataset, select_split
 from masksub_hf.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
@@ -101,15 +101,20 @@ def main(args=None):
 
     color_mode = "L" if getattr(model.config, "num_channels", 3) == 1 else "RGB"
     train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode)
+
+    def prepare(split, max_samples, needed_for, transform):
+        data = select_split(dataset, split, max_samples, needed_for, training_args.seed)
+        if data_args.check_images:
+            data = drop_unreadable_images(data, data_args.image_column_name, split)
+        data.set_transform(transform)
+        return data
+
     train_dataset = eval_dataset = None
     if training_args.do_train:
-        train_dataset = select_split(dataset, "train", data_args.max_train_samples,
-                                     "--do_train (give --train_dir)", training_args.seed)
-        train_dataset.set_transform(train_transform)
+        train_dataset = prepare("train", data_args.max_train_samples, "--do_train (give --train_dir)", train_transform)
     if training_args.do_eval:
-        eval_dataset = select_split(dataset, "validation", data_args.max_eval_samples,
-                                    "--do_eval (give --validation_dir or --train_val_split > 0)", training_args.seed)
-        eval_dataset.set_transform(eval_transform)
+        eval_dataset = prepare("validation", data_args.max_eval_samples,
+                               "--do_eval (give --validation_dir or --train_val_split > 0)", eval_transform)
 
     metric = load_metric("accuracy")
 

@@ -1,12 +1,19 @@
 """Data loading for the scripts, in the conventions of transformers' examples: Hub datasets, image
 folders, csv/json files. Every problem a user can cause is a ``UserInputError`` naming the flag."""
 
+import glob
+import io
+import logging
 import os
 from dataclasses import dataclass, field
 
-from datasets import ClassLabel, DatasetDict, Sequence, load_dataset
+import PIL.Image
+from datasets import ClassLabel, DatasetDict, Image, Sequence, load_dataset
+from datasets.exceptions import DatasetGenerationError
 
 from .cli import UserInputError
+
+logger = logging.getLogger("masksub_hf")
 
 GLUE_TASK_KEYS = {
     "cola": ("sentence", None),
@@ -38,7 +45,8 @@ def _check_path(flag, path, directory=False):
         raise UserInputError(f"{flag}: no such {'directory' if directory else 'file'}: {path}")
 
 
-def _check_columns(dataset, flags_and_columns):
+def check_columns(dataset, flags_and_columns, data_flag):
+    """Every split has every ``(flag, column)``'s column and at least one row (else an error naming ``data_flag``)."""
     for split, data in dataset.items():
         for flag, column in flags_and_columns:
             if column not in data.column_names:
@@ -46,7 +54,82 @@ def _check_columns(dataset, flags_and_columns):
                     f"{flag}: column {column!r} not in the {split} data (columns: {', '.join(data.column_names)})."
                 )
         if len(data) == 0:
-            raise UserInputError(f"the {split} data is empty.")
+            raise UserInputError(f"{data_flag}: the {split} data has no rows.")
+
+
+def load_data_files(data_files, cache_dir=None):
+    """``{split: csv or json file}`` (``--{split}_file``) as a ``DatasetDict``; unreadable files are user errors."""
+    for split, path in data_files.items():
+        if os.path.getsize(path) == 0 or (path.endswith(".csv") and _count_lines(path, stop_at=2) < 2):
+            raise UserInputError(f"--{split}_file: {path} has no rows.")
+    extension = next(iter(data_files.values())).rsplit(".", 1)[-1]
+    try:
+        return load_dataset("csv" if extension == "csv" else "json", data_files=data_files, cache_dir=cache_dir)
+    except (DatasetGenerationError, FileNotFoundError, ValueError) as error:
+        reason = error.__cause__ if isinstance(error.__cause__, Exception) else error
+        flags = " / ".join(f"--{split}_file" for split in data_files)
+        raise UserInputError(f"{flags}: cannot read the files: {' '.join(str(reason).split())[:300]}") from error
+
+
+def _count_lines(path, stop_at):
+    """Non-blank lines of a text file, counting no further than ``stop_at``."""
+    count = 0
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            count += bool(line.strip())
+            if count >= stop_at:
+                break
+    return count
+
+
+def _is_readable(image) -> bool:
+    """Whether PIL decodes the whole image: an undecoded ``datasets.Image`` value or a file path."""
+    if isinstance(image, dict):
+        image = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+    try:
+        with PIL.Image.open(image) as opened:
+            opened.load()
+        return True
+    except (OSError, SyntaxError, ValueError):  # unidentified, truncated, broken chunks, missing files
+        return False
+
+
+def drop_unreadable_images(data, image_column, split, flag="--image_column_name"):
+    """``data`` without its unreadable images (corrupt, truncated, missing files), each decoded once before
+    training; a warning counts them and names a few. A split with no readable image is an error."""
+    feature = data.features[image_column]
+    if isinstance(feature, Image):
+        undecoded = data.cast_column(image_column, Image(decode=False))
+    elif getattr(feature, "dtype", None) in ("string", "large_string"):  # file paths (csv/json)
+        undecoded = data
+    else:
+        raise UserInputError(f"{flag}: column {image_column!r} holds {feature}, not images or image paths.")
+    images = undecoded[image_column]
+    readable = [_is_readable(image) for image in images]
+    bad = [i for i, ok in enumerate(readable) if not ok]
+    if not bad:
+        return data
+    if len(bad) == len(data):
+        raise UserInputError(f"{flag}: none of the {len(data)} images of the {split} data can be read.")
+    names = [str(images[i]["path"] if isinstance(images[i], dict) else images[i]) for i in bad[:3]]
+    logger.warning(f"Skipping {len(bad)} unreadable image(s) of {len(data)} in the {split} data "
+                   f"(corrupt or truncated), e.g. {', '.join(names)}.")
+    return data.select([i for i, ok in enumerate(readable) if ok])
+
+
+def _has_files(directory):
+    return any(os.path.isfile(path) for path in glob.iglob(os.path.join(directory, "**", "*"), recursive=True))
+
+
+def _check_class_folders(train_dir, validation_dir):
+    """The validation folder's classes (sub-folders) must be among the training folder's."""
+    def classes(directory):
+        return {entry.name for entry in os.scandir(directory) if entry.is_dir()}
+
+    unknown = sorted(classes(validation_dir) - classes(train_dir))
+    if unknown:
+        raise UserInputError(f"--validation_dir: classes {unknown} have no training sub-folder in --train_dir "
+                             f"(training classes: {sorted(classes(train_dir))}).")
 
 
 @dataclass
@@ -64,12 +147,22 @@ class ImageDataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set (debugging)."})
     image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
     label_column_name: str = field(default="label", metadata={"help": "Column holding the labels."})
+    check_images: bool = field(
+        default=True,
+        metadata={"help": "Decode every image once before training and skip unreadable (corrupt, truncated) ones "
+                  "with a warning and a count. False: no check; an unreadable image then stops training."},
+    )
 
     def __post_init__(self):
         if self.dataset_name is None and self.train_dir is None and self.validation_dir is None:
             raise UserInputError("give --dataset_name (Hub) or --train_dir / --validation_dir (image folders).")
         _check_path("--train_dir", self.train_dir, directory=True)
         _check_path("--validation_dir", self.validation_dir, directory=True)
+        for flag, directory in (("--train_dir", self.train_dir), ("--validation_dir", self.validation_dir)):
+            if directory is not None and not _has_files(directory):
+                raise UserInputError(f"{flag}: no files in {directory}.")
+        if self.train_dir is not None and self.validation_dir is not None:
+            _check_class_folders(self.train_dir, self.validation_dir)
         if not 0 <= self.train_val_split < 1:
             raise UserInputError(f"--train_val_split must be in [0, 1), got {self.train_val_split}.")
 
@@ -84,14 +177,20 @@ def load_image_dataset(data_args, cache_dir=None, token=None, seed=42) -> Datase
             data_files["train"] = os.path.join(data_args.train_dir, "**")
         if data_args.validation_dir is not None:
             data_files["validation"] = os.path.join(data_args.validation_dir, "**")
-        dataset = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
-    _check_columns(dataset, [("--image_column_name", data_args.image_column_name),
-                             ("--label_column_name", data_args.label_column_name)])
+        # Labels from the class sub-folders always: datasets drops them when the two folders sit at different depths.
+        dataset = load_dataset("imagefolder", data_files=data_files, drop_labels=False, cache_dir=cache_dir)
+    data_flag = "--dataset_name" if data_args.dataset_name is not None else "--train_dir / --validation_dir"
+    check_columns(dataset, [("--image_column_name", data_args.image_column_name),
+                            ("--label_column_name", data_args.label_column_name)], data_flag)
     if "validation" not in dataset and "train" in dataset and data_args.train_val_split > 0:
         split = dataset["train"].train_test_split(data_args.train_val_split, seed=seed)
         dataset["train"], dataset["validation"] = split["train"], split["test"]
     if not isinstance(next(iter(dataset.values())).features[data_args.label_column_name], ClassLabel):
         dataset = dataset.class_encode_column(data_args.label_column_name)
+    classes = next(iter(dataset.values())).features[data_args.label_column_name].names
+    if len(classes) < 2:
+        raise UserInputError(f"{data_flag}: one class only ({classes}); a classifier needs two or more "
+                             "(in a folder: one sub-folder per class).")
     return dataset
 
 
@@ -143,9 +242,9 @@ def load_text_dataset(data_args, do_predict=False, cache_dir=None, token=None) -
         if data_args.test_file is None:
             raise UserInputError("--do_predict needs --test_file.")
         data_files["test"] = data_args.test_file
-    extension = data_args.train_file.rsplit(".", 1)[-1]
-    dataset = load_dataset("csv" if extension == "csv" else "json", data_files=data_files, cache_dir=cache_dir)
-    _check_columns(DatasetDict({k: v for k, v in dataset.items() if k != "test"}), [("the label column", "label")])
+    dataset = load_data_files(data_files, cache_dir)
+    check_columns(DatasetDict({k: v for k, v in dataset.items() if k != "test"}), [("the label column", "label")],
+                  "--train_file / --validation_file")
     return dataset
 
 
