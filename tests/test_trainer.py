@@ -99,16 +99,6 @@ def test_saved_model_reloads_in_plain_transformers(tmp_path):
         assert torch.equal(reloaded(pixel_values=pixels).logits, model(pixel_values=pixels).logits)
 
 
-def test_bf16_autocast_on_cpu(tmp_path):
-    model = tiny_vit()
-    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=2, logging_steps=1, bf16=True)
-    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled_items()))
-    trainer.train()
-    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    assert all(torch.isfinite(torch.tensor([e["main_loss"], e["sub_loss"]])).all() for e in logged)
-    assert trainer.accelerator.mixed_precision == "bf16"
-
-
 def test_clip_vision_tower_token_drop(tmp_path):
     torch.manual_seed(0)
     config = CLIPConfig(
