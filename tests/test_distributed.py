@@ -1,6 +1,6 @@
 """Two real gloo processes (`accelerate launch --multi_gpu --num_processes 2 ... --use_cpu`).
 
-- 2 processes x batch 4 give the same parameters as 1 process x batch 4 x accumulation 2;
+- 2 processes x batch 4 give the same parameters as 1 process x batch 4 x accumulation 2 (ViT, CLIP, BERT);
 - gradients are all-reduced once per optimizer step: as many all-reduce calls as plain Trainer
   (masksub_ratio 0) makes, not twice as many.
 """
@@ -47,10 +47,13 @@ def test_two_processes_equal_one_process_with_accumulation_and_sync_once(tmp_pat
 
 
 @pytest.mark.slow
-def test_clip_two_processes_equal_one_process_with_accumulation(tmp_path):
-    """A dual encoder's sub branch bypasses DDP; MaskSub averages its gradients by hand, once per step."""
-    two = run(tmp_path, "two", 2, ["--masksub_ratio", "0.5", "--family", "clip"])
-    one = run(tmp_path, "one", 1, ["--masksub_ratio", "0.5", "--gradient_accumulation_steps", "2", "--family", "clip"])
+@pytest.mark.parametrize("family", ["clip", "text"])
+def test_clip_and_text_two_processes_equal_one_process_with_accumulation(tmp_path, family):
+    """CLIP: a dual encoder's sub branch bypasses DDP; MaskSub averages its gradients by hand, once per step.
+    Text: [MASK] positions drawn by the collator, from per-sample seeds, on dynamically padded batches."""
+    ratio = "0.5" if family == "clip" else "0.15"
+    two = run(tmp_path, "two", 2, ["--masksub_ratio", ratio, "--family", family])
+    one = run(tmp_path, "one", 1, ["--masksub_ratio", ratio, "--gradient_accumulation_steps", "2", "--family", family])
     assert two["distributed_type"] == "DistributedType.MULTI_CPU" and two["num_processes"] == 2
     for name, value in one["parameters"].items():
         torch.testing.assert_close(two["parameters"][name], value, rtol=0, atol=1e-5, msg=name)

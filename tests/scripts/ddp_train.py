@@ -16,16 +16,17 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import ListDataset, image_items, tiny_vit  # noqa: E402
+from helpers import ListDataset, image_items, tiny_bert, tiny_vit  # noqa: E402
 
-from masksub_hf import MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
+from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
+from masksub_hf.demo_data import rotten_tomatoes  # noqa: E402
 
 
 @dataclass
 class RunArguments:
     result_file: str
     expect_processes: int = 1
-    family: str = "vit"  # or "clip": a CLIP model, whose gradients MaskSub averages by hand
+    family: str = "vit"  # "clip": a CLIP model, whose gradients MaskSub averages by hand; "text": a BERT
 
 
 class AllReduceCountingTrainer(MaskSubTrainer):
@@ -44,16 +45,36 @@ class AllReduceCountingTrainer(MaskSubTrainer):
         return default_hooks.allreduce_hook(None, bucket)
 
 
+def text_model_and_data(output_dir):
+    """A tiny BERT without dropout, a word-level tokenizer, 8 real reviews of different lengths."""
+    from transformers import BertTokenizerFast
+
+    reviews = rotten_tomatoes(seed=0).head(8)
+    words = sorted(set(" ".join(reviews["sentence"]).lower().split()))
+    vocab = Path(output_dir) / "vocab.txt"
+    vocab.parent.mkdir(parents=True, exist_ok=True)
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    items = [{**tokenizer(sentence, truncation=True, max_length=48), "labels": label}
+             for sentence, label in zip(reviews["sentence"], reviews["label"])]
+    return tiny_bert(vocab_size=len(words) + 5), items, MaskSubTextCollator(tokenizer, 0.15)
+
+
 def main():
     run_args, args = HfArgumentParser((RunArguments, MaskSubTrainingArguments)).parse_args_into_dataclasses()
-    # Every sample carries its own mask, so 1 and 2 processes apply the same masks to the same samples.
+    # Images and CLIP pairs carry their masks; text masks are drawn by the collator from per-sample seeds.
+    # Either way, 1 and 2 processes apply the same masks to the same samples.
+    collator = None
     if run_args.family == "clip":
         from test_clip import pair_items, tiny_clip
 
         model, items = tiny_clip(), pair_items()
+    elif run_args.family == "text":
+        model, items, collator = text_model_and_data(args.output_dir)
     else:
         model, items = tiny_vit(seed=0), image_items(8, torch.arange(8) % 3, num_keep=8, seed=0)
-    trainer = AllReduceCountingTrainer(model=model, args=args, train_dataset=ListDataset(items))
+    trainer = AllReduceCountingTrainer(model=model, args=args, train_dataset=ListDataset(items),
+                                       data_collator=collator)
     if run_args.expect_processes == 2:
         assert trainer.accelerator.distributed_type == DistributedType.MULTI_CPU, trainer.accelerator.distributed_type
         assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
