@@ -16,8 +16,8 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
-from torchvision.transforms import (CenterCrop, Compose, Lambda, Normalize, RandomHorizontalFlip, RandomResizedCrop,
-                                    Resize, ToTensor)
+from torchvision.transforms import (CenterCrop, Compose, Lambda, Normalize, RandomCrop, RandomHorizontalFlip,
+                                    RandomResizedCrop, Resize, ToTensor)
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
@@ -49,12 +49,18 @@ def image_geometry(processor):
     return size, getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
 
 
-def make_transforms(processor, image_column, color_mode):
-    """The HF example's transforms; every image is first converted to the model's colour mode."""
+def make_transforms(processor, image_column, color_mode, augmentation="random_resized_crop"):
+    """The HF example's transforms (or milder ``augmentation``); every image is first converted to the
+    model's colour mode."""
     size, mean, std = image_geometry(processor)
     normalize = Normalize(mean=mean, std=std) if mean is not None and std is not None else Lambda(lambda x: x)
-    train = Compose([RandomResizedCrop(size), RandomHorizontalFlip(), ToTensor(), normalize])
-    evaluation = Compose([Resize(size), CenterCrop(size), ToTensor(), normalize])
+    resize = [Resize(size), CenterCrop(size)]
+    shift = max(1, min(size if isinstance(size, int) else size) // 16)
+    augment = {"random_resized_crop": [RandomResizedCrop(size), RandomHorizontalFlip()],
+               "shift": [*resize, RandomCrop(size, padding=shift)],
+               "none": resize}[augmentation]
+    train = Compose([*augment, ToTensor(), normalize])
+    evaluation = Compose([*resize, ToTensor(), normalize])
 
     def apply(transform):
         def transform_batch(batch):
@@ -100,7 +106,8 @@ def main(args=None):
         raise model_error(error) from error
 
     color_mode = "L" if getattr(model.config, "num_channels", 3) == 1 else "RGB"
-    train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode)
+    train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode,
+                                                       data_args.augmentation)
 
     def prepare(split, max_samples, needed_for, transform):
         data = select_split(dataset, split, max_samples, needed_for, training_args.seed)

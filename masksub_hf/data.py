@@ -147,6 +147,12 @@ class ImageDataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set (debugging)."})
     image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
     label_column_name: str = field(default="label", metadata={"help": "Column holding the labels."})
+    augmentation: str = field(
+        default="random_resized_crop",
+        metadata={"help": "Training augmentation: 'random_resized_crop' (the HF example's: RandomResizedCrop and "
+                  "horizontal flips), 'shift' (random shifts by up to 1/16 of the size: digits, small images) "
+                  "or 'none'.", "choices": ["random_resized_crop", "shift", "none"]},
+    )
     check_images: bool = field(
         default=True,
         metadata={"help": "Decode every image once before training and skip unreadable (corrupt, truncated) ones "

@@ -65,13 +65,14 @@ def test_image_classification_on_mnist_folders(tmp_path, mnist, model, ratio):
     assert ("masksub" in card) == (ratio != "0")
 
 
-@pytest.mark.parametrize("model", ["swin", "timm_vit"])
-def test_image_classification_other_families(tmp_path, mnist, model):
-    """Swin (MaskSub-owned mask token) and a timm ViT, from a local folder read as a dataset (--dataset_name)."""
+@pytest.mark.parametrize("model, augmentation", [("swin", "shift"), ("timm_vit", "none")])
+def test_image_classification_other_families(tmp_path, mnist, model, augmentation):
+    """Swin (MaskSub-owned mask token) and a timm ViT, from a local folder read as a dataset (--dataset_name),
+    with the milder augmentations."""
     output = tmp_path / "out"
     run_image_classification.main([
         "--model_name_or_path", str(mnist[model]), "--dataset_name", str(mnist["root"]),
-        "--output_dir", str(output), "--ignore_mismatched_sizes", *COMMON])
+        "--output_dir", str(output), "--ignore_mismatched_sizes", "--augmentation", augmentation, *COMMON])
     assert read_json(output / "all_results.json")["eval_samples"] == 64
     assert all(entry["sub_loss"] > 0 for entry in logged_losses(output))
     assert "masksub_state.pt" not in {p.name for p in output.iterdir()}  # the export is the model only
