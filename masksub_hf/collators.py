@@ -31,9 +31,7 @@ class MaskingCollator:
     def _draw(self, batch, seeds):
         if seeds is None:
             return self.masking.draw(batch, self.generator)
-        rows = [{k: v[i:i + 1] for k, v in batch.items() if isinstance(v, torch.Tensor)} for i in range(len(seeds))]
-        return torch.cat([self.masking.draw(row, torch.Generator().manual_seed(seed))
-                          for row, seed in zip(rows, seeds)])
+        return self.masking.draw(batch, [torch.Generator().manual_seed(seed) for seed in seeds])
 
 
 class MaskSubImageCollator(MaskingCollator):

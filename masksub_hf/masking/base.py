@@ -3,10 +3,20 @@
 import contextlib
 import math
 
+import torch
+
 
 def num_masked(num_items: int, ratio: float) -> int:
     """How many of ``num_items`` a ``ratio`` masks: rounded half up (196 x 0.5 = 98, 49 x 0.5 = 25)."""
     return math.floor(num_items * ratio + 0.5)
+
+
+def uniform_noise(shape, generator=None) -> torch.Tensor:
+    """``torch.rand(shape)`` from ``generator``, or from one generator per sample (row) given a list, so a
+    sample's mask depends on its own seed only (``masksub_hf.seeding``)."""
+    if isinstance(generator, (list, tuple)):
+        return torch.stack([torch.rand(shape[1:], generator=row_generator) for row_generator in generator])
+    return torch.rand(shape, generator=generator)
 
 
 class Masking:
@@ -14,7 +24,8 @@ class Masking:
 
     - ``key``: the batch key its mask travels under (``masksub_*``; ``None`` when there is no mask),
       so collators can draw it in the data pipeline and the trainer can pop it before the main forward;
-    - ``draw(batch, generator=None)``: a mask for a collated batch, same exact count in every sample;
+    - ``draw(batch, generator=None)``: a mask for a collated batch, same exact count in every sample
+      (``generator``: a ``torch.Generator``, or a list of one per sample);
     - ``apply(model, inputs, mask)``: a context manager yielding the sub-branch inputs; whatever it
       changes on the model (a hook, a dropout rate) exists only inside the block;
     - ``parameters()``: trainable state the masking owns (a mask token), trained with the model.

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .base import num_masked
+from .base import num_masked, uniform_noise
 
 PAPER_BLOCK_SIZE, PAPER_IMAGE_SIZE = 32, 224
 
@@ -22,7 +22,7 @@ def default_block_size(image_height: int) -> int:
 def random_block_mask(batch_size: int, grid_h: int, grid_w: int, ratio: float, generator=None) -> torch.Tensor:
     num_blocks = grid_h * grid_w
     masked = min(num_masked(num_blocks, ratio), num_blocks - 1)
-    ranks = torch.rand(batch_size, num_blocks, generator=generator).argsort(dim=1).argsort(dim=1)
+    ranks = uniform_noise((batch_size, num_blocks), generator).argsort(dim=1).argsort(dim=1)
     return (ranks < masked).view(batch_size, grid_h, grid_w)
 
 

@@ -8,7 +8,7 @@ import contextlib
 
 import torch
 
-from .base import Masking, num_masked
+from .base import Masking, num_masked, uniform_noise
 
 
 def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, ratio, generator=None):
@@ -19,7 +19,7 @@ def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, rat
     counts = eligible.sum(dim=1)
     num_to_mask = torch.tensor([num_masked(int(n), ratio) for n in counts])
     # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
-    noise = torch.rand(input_ids.shape, generator=generator).masked_fill(~eligible, 2.0)
+    noise = uniform_noise(input_ids.shape, generator).masked_fill(~eligible, 2.0)
     ranks = noise.argsort(dim=1).argsort(dim=1)
     masked = ranks < num_to_mask.unsqueeze(1)
     return input_ids.masked_fill(masked, mask_token_id)

@@ -14,7 +14,7 @@ import contextlib
 
 import torch
 
-from .base import Masking, num_masked
+from .base import Masking, num_masked, uniform_noise
 
 # config.model_type -> (embeddings module class, number of prefix tokens, sub-config holding the grid)
 TOKEN_DROP_FAMILIES = {
@@ -39,7 +39,7 @@ def _pair(value):
 
 def random_keep_indices(batch_size: int, num_patches: int, num_keep: int, generator=None) -> torch.Tensor:
     """``(batch_size, num_keep)`` sorted patch indices, drawn uniformly without replacement per sample."""
-    noise = torch.rand(batch_size, num_patches, generator=generator)
+    noise = uniform_noise((batch_size, num_patches), generator)
     return noise.argsort(dim=1)[:, :num_keep].sort(dim=1).values
 
 
