@@ -55,7 +55,7 @@ def make_transforms(processor, image_column, color_mode, augmentation="random_re
     size, mean, std = image_geometry(processor)
     normalize = Normalize(mean=mean, std=std) if mean is not None and std is not None else Lambda(lambda x: x)
     resize = [Resize(size), CenterCrop(size)]
-    shift = max(1, min(size if isinstance(size, int) else size) // 16)
+    shift = max(1, min((size,) if isinstance(size, int) else size) // 16)  # 2 px at 32 px
     augment = {"random_resized_crop": [RandomResizedCrop(size), RandomHorizontalFlip()],
                "shift": [*resize, RandomCrop(size, padding=shift)],
                "none": resize}[augmentation]
