@@ -107,7 +107,12 @@ def main():
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
     work = Path(args.work_dir)
-    report = {"command": " ".join(["python benchmarks/quality.py", *sys.argv[1:]]), "seeds": seeds, "tasks": {}}
+    command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])
+    out_name = "quality_quick" if args.quick else "quality"
+    report = {"tasks": {}}
+    if (RESULTS / f"{out_name}.json").exists():  # tasks not run this time keep their earlier results
+        report = json.loads((RESULTS / f"{out_name}.json").read_text())
+    report.update(command=command, seeds=seeds)
     builders = {"text": text_task, "image": image_task}
     for name in args.tasks:
         task = builders[name](work, args.quick)
@@ -119,7 +124,8 @@ def main():
         baseline = summarize([r["accuracy"] for r in arms["baseline"]])
         masksub = summarize([r["accuracy"] for r in arms["masksub"]])
         report["tasks"][name] = {
-            "script": task["script"], "masksub_ratio": float(task["ratio"]), "baseline": baseline, "masksub": masksub,
+            "measured": time.strftime("%Y-%m-%d"), "command": command, "seeds": seeds, "script": task["script"],
+            "masksub_ratio": float(task["ratio"]), "baseline": baseline, "masksub": masksub,
             "gain": masksub["mean"] - baseline["mean"],
             "time_ratio": statistics.mean(r["train_runtime"] for r in arms["masksub"])
             / statistics.mean(r["train_runtime"] for r in arms["baseline"]),
@@ -127,7 +133,6 @@ def main():
                                                                   work / name / f"baseline_seed{seeds[0]}",
                                                                   RESULTS / f"plots_{name}")],
         }
-        out_name = "quality_quick" if args.quick else "quality"
         (RESULTS / f"{out_name}.json").write_text(json.dumps(report, indent=2))
     lines = ["| task | baseline acc. (%) | MaskSub acc. (%) | gain (points) | train time ratio |", "|---|---|---|---|---|"]
     for name, task in report["tasks"].items():
@@ -135,7 +140,7 @@ def main():
         lines.append(f"| {name} ({task['script']}, ratio {task['masksub_ratio']:g}) | {b['mean']:.2f} +- {b['std']:.2f} "
                      f"| {m['mean']:.2f} +- {m['std']:.2f} | {task['gain']:+.2f} | x{task['time_ratio']:.2f} |")
     table = "\n".join(lines)
-    (RESULTS / f"{'quality_quick' if args.quick else 'quality'}.md").write_text(table + "\n")
+    (RESULTS / f"{out_name}.md").write_text(table + "\n")
     print(table)
 
 
