@@ -25,7 +25,7 @@ from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArgu
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish)
 from masksub_hf.clip import is_dual_encoder, retrieval_recalls, zero_shot_accuracy
-from masksub_hf.data import check_columns, drop_unreadable_images, load_data_files, select_split
+from masksub_hf.data import check_columns, load_data_files, select_image_split
 
 logger = logging.getLogger("masksub_hf")
 
@@ -182,10 +182,8 @@ def main(args=None):
                 "return_loss": True}
 
     def prepare(split, max_samples, needed_for):
-        data = select_split(dataset, split, max_samples, needed_for)
-        if data_args.check_images:
-            data = drop_unreadable_images(data, data_args.image_column, split, flag="--image_column")
-        return data
+        return select_image_split(dataset, split, max_samples, needed_for, data_args.image_column,
+                                  data_args.check_images, image_flag="--image_column")
 
     train_dataset = eval_dataset = None
     if training_args.do_train:

@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish)
-from masksub_hf.data import ImageDataArguments, drop_unreadable_images, load_image_dataset, select_split
+from masksub_hf.data import ImageDataArguments, load_image_dataset, select_image_split
 from masksub_hf.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
@@ -110,9 +110,8 @@ def main(args=None):
                                                        data_args.augmentation)
 
     def prepare(split, max_samples, needed_for, transform):
-        data = select_split(dataset, split, max_samples, needed_for, training_args.seed)
-        if data_args.check_images:
-            data = drop_unreadable_images(data, data_args.image_column_name, split)
+        data = select_image_split(dataset, split, max_samples, needed_for, data_args.image_column_name,
+                                  data_args.check_images, training_args.seed)
         data.set_transform(transform)
         return data
 

@@ -179,7 +179,7 @@ def run_variant(name, variant, quick, steps):
 
 
 def memory_of(name, variant, quick):
-    """Peak memory of a short run of one variant, in a fresh process."""
+    """The memory probe of one variant (peak bytes, gradient bytes), run in a fresh process."""
     command = [sys.executable, __file__, "--memory_probe", name, variant] + (["--quick"] if quick else [])
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])

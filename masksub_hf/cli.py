@@ -4,7 +4,6 @@ train / evaluate / model card / push tail, as in transformers' example scripts."
 import functools
 import logging
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 
@@ -12,7 +11,7 @@ import transformers
 from accelerate import PartialState
 from transformers import HfArgumentParser
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import sort_checkpoints
 
 logger = logging.getLogger("masksub_hf")
 
@@ -116,9 +115,7 @@ def last_checkpoint(training_args):
         return training_args.resume_from_checkpoint
     if not os.path.isdir(training_args.output_dir):
         return None
-    checkpoints = [os.path.join(training_args.output_dir, name) for name in os.listdir(training_args.output_dir)
-                   if re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", name)]
-    for checkpoint in sorted(checkpoints, key=lambda path: int(path.rsplit("-", 1)[1]), reverse=True):
+    for checkpoint in reversed(sort_checkpoints(training_args.output_dir)):  # newest first
         if os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
             logger.info(f"Checkpoint detected, resuming training from {checkpoint}.")
             return checkpoint

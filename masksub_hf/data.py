@@ -104,17 +104,25 @@ def drop_unreadable_images(data, image_column, split, flag="--image_column_name"
         undecoded = data
     else:
         raise UserInputError(f"{flag}: column {image_column!r} holds {feature}, not images or image paths.")
-    images = undecoded[image_column]
-    readable = [_is_readable(image) for image in images]
+    # Row by row: reading the whole column at once would hold every image's bytes in memory.
+    readable = [_is_readable(row[image_column]) for row in undecoded.select_columns([image_column])]
     bad = [i for i, ok in enumerate(readable) if not ok]
     if not bad:
         return data
     if len(bad) == len(data):
         raise UserInputError(f"{flag}: none of the {len(data)} images of the {split} data can be read.")
-    names = [str(images[i]["path"] if isinstance(images[i], dict) else images[i]) for i in bad[:3]]
+    images = [undecoded[i][image_column] for i in bad[:3]]
+    names = [str(image["path"] if isinstance(image, dict) else image) for image in images]
     logger.warning(f"Skipping {len(bad)} unreadable image(s) of {len(data)} in the {split} data "
                    f"(corrupt or truncated), e.g. {', '.join(names)}.")
     return data.select([i for i, ok in enumerate(readable) if ok])
+
+
+def select_image_split(dataset, split, max_samples, needed_for, image_column, check_images, shuffle_seed=None,
+                       image_flag="--image_column_name"):
+    """``select_split``, then (``check_images``) without the split's unreadable images."""
+    data = select_split(dataset, split, max_samples, needed_for, shuffle_seed)
+    return drop_unreadable_images(data, image_column, split, image_flag) if check_images else data
 
 
 def _has_files(directory):
