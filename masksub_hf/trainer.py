@@ -146,8 +146,17 @@ class MaskSubTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self._reload_converted_weights(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, MASKSUB_STATE_NAME)
+        self._restore_weights(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        # load_best_model_at_end: Trainer's reload has the same non-strict gap as its resume.
+        super()._load_best_model()
+        self._restore_weights(self.state.best_model_checkpoint)
+
+    def _restore_weights(self, checkpoint, model=None):
+        """Every weight of ``checkpoint`` back in the model, and MaskSub's owned parameters (a mask token)."""
+        self._reload_converted_weights(checkpoint, model)
+        path = os.path.join(checkpoint, MASKSUB_STATE_NAME)
         owned = self._owned_parameters()
         if owned and os.path.isfile(path):
             with torch.no_grad():
@@ -157,18 +166,23 @@ class MaskSubTrainer(Trainer):
     def _reload_converted_weights(self, checkpoint, model=None):
         """Load the checkpoint's weights through ``from_pretrained``, which maps saved key names to the model's.
 
-        transformers 5 saves some models (ViT, ...) under their legacy key names, and ``Trainer`` resumes
-        with a plain non-strict ``load_state_dict`` of those names: such weights silently keep their
-        pre-resume values. Loading a copy with ``from_pretrained`` and copying it in (strictly) restores
-        every weight exactly. Plain single-model checkpoints only; sharded, FSDP and DeepSpeed resumes are
-        Trainer's.
+        transformers 5 saves some models (ViT, ...) under their legacy key names, and ``Trainer`` reloads
+        them (resume, best model) with a plain non-strict ``load_state_dict`` of those names: such weights
+        silently keep their current values. Loading a copy with ``from_pretrained`` and copying it in
+        (strictly) restores every weight exactly. Plain single-model checkpoints only; sharded, FSDP,
+        DeepSpeed and PEFT-adapter reloads are Trainer's.
         """
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
         single_file = os.path.isfile(os.path.join(checkpoint, "model.safetensors"))
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
         if sharded or not (single_file and isinstance(model, PreTrainedModel)):
             return
-        restored = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype)
+        restored, loading = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype,
+                                                        output_loading_info=True)
+        unrestored = [*loading["missing_keys"], *loading["mismatched_keys"]]  # from_pretrained would init them
+        if unrestored:
+            raise RuntimeError(f"{checkpoint} does not hold every weight of {type(model).__name__}: "
+                               f"{sorted(map(str, unrestored))[:5]} missing.")
         model.load_state_dict(restored.state_dict(), strict=True)
 
     def get_train_dataloader(self):
