@@ -62,6 +62,7 @@ def masksub_step(model, inputs, labels, loss_fn, masking, mask=None, *, sub_loss
     backward = backward or torch.Tensor.backward
     if mask is None and masking.key is not None:
         mask = masking.draw(inputs)
+    masking.install_hooks(getattr(model, "module", model))  # before the main forward: see masking/hooks.py
     with main_no_sync():
         main_logits = model_logits(model, inputs)
         main_loss = loss_fn(main_logits, labels)

@@ -105,6 +105,17 @@ class MaskSubTrainer(Trainer):
             raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
                              "run it without distributed training.")
 
+    def train(self, *args, **kwargs):
+        # The masking's hooks go on before the first (possibly compiled) forward and come off at the end:
+        # the trained model leaves with no MaskSub hook on it.
+        if self.masking is not None:
+            self.masking.install_hooks(self.model)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if self.masking is not None:
+                self.masking.remove_hooks()
+
     def _owned_parameters(self):
         return self.masking.parameters() if self.masking is not None else []
 

@@ -27,14 +27,23 @@ class Masking:
     - ``draw(batch, generator=None)``: a mask for a collated batch, same exact count in every sample
       (``generator``: a ``torch.Generator``, or a list of one per sample);
     - ``apply(model, inputs, mask)``: a context manager yielding the sub-branch inputs; whatever it
-      changes on the model (a hook, a dropout rate) exists only inside the block;
-    - ``parameters()``: trainable state the masking owns (a mask token), trained with the model.
+      changes on the model (a hook's mask, a dropout rate) acts only inside the block;
+    - ``parameters()``: trainable state the masking owns (a mask token), trained with the model;
+    - ``install_hooks(model)`` / ``remove_hooks()``: put on and take off the hooks a masking keeps on the
+      model, passing outputs through outside ``apply`` (``hooks.SubBranchHook``: what keeps the sub
+      branch right under ``torch.compile``); install before the model's first forward.
     """
 
     key = None
 
     def parameters(self):
         return []
+
+    def install_hooks(self, model):
+        pass
+
+    def remove_hooks(self):
+        pass
 
     def draw(self, batch, generator=None):
         return None

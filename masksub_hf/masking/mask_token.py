@@ -13,6 +13,7 @@ from torch import nn
 
 from .base import Masking
 from .blocks import block_grid, default_block_size, expand_blocks, random_block_mask
+from .hooks import SubBranchHook
 
 # config.model_type -> (embeddings class, its submodule whose output is the (B, L, D) patch sequence
 # exactly where the model itself inserts its mask token, config field with the embedding width)
@@ -32,6 +33,7 @@ class MaskTokenMasking(Masking):
         self.ratio = ratio
         self.block_size = block_size
         self.owned_mask_token = owned_mask_token
+        self._hook = SubBranchHook(self._insert_mask_token)
 
     @classmethod
     def for_model(cls, model, ratio: float, block_size: int | None = None) -> "MaskTokenMasking":
@@ -59,6 +61,12 @@ class MaskTokenMasking(Masking):
         patches, block = self._patch_grid_and_block(pixel_values)
         return random_block_mask(pixel_values.shape[0], *block_grid(*patches, block), self.ratio, generator)
 
+    @staticmethod
+    def _insert_mask_token(module, args, output, masked_and_token):
+        masked, token = masked_and_token
+        weight = masked.to(output.dtype)
+        return output * (1.0 - weight) + token.to(output.dtype) * weight
+
     @contextlib.contextmanager
     def apply(self, model, inputs, block_mask):
         pixel_values = inputs["pixel_values"]
@@ -66,13 +74,11 @@ class MaskTokenMasking(Masking):
         masked = expand_blocks(block_mask.to(pixel_values.device), block, *patches).flatten(1).unsqueeze(-1)
         embeddings = self._embeddings(model)
         token = self.owned_mask_token if self.owned_mask_token is not None else embeddings.mask_token
-
-        def insert_mask_token(module, args, output):
-            weight = masked.to(output.dtype)
-            return output * (1.0 - weight) + token.to(output.dtype) * weight
-
-        handle = getattr(embeddings, self.patch_output).register_forward_hook(insert_mask_token)
-        try:
+        with self._hook.active(getattr(embeddings, self.patch_output), (masked, token)):
             yield inputs
-        finally:
-            handle.remove()
+
+    def install_hooks(self, model):
+        self._hook.install(getattr(self._embeddings(model), self.patch_output))
+
+    def remove_hooks(self):
+        self._hook.remove()

@@ -15,6 +15,7 @@ import contextlib
 import torch
 
 from .base import Masking, num_masked, uniform_noise
+from .hooks import SubBranchHook
 
 # config.model_type -> (embeddings module class, number of prefix tokens, sub-config holding the grid)
 TOKEN_DROP_FAMILIES = {
@@ -57,6 +58,7 @@ class PatchTokenDrop(Masking):
         self.num_prefix_tokens = num_prefix_tokens
         self.embeddings_class = embeddings_class  # None: timm's patch_drop slot
         self.num_keep = num_patches - min(num_masked(num_patches, ratio), num_patches - 1)
+        self._hook = SubBranchHook(self._drop_tokens)
 
     @classmethod
     def from_config(cls, config, ratio: float) -> "PatchTokenDrop":
@@ -85,23 +87,24 @@ class PatchTokenDrop(Masking):
                 return module
         raise ValueError(f"{type(model).__name__} has no {self.embeddings_class} module to drop patch tokens from.")
 
+    def _drop_tokens(self, module, args, output, keep_indices):
+        tokens = args[0] if self.embeddings_class is None else output
+        prefix = self.num_prefix_tokens
+        if tokens.shape[1] != prefix + self.num_patches:
+            raise ValueError(
+                f"MaskSub expected {prefix}+{self.num_patches} tokens from the model's image and patch "
+                f"size, got {tokens.shape[1]}; feed images of the size the model was built for."
+            )
+        index = keep_indices.to(tokens.device).unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+        return torch.cat([tokens[:, :prefix], tokens[:, prefix:].gather(1, index)], dim=1)
+
     @contextlib.contextmanager
     def apply(self, model, inputs, keep_indices: torch.Tensor):
-        prefix = self.num_prefix_tokens
-        use_input = self.embeddings_class is None
-
-        def drop_tokens(module, args, output):
-            tokens = args[0] if use_input else output
-            if tokens.shape[1] != prefix + self.num_patches:
-                raise ValueError(
-                    f"MaskSub expected {prefix}+{self.num_patches} tokens from the model's image and patch "
-                    f"size, got {tokens.shape[1]}; feed images of the size the model was built for."
-                )
-            index = keep_indices.to(tokens.device).unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
-            return torch.cat([tokens[:, :prefix], tokens[:, prefix:].gather(1, index)], dim=1)
-
-        handle = self._drop_point(model).register_forward_hook(drop_tokens)
-        try:
+        with self._hook.active(self._drop_point(model), keep_indices):
             yield inputs
-        finally:
-            handle.remove()
+
+    def install_hooks(self, model):
+        self._hook.install(self._drop_point(model))
+
+    def remove_hooks(self):
+        self._hook.remove()
