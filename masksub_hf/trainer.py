@@ -12,6 +12,7 @@ prediction are Trainer's too: no sub branch.
 """
 
 import contextlib
+import logging
 import os
 
 import datasets
@@ -30,6 +31,7 @@ from .collators import MaskingCollator
 from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
 from .seeding import SEED_KEY, SampleSeedEpochCallback, SeededDataset, WithoutSampleSeeds
 
+logger = logging.getLogger("masksub_hf")
 MASKSUB_TAG = "masksub"
 MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
 PAPER_CITATION = """@inproceedings{heo2025masksub,
@@ -104,6 +106,15 @@ class MaskSubTrainer(Trainer):
         if args.masksub_log_grad_norm and args.world_size > 1:
             raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
                              "run it without distributed training.")
+        engine = self.accelerator.distributed_type
+        fsdp_asked = args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+        if fsdp_asked and engine != DistributedType.FSDP:
+            # Accelerate drops the FSDP plugin without a word on CPU and runs DDP (or one process).
+            logger.warning(f"FSDP was asked for, but Accelerate runs {engine.value} with "
+                           f"{self.accelerator.num_processes} process(es): FSDP needs GPUs. Training goes on as "
+                           f"{engine.value}, unsharded.")
+        logger.info(f"MaskSub: ratio {args.masksub_ratio}, mode {args.masksub_mode}; engine {engine.value}, "
+                    f"{self.accelerator.num_processes} process(es)")
 
     def train(self, *args, **kwargs):
         # The masking's hooks go on before the first (possibly compiled) forward and come off at the end:

@@ -83,13 +83,17 @@ class GradientProbe(TrainerCallback):
         self.gradients.append({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
 
 
-def launch(script_args, processes=2, port=29517, timeout=600):
-    """Run a script under ``accelerate launch``: 2 gloo processes on CPU (pass ``--use_cpu`` to the script)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if processes > 1:
-        command += ["--multi_gpu", "--main_process_port", str(port)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def launch(script_args, processes=2, port=29517, timeout=600, config_file=None):
+    """Run a script under ``accelerate launch``: 2 gloo processes on CPU (pass ``--use_cpu`` to the script),
+    or the processes an Accelerate ``config_file`` describes (e.g. DeepSpeed), ``processes`` of them."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+    if config_file:
+        command += ["--config_file", str(config_file), "--main_process_port", str(port)]
+    else:
+        command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        if processes > 1:
+            command += ["--multi_gpu", "--main_process_port", str(port)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
     completed = subprocess.run(command + [str(a) for a in script_args], capture_output=True, text=True, env=env,
                                timeout=timeout)
     assert completed.returncode == 0, completed.stderr[-4000:]

@@ -1,8 +1,9 @@
-"""Train a tiny ViT with MaskSubTrainer for the distributed test; run under `accelerate launch` or plain python.
+"""Train a tiny ViT with MaskSubTrainer for the distributed tests; run under `accelerate launch` or plain python.
 
-Writes the final parameters and the number of DDP gradient all-reduces (bucket calls of a counting
-comm hook) per optimizer step to --result_file. With --expect_processes 2 it asserts the run really is
-2 gloo processes (MULTI_CPU), not a process training alone.
+Writes the final parameters and the gradient communication per optimizer step to --result_file: DDP's
+all-reduces (bucket calls of a counting comm hook), or under DeepSpeed every collective call by name.
+It asserts the run really is --expect_processes processes of --expect_distributed_type (e.g. 2 gloo
+processes, MULTI_CPU), not a process training alone.
 """
 
 import sys
@@ -27,6 +28,7 @@ class RunArguments:
     result_file: str
     expect_processes: int = 1
     family: str = "vit"  # "clip": a CLIP model, whose gradients MaskSub averages by hand; "text": a BERT
+    expect_distributed_type: str = "MULTI_CPU"  # checked with more than 1 process, or when set to another type
 
 
 class AllReduceCountingTrainer(MaskSubTrainer):
@@ -43,6 +45,21 @@ class AllReduceCountingTrainer(MaskSubTrainer):
     def _count_allreduce(self, state, bucket):
         self.allreduce_calls += 1
         return default_hooks.allreduce_hook(None, bucket)
+
+
+COLLECTIVES = ("all_reduce", "reduce", "reduce_scatter_tensor", "all_gather_into_tensor", "broadcast")
+
+
+def count_collectives(counts):
+    """Count calls of torch.distributed's collectives by name (DeepSpeed calls them from Python)."""
+    for name in COLLECTIVES:
+        original = getattr(torch.distributed, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            counts[_name] = counts.get(_name, 0) + 1
+            return _original(*args, **kwargs)
+
+        setattr(torch.distributed, name, counted)
 
 
 def text_model_and_data(output_dir):
@@ -75,21 +92,30 @@ def main():
         model, items = tiny_vit(seed=0), image_items(8, torch.arange(8) % 3, num_keep=8, seed=0)
     trainer = AllReduceCountingTrainer(model=model, args=args, train_dataset=ListDataset(items),
                                        data_collator=collator)
-    if run_args.expect_processes == 2:
-        assert trainer.accelerator.distributed_type == DistributedType.MULTI_CPU, trainer.accelerator.distributed_type
-        assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
+    if run_args.expect_processes > 1 or run_args.expect_distributed_type != "MULTI_CPU":
+        expected = DistributedType[run_args.expect_distributed_type]
+        assert trainer.accelerator.distributed_type == expected, trainer.accelerator.distributed_type
+        assert trainer.accelerator.num_processes == run_args.expect_processes, trainer.accelerator.num_processes
+    collectives = {}
+    if trainer.accelerator.distributed_type == DistributedType.DEEPSPEED:
+        count_collectives(collectives)  # after set-up: only training's communication
     trainer.train()
     if trainer.is_world_process_zero():
         torch.save(
             {
                 "parameters": {n: p.detach().clone() for n, p in model.named_parameters()},
                 "allreduce_calls_per_step": trainer.allreduce_calls / trainer.state.global_step,
+                "collectives_per_step": {k: v / trainer.state.global_step for k, v in collectives.items()},
                 "distributed_type": str(trainer.accelerator.distributed_type),
                 "num_processes": trainer.accelerator.num_processes,
                 "log_history": trainer.state.log_history,
             },
             run_args.result_file,
         )
+    if torch.distributed.is_initialized():
+        # a clean exit: without it, gloo under DeepSpeed sometimes aborts the process after training
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""``torch_compile=True`` with MaskSub: compile time, graphs, recompiles and step time, eager vs compiled.
+
+    python benchmarks/compile.py            # about 5 minutes on 2 CPU cores
+    python benchmarks/compile.py --steps 6  # shorter
+
+One model, four arms in one run: baseline (``masksub_ratio 0``) and MaskSub (token drop 0.5), each eager
+and compiled (inductor, the default backend). Per arm: the first step's time (compilation included),
+the median of the later steps, how many graphs Dynamo compiled, and the last step that compiled one
+(recompiles after the first steps would mean a guard flips every step). A MaskSub step compiles one
+graph for the main forward and one for the sub forward (its hook's mask is guarded: masking/hooks.py).
+Writes ``benchmarks/results/compile.json`` and ``.md``.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch._dynamo.utils
+from transformers import TrainerCallback, ViTConfig, ViTForImageClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from masksub_hf import MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
+from masksub_hf.demo_data import ListDataset  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+class StepClock(TrainerCallback):
+    """Wall time of each step and Dynamo's count of compiled graphs after it."""
+
+    def __init__(self):
+        self.times, self.graphs = [], []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self.start)
+        self.graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def run_arm(ratio, compiled, steps, batch_size):
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=6, num_attention_heads=4,
+                       intermediate_size=512, num_labels=10)  # the demo's ViT
+    model = ViTForImageClassification(config)
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(steps * batch_size, 3, 32, 32, generator=generator)
+    data = ListDataset([{"pixel_values": pixels[i], "labels": i % 10} for i in range(len(pixels))])
+    args = MaskSubTrainingArguments(output_dir="/tmp/masksub-compile-bench", use_cpu=True, report_to="none",
+                                    save_strategy="no", max_steps=steps, per_device_train_batch_size=batch_size,
+                                    masksub_ratio=ratio, torch_compile=compiled, disable_tqdm=True, seed=0)
+    clock = StepClock()
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    MaskSubTrainer(model=model, args=args, train_dataset=data, callbacks=[clock]).train()
+    graphs = clock.graphs
+    last_compiling_step = max((i + 1 for i in range(len(graphs)) if graphs[i] > (graphs[i - 1] if i else 0)),
+                              default=0)
+    return {"first_step_s": round(clock.times[0], 2),
+            "step_s": round(statistics.median(clock.times[3:]), 4),
+            "graphs": graphs[-1], "last_step_that_compiled": last_compiling_step}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch_size", type=int, default=64)
+    options = parser.parse_args()
+    torch.set_num_threads(2)
+    results = {}
+    for compiled in (False, True):
+        for ratio in (0.0, 0.5):
+            name = f"{'compiled' if compiled else 'eager'}_{'masksub' if ratio else 'baseline'}"
+            results[name] = run_arm(ratio, compiled, options.steps, options.batch_size)
+            print(name, results[name], flush=True)
+    results["settings"] = {"model": "ViT 128 x 6, 32 px, patch 4 (the demo's)", "batch_size": options.batch_size,
+                           "steps": options.steps, "backend": "inductor", "torch": torch.__version__,
+                           "date": time.strftime("%Y-%m-%d")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "compile.json").write_text(json.dumps(results, indent=2) + "\n")
+    rows = ["| arm | first step (s, compile included) | later steps, median (s) | graphs compiled | last step that compiled |",
+            "|---|---|---|---|---|"]
+    rows += [f"| {name} | {r['first_step_s']} | {r['step_s']} | {r['graphs']} | {r['last_step_that_compiled']} |"
+             for name, r in results.items() if name != "settings"]
+    (RESULTS / "compile.md").write_text("\n".join(rows) + "\n")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""DeepSpeed as a tested engine: ZeRO-2 and ZeRO-3 through ``accelerate launch``, on 2 gloo processes (CPU).
+
+- 2 processes x batch 4 under ZeRO give the parameters of 1 process x batch 4 x accumulation 2 without
+  DeepSpeed (ViT, BERT with collator-drawn [MASK]); 1 DeepSpeed process gives the run without DeepSpeed;
+- gradient communication: ZeRO-2/3 reduce the gradients of every backward pass (they partition gradients:
+  ``engine.no_sync`` refuses them), so MaskSub's main backward adds one gradient reduction per micro-batch:
+  counted here, documented in docs/compatibility.md;
+- ``run_image_classification.py --deepspeed accelerate_configs/ds_zero2.json`` on 2 processes equals the
+  same command under DDP.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import launch
+from script_fixtures import mnist_imagefolder, tiny_vit_dir
+from test_distributed import COMMON, SCRIPT
+from transformers import AutoModelForImageClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+ZERO2 = ROOT / "accelerate_configs" / "deepspeed_zero2.yaml"
+GRADIENT_REDUCTION = {2: "all_reduce", 3: "reduce_scatter_tensor"}  # how each stage reduces gradients on gloo
+
+
+def zero_config(tmp_path, stage):
+    config = tmp_path / f"zero{stage}.yaml"
+    config.write_text(ZERO2.read_text().replace("zero_stage: 2", f"zero_stage: {stage}"))
+    return config
+
+
+def run(tmp_path, name, processes, extra, stage=None):
+    result_file = tmp_path / f"{name}.pt"
+    expected = ["--expect_distributed_type", "DEEPSPEED"] if stage else []
+    launch([SCRIPT, "--output_dir", tmp_path / name, "--result_file", result_file, "--expect_processes", processes,
+            *expected, *COMMON, *extra], processes=processes, port=29541,
+           config_file=zero_config(tmp_path, stage) if stage else None)
+    return torch.load(result_file)
+
+
+def assert_same_parameters(actual, expected):
+    for name, value in expected.items():
+        torch.testing.assert_close(actual[name], value, rtol=0, atol=1e-5, msg=name)
+
+
+def gradient_reductions(result, stage):
+    return result["collectives_per_step"][GRADIENT_REDUCTION[stage]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,ratio", [("vit", "0.5"), ("text", "0.15")])
+def test_zero2_two_processes_equal_one_process_with_accumulation(tmp_path, family, ratio):
+    masksub = ["--family", family, "--masksub_ratio", ratio]
+    two = run(tmp_path, "two", 2, masksub, stage=2)
+    one = run(tmp_path, "one", 1, [*masksub, "--gradient_accumulation_steps", "2"])  # no DeepSpeed
+    baseline = run(tmp_path, "baseline", 2, ["--family", family, "--masksub_ratio", "0"], stage=2)
+
+    assert two["distributed_type"] == "DistributedType.DEEPSPEED" and two["num_processes"] == 2
+    assert_same_parameters(two["parameters"], one["parameters"])
+    assert not torch.equal(two["parameters"]["classifier.weight"], baseline["parameters"]["classifier.weight"])
+    assert all("sub_loss" in entry for entry in two["log_history"] if "loss" in entry)
+    # one gradient all-reduce per backward pass: MaskSub's main backward adds exactly one per micro-batch
+    # (both counts also hold the all-reduces of the gradient norm, 2 per step)
+    assert gradient_reductions(two, 2) - gradient_reductions(baseline, 2) == 1
+
+
+@pytest.mark.slow
+def test_zero2_one_process_equals_no_deepspeed_and_zero3_equals_accumulation(tmp_path):
+    masksub = ["--masksub_ratio", "0.5"]
+    single = run(tmp_path, "single", 1, masksub, stage=2)
+    plain = run(tmp_path, "plain", 1, masksub)
+    assert single["distributed_type"] == "DistributedType.DEEPSPEED" and single["num_processes"] == 1
+    assert_same_parameters(single["parameters"], plain["parameters"])
+
+    zero3 = run(tmp_path, "zero3", 2, masksub, stage=3)
+    accumulated = run(tmp_path, "accumulated", 1, [*masksub, "--gradient_accumulation_steps", "2"])
+    assert zero3["distributed_type"] == "DistributedType.DEEPSPEED"
+    assert_same_parameters(zero3["parameters"], accumulated["parameters"])
+    assert gradient_reductions(zero3, 3) == 2  # reduce-scatters per step: main and sub backward
+
+
+@pytest.mark.slow
+def test_image_script_with_deepspeed_flag_equals_ddp(tmp_path):
+    train_dir, validation_dir = mnist_imagefolder(tmp_path / "data", train=64, validation=32)
+    common = ["--model_name_or_path", tiny_vit_dir(tmp_path / "vit"), "--train_dir", train_dir,
+              "--validation_dir", validation_dir, "--ignore_mismatched_sizes", "--do_train", "--do_eval",
+              "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--optim", "sgd",
+              "--learning_rate", "0.05", "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--seed", "0",
+              "--disable_tqdm", "true", "--masksub_ratio", "0.5", "--logging_steps", "1"]
+    script = ROOT / "run_image_classification.py"
+    completed = launch([script, *common, "--output_dir", tmp_path / "ds", "--deepspeed",
+                        ROOT / "accelerate_configs" / "ds_zero2.json"], port=29543)
+    assert "engine DEEPSPEED, 2 process(es)" in completed.stdout + completed.stderr
+    launch([script, *common, "--output_dir", tmp_path / "ddp"], port=29543)
+    deepspeed = AutoModelForImageClassification.from_pretrained(tmp_path / "ds")
+    ddp = AutoModelForImageClassification.from_pretrained(tmp_path / "ddp")
+    assert_same_parameters(dict(deepspeed.named_parameters()), dict(ddp.named_parameters()))
+    assert "masksub" in (tmp_path / "ds" / "README.md").read_text()
