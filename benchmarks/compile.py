@@ -8,19 +8,23 @@ and compiled (inductor, the default backend). Per arm: the first step's time (co
 the median of the later steps, how many graphs Dynamo compiled, and the last step that compiled one
 (recompiles after the first steps would mean a guard flips every step). A MaskSub step compiles one
 graph for the main forward and one for the sub forward (its hook's mask is guarded: masking/hooks.py).
-Writes ``benchmarks/results/compile.json`` and ``.md``.
+Inductor's on-disk caches are off, so every compiled arm pays its full compilation. Writes
+``benchmarks/results/compile.json`` and ``.md``.
 """
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
-import torch._dynamo.utils
-from transformers import TrainerCallback, ViTConfig, ViTForImageClassification
+# Each compiled arm compiles from scratch: no kernels from an earlier arm or run on disk.
+os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
+import torch  # noqa: E402
+import torch._dynamo.utils  # noqa: E402
+from transformers import TrainerCallback, ViTConfig, ViTForImageClassification  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
