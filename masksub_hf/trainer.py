@@ -4,11 +4,13 @@ One training step (one micro-batch):
 
 1. pop the ``masksub_*`` mask from the batch (or draw one if the collator did not);
 2. main forward + backward on the clean batch, with gradient sync held back;
-3. sub forward on the masked batch (the masking exists only inside that block), loss against the
-   detached main output, backward: gradients are synchronised here, once.
+3. sub forward on the masked batch (the masking acts only inside that block), loss against the
+   detached main output, backward: gradients are synchronised here (once, except under ZeRO-2/3).
 
 Clipping, the optimizer step and the scheduler stay Trainer's, once per optimizer step. Evaluation and
-prediction are Trainer's too: no sub branch.
+prediction are Trainer's too: no sub branch. The bookkeeping around the step lives beside this module:
+``owned`` (a MaskSub-owned mask token), ``checkpoint`` (what checkpoints add, exact reloads),
+``branch_logs`` (per-branch logs), ``model_card``.
 """
 
 import contextlib
@@ -18,29 +20,23 @@ import os
 import datasets
 import torch
 from accelerate.utils import DistributedType
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-from transformers import PreTrainedModel, Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import Trainer
 from transformers.distributed.fsdp import is_fsdp_managed_module
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .arguments import MaskSubTrainingArguments
+from .branch_logs import BranchLogs, flat_gradients
+from .checkpoint import load_owned, reload_converted_weights, save_owned
 from .clip import clip_sub_branch_loss, is_dual_encoder
+from .collators import MaskingCollator
 from .functional import sub_branch_loss
 from .losses import sub_loss_for
-from .collators import MaskingCollator
 from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
+from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
+from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .seeding import SEED_KEY, SampleSeedEpochCallback, SeededDataset, WithoutSampleSeeds
 
 logger = logging.getLogger("masksub_hf")
-MASKSUB_TAG = "masksub"
-MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
-PAPER_CITATION = """@inproceedings{heo2025masksub,
-  title     = {Masking meets Supervision: A Strong Learning Alliance},
-  author    = {Heo, Byeongho and Kim, Taekyung and Yun, Sangdoo and Han, Dongyoon},
-  booktitle = {CVPR},
-  year      = {2025},
-  note      = {arXiv:2306.11339}
-}"""
 
 
 def split_masks(inputs):
@@ -50,21 +46,16 @@ def split_masks(inputs):
     return model_inputs, masks
 
 
-class _ClearOwnedGradients(TrainerCallback):
-    """Trainer clears gradients with ``model.zero_grad()``; MaskSub-owned parameters live outside the model."""
-
-    def __init__(self, parameters):
-        self.parameters = parameters
-
-    def _clear(self):
-        for parameter in self.parameters:
-            parameter.grad = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._clear()
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self._clear()
+def log_engine(args, accelerator):
+    """Say which engine trains, and warn when FSDP was asked for but is not what runs."""
+    engine, processes = accelerator.distributed_type, accelerator.num_processes
+    fsdp_asked = args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+    if fsdp_asked and engine != DistributedType.FSDP:
+        # Accelerate drops the FSDP plugin without a word on CPU and runs DDP (or one process).
+        logger.warning(f"FSDP was asked for, but Accelerate runs {engine.value} with {processes} process(es): "
+                       f"FSDP needs GPUs. Training goes on as {engine.value}, unsharded.")
+    logger.info(f"MaskSub: ratio {args.masksub_ratio}, mode {args.masksub_mode}; engine {engine.value}, "
+                f"{processes} process(es)")
 
 
 class MaskSubTrainer(Trainer):
@@ -94,27 +85,16 @@ class MaskSubTrainer(Trainer):
             if hasattr(unwrapped, "add_model_tags"):
                 unwrapped.add_model_tags([MASKSUB_TAG])
             if self.masking.parameters():
-                self.add_callback(_ClearOwnedGradients(self.masking.parameters()))
+                self.add_callback(ClearOwnedGradients(self.masking.parameters()))
         if args.masksub_sample_seeds:
             self.add_callback(SampleSeedEpochCallback())
             if not isinstance(self.data_collator, MaskingCollator):
                 self.data_collator = WithoutSampleSeeds(self.data_collator)
-        # Running sums since the last log (branch losses, optionally gradient norms, optimizer steps), on
-        # device: no host sync per step.
-        self._masksub_log_sums = None
-        self._masksub_log_names = []
+        self.branch_logs = BranchLogs()
         if args.masksub_log_grad_norm and args.world_size > 1:
             raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
                              "run it without distributed training.")
-        engine = self.accelerator.distributed_type
-        fsdp_asked = args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
-        if fsdp_asked and engine != DistributedType.FSDP:
-            # Accelerate drops the FSDP plugin without a word on CPU and runs DDP (or one process).
-            logger.warning(f"FSDP was asked for, but Accelerate runs {engine.value} with "
-                           f"{self.accelerator.num_processes} process(es): FSDP needs GPUs. Training goes on as "
-                           f"{engine.value}, unsharded.")
-        logger.info(f"MaskSub: ratio {args.masksub_ratio}, mode {args.masksub_mode}; engine {engine.value}, "
-                    f"{self.accelerator.num_processes} process(es)")
+        log_engine(args, self.accelerator)
 
     def train(self, *args, **kwargs):
         # The masking's hooks go on before the first (possibly compiled) forward and come off at the end:
@@ -131,25 +111,7 @@ class MaskSubTrainer(Trainer):
         return self.masking.parameters() if self.masking is not None else []
 
     def create_optimizer(self, model=None):
-        # A MaskSub-owned mask token trains with the model, without weight decay (like timm's tokens).
-        optimizer = super().create_optimizer(model)
-        owned = self._owned_parameters()
-        if owned and not any(p is owned[0] for group in optimizer.param_groups for p in group["params"]):
-            optimizer.add_param_group({"params": owned, "weight_decay": 0.0})
-        return optimizer
-
-    def _average_gradients_by_hand(self, parameters):
-        """Average ``parameters``' gradients over processes with one all-reduce, on the syncing micro-batch.
-
-        For what DDP does not see: an owned mask token (outside the wrapped model), or every gradient of a
-        dual encoder, whose sub branch bypasses the DDP wrapper.
-        """
-        gradients = [p.grad for p in parameters if p.grad is not None]
-        if not gradients or not self.accelerator.sync_gradients or self.accelerator.num_processes == 1:
-            return
-        flat = self.accelerator.reduce(_flatten_dense_tensors(gradients), reduction="mean")
-        for gradient, averaged in zip(gradients, _unflatten_dense_tensors(flat, gradients)):
-            gradient.copy_(averaged)
+        return add_owned_group(super().create_optimizer(model), self._owned_parameters())
 
     def _clip_grad_norm(self, model):
         owned = self._owned_parameters()
@@ -161,9 +123,8 @@ class MaskSubTrainer(Trainer):
         # Before Trainer's files: its trainer_state.json, written last, marks a checkpoint as complete.
         owned = self._owned_parameters()
         if owned and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-            torch.save([p.detach().cpu() for p in owned], os.path.join(folder, MASKSUB_STATE_NAME))
+            step_folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            save_owned(os.path.join(self._get_output_dir(trial=trial), step_folder), owned)
         super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -176,36 +137,13 @@ class MaskSubTrainer(Trainer):
         self._restore_weights(self.state.best_model_checkpoint)
 
     def _restore_weights(self, checkpoint, model=None):
-        """Every weight of ``checkpoint`` back in the model, and MaskSub's owned parameters (a mask token)."""
-        self._reload_converted_weights(checkpoint, model)
-        path = os.path.join(checkpoint, MASKSUB_STATE_NAME)
-        owned = self._owned_parameters()
-        if owned and os.path.isfile(path):
-            with torch.no_grad():
-                for parameter, saved in zip(owned, torch.load(path, weights_only=True)):
-                    parameter.copy_(saved)
+        """Every weight of ``checkpoint`` back in the model, and MaskSub's owned parameters (a mask token).
 
-    def _reload_converted_weights(self, checkpoint, model=None):
-        """Load the checkpoint's weights through ``from_pretrained``, which maps saved key names to the model's.
-
-        transformers 5 saves some models (ViT, ...) under their legacy key names, and ``Trainer`` reloads
-        them (resume, best model) with a plain non-strict ``load_state_dict`` of those names: such weights
-        silently keep their current values. Loading a copy with ``from_pretrained`` and copying it in
-        (strictly) restores every weight exactly. Plain single-model checkpoints only; sharded, FSDP,
-        DeepSpeed and PEFT-adapter reloads are Trainer's.
-        """
-        model = self.accelerator.unwrap_model(model if model is not None else self.model)
-        single_file = os.path.isfile(os.path.join(checkpoint, "model.safetensors"))
-        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-        if sharded or not (single_file and isinstance(model, PreTrainedModel)):
-            return
-        restored, loading = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype,
-                                                        output_loading_info=True)
-        unrestored = [*loading["missing_keys"], *loading["mismatched_keys"]]  # from_pretrained would init them
-        if unrestored:
-            raise RuntimeError(f"{checkpoint} does not hold every weight of {type(model).__name__}: "
-                               f"{sorted(map(str, unrestored))[:5]} missing.")
-        model.load_state_dict(restored.state_dict(), strict=True)
+        Sharded (FSDP, DeepSpeed) and PEFT-adapter reloads stay Trainer's."""
+        if not (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+            reload_converted_weights(self.accelerator.unwrap_model(model if model is not None else self.model),
+                                     checkpoint)
+        load_owned(checkpoint, self._owned_parameters())
 
     def get_train_dataloader(self):
         """Trainer's training loader, over the training set wrapped in a ``SeededDataset`` (per-sample seeds)."""
@@ -275,9 +213,9 @@ class MaskSubTrainer(Trainer):
         if self.is_dual_encoder:
             # Its sub forward runs on the bare model (only the image tower), outside DDP's reducer:
             # all gradients are averaged here, in one all-reduce per optimizer step.
-            self._average_gradients_by_hand([*model.parameters(), *self._owned_parameters()])
+            average_gradients_by_hand(self.accelerator, [*model.parameters(), *self._owned_parameters()])
         else:
-            self._average_gradients_by_hand(self._owned_parameters())
+            average_gradients_by_hand(self.accelerator, self._owned_parameters())
 
         main_loss, sub_loss = main_loss.detach(), sub_loss.detach()
         branch_values = {"main_loss": main_loss, "sub_loss": sub_loss}
@@ -285,7 +223,7 @@ class MaskSubTrainer(Trainer):
             # each branch's (weighted) contribution to this step's gradient, summed over micro-batches
             branch_values.update(main_grad_norm=(after_main - before_main).norm(),
                                  sub_grad_norm=(self._flat_gradients(model) - after_main).norm())
-        self._accumulate_for_logs(**branch_values)
+        self.branch_logs.add(self.current_gradient_accumulation_steps, **branch_values)
         return args.masksub_main_weight * main_loss + args.masksub_sub_weight * sub_loss
 
     @contextlib.contextmanager
@@ -293,7 +231,8 @@ class MaskSubTrainer(Trainer):
         """Hold back gradient sync (DDP/FSDP all-reduce, DeepSpeed's step) for the main branch.
 
         The sub branch's backward then syncs the sum of both branches' gradients: one all-reduce per
-        optimizer step. On micro-batches that do not sync anyway, Trainer's own ``no_sync`` already holds.
+        optimizer step (DeepSpeed ZeRO-2/3 still reduce every backward: docs/compatibility.md). On
+        micro-batches that do not sync anyway, Trainer's own ``no_sync`` already holds.
         """
         state = self.accelerator.gradient_state
         if not state.sync_gradients:
@@ -313,10 +252,7 @@ class MaskSubTrainer(Trainer):
             state._set_sync_gradients(True)
 
     def _flat_gradients(self, model):
-        """All trainable gradients as one vector (zeros where none yet), for per-branch gradient norms."""
-        parameters = [p for p in [*model.parameters(), *self._owned_parameters()] if p.requires_grad]
-        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
-                          for p in parameters])
+        return flat_gradients([*model.parameters(), *self._owned_parameters()])
 
     def _main_loss_is_scaled_for_ga(self, num_items_in_batch):
         """Whether the main loss is already normalised over the whole accumulated batch.
@@ -345,61 +281,23 @@ class MaskSubTrainer(Trainer):
         kwargs = {"scale_wrt_gas": False} if self.accelerator.distributed_type == DistributedType.DEEPSPEED else {}
         self.accelerator.backward(loss, **kwargs)
 
-    def _accumulate_for_logs(self, **values):
-        """Add this micro-batch's values (already scaled for accumulation) to the logging window's sums."""
-        device = next(iter(values.values())).device
-        values["steps"] = torch.tensor(1.0 / self.current_gradient_accumulation_steps, device=device)
-        stacked = torch.stack([value.float() for value in values.values()])
-        if self._masksub_log_sums is None:
-            self._masksub_log_names = list(values)
-            self._masksub_log_sums = torch.zeros_like(stacked)
-        self._masksub_log_sums += stacked
-
     def log(self, logs, start_time=None):
         # Training logs carry "loss"; add the branches' values, averaged like it (window, processes).
-        if "loss" in logs and self._masksub_log_sums is not None:
-            sums = self.accelerator.gather(self._masksub_log_sums[None]).mean(dim=0).tolist()
-            self._masksub_log_sums.zero_()
-            *totals, steps = sums
-            if steps > 0:
-                logs.update({name: total / steps for name, total in zip(self._masksub_log_names, totals)})
+        if "loss" in logs:
+            logs.update(self.branch_logs.pop_means(self.accelerator))
         super().log(logs, start_time)
-
-    def masksub_settings(self):
-        """The MaskSub settings of this run, as they go into the model card."""
-        args = self.args
-        mode = args.masksub_mode
-        if mode == "auto":
-            mode = f"auto ({auto_mode(self.accelerator.unwrap_model(self.model))})"
-        return {
-            "masksub_ratio": args.masksub_ratio,
-            "masksub_mode": mode,
-            "masksub_loss": "image-text similarity distillation" if self.is_dual_encoder else args.masksub_loss,
-            "masksub_main_weight": args.masksub_main_weight,
-            "masksub_sub_weight": args.masksub_sub_weight,
-            "masksub_block_size": args.masksub_block_size or "default (32 px at 224 px)",
-        }
 
     def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
                           tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
         """Trainer's model card, plus the ``masksub`` tag, the MaskSub settings and the paper (TRL style)."""
         if self.masking is not None:
-            tags = [tags] if isinstance(tags, str) else list(tags or [])
-            tags += [MASKSUB_TAG] if MASKSUB_TAG not in tags else []
+            tags = with_masksub_tag(tags)
         super().create_model_card(language=language, license=license, tags=tags, model_name=model_name,
                                   finetuned_from=finetuned_from, tasks=tasks, dataset_tags=dataset_tags,
                                   dataset=dataset, dataset_args=dataset_args)
-        if self.masking is None or not self.is_world_process_zero():
-            return
-        rows = "\n".join(f"| `{name}` | {value} |" for name, value in self.masksub_settings().items())
-        section = (
-            "\n## MaskSub\n\nTrained with [MaskSub](https://arxiv.org/abs/2306.11339) (masksub-hf): a sub branch "
-            "sharing the model's weights sees a masked copy of each batch and learns the main branch's detached "
-            "output; evaluation uses the main model only.\n\n| setting | value |\n|---|---|\n"
-            f"{rows}\n\n### Citation\n\n```bibtex\n{PAPER_CITATION}\n```\n"
-        )
-        with open(os.path.join(self.args.output_dir, "README.md"), "a") as card:
-            card.write(section)
+        if self.masking is not None and self.is_world_process_zero():
+            picked = auto_mode(self.accelerator.unwrap_model(self.model))
+            append_masksub_section(self.args.output_dir, card_settings(self.args, picked, self.is_dual_encoder))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         # Evaluation never runs a sub branch; an eval batch from a MaskSub collator just loses its mask.

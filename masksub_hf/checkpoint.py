@@ -1,0 +1,40 @@
+"""What MaskSub adds to checkpoints, and reloads that restore every weight (resume, best model)."""
+
+import os
+
+import torch
+from transformers import PreTrainedModel
+
+MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
+
+
+def save_owned(folder, owned):
+    os.makedirs(folder, exist_ok=True)
+    torch.save([p.detach().cpu() for p in owned], os.path.join(folder, MASKSUB_STATE_NAME))
+
+
+def load_owned(checkpoint, owned):
+    path = os.path.join(checkpoint, MASKSUB_STATE_NAME)
+    if owned and os.path.isfile(path):
+        with torch.no_grad():
+            for parameter, saved in zip(owned, torch.load(path, weights_only=True)):
+                parameter.copy_(saved)
+
+
+def reload_converted_weights(model, checkpoint):
+    """Load the checkpoint's weights through ``from_pretrained``, which maps saved key names to the model's.
+
+    transformers 5 saves some models (ViT, ...) under their legacy key names, and ``Trainer`` reloads
+    them (resume, best model) with a plain non-strict ``load_state_dict`` of those names: such weights
+    silently keep their current values. Loading a copy with ``from_pretrained`` and copying it in
+    (strictly) restores every weight exactly. Plain single-file checkpoints of transformers models only.
+    """
+    if not (os.path.isfile(os.path.join(checkpoint, "model.safetensors")) and isinstance(model, PreTrainedModel)):
+        return
+    restored, loading = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype,
+                                                    output_loading_info=True)
+    unrestored = [*loading["missing_keys"], *loading["mismatched_keys"]]  # from_pretrained would init them
+    if unrestored:
+        raise RuntimeError(f"{checkpoint} does not hold every weight of {type(model).__name__}: "
+                           f"{sorted(map(str, unrestored))[:5]} missing.")
+    model.load_state_dict(restored.state_dict(), strict=True)
