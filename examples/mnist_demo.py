@@ -48,12 +48,13 @@ def build_model(seed):
 
 
 def to_pixels(images, shift):
-    """uint8 digits -> normalised 32x32 tensors; a random shift of up to 2 px when training."""
+    """uint8 digits -> normalised 32x32 tensors; each shifted by up to 2 px when training (drawn from torch,
+    so MaskSubTrainer's per-sample seeds make it exact on resume)."""
     pixels = torch.as_tensor(np.asarray(images), dtype=torch.float32).div(255.0).sub(0.1307).div(0.3081)
     pixels = F.pad(pixels.unsqueeze(1), (2, 2, 2, 2), value=-0.1307 / 0.3081)
     if shift:
-        dx, dy = np.random.randint(-2, 3, size=2)
-        pixels = torch.roll(pixels, shifts=(int(dy), int(dx)), dims=(2, 3))
+        offsets = torch.randint(-2, 3, (len(pixels), 2)).tolist()
+        pixels = torch.stack([torch.roll(image, shifts=(dy, dx), dims=(1, 2)) for image, (dy, dx) in zip(pixels, offsets)])
     return pixels
 
 

@@ -1,5 +1,5 @@
 """Per-sample randomness: each training sample's augmentations and sub-branch mask come from seeds that
-are a pure function of ``(seed, epoch, sample index)``.
+are a pure function of ``(seed, epoch, sample index)``. Covered: torch's, python's and numpy's global RNGs.
 
 Why: Trainer restores the global RNG on ``--resume_from_checkpoint`` only after the data loader has
 produced (and prefetched) the first batches, so augmentations and masks drawn from the global RNG in the
@@ -12,6 +12,7 @@ import contextlib
 import random
 from collections.abc import Mapping
 
+import datasets
 import numpy as np
 import torch
 from transformers import TrainerCallback
@@ -27,33 +28,53 @@ def sample_seeds(seed: int, epoch: int, index: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def seeded_global_rngs(seed: int):
-    """torch's (CPU) and python's global RNGs seeded with ``seed`` inside the block, restored after, so the
-    transforms a dataset applies (torchvision draws from torch) are reproducible and the caller's RNG
-    streams are left untouched. numpy's global RNG is not covered: saving and restoring it costs ~0.2 ms
-    a sample."""
-    python_state = random.getstate()
+def restored_global_rngs():
+    """torch's (CPU), python's and numpy's global RNGs as they were before the block, whatever it draws: the
+    caller's streams are left untouched. Saved once per batch (numpy's state costs ~0.1 ms to save)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)  # torch.manual_seed would also visit every device: 0.2 ms
-        random.seed(seed)
         try:
             yield
         finally:
             random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def seed_global_rngs(seed: int):
+    """Seed torch's (CPU), python's and numpy's global RNGs for one sample's transforms (torchvision draws
+    from torch, albumentations-style code from numpy or python)."""
+    torch.default_generator.manual_seed(seed)  # torch.manual_seed would also visit every device: 0.2 ms
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)  # numpy's legacy seeding takes 32 bits
+
+
+def _custom_transform(dataset):
+    """``(the rows without formatting, the transform, its input columns, whether other columns pass through)``
+    for a ``datasets.Dataset`` with ``set_transform``/``with_transform``; ``None`` for any other dataset."""
+    if not isinstance(dataset, datasets.Dataset) or dataset.format["type"] != "custom":
+        return None
+    form = dataset.format
+    return (dataset.with_format(None), form["format_kwargs"]["transform"], form["columns"],
+            form["output_all_columns"])
 
 
 class SeededDataset(torch.utils.data.Dataset):
-    """Wrap a map-style dataset: ``dataset[index]`` is loaded (transforms included) under the sample's
-    augmentation seed, and a dict sample gains its mask seed under ``SEED_KEY``.
+    """Wrap a map-style dataset: each sample is loaded (transforms included) under its augmentation seed,
+    and a dict sample gains its mask seed under ``SEED_KEY``.
 
-    The epoch lives in a shared-memory tensor, so ``set_epoch`` reaches data-loader workers, persistent
-    ones included.
+    A batch is fetched in one call (``__getitems__``, what the DataLoader uses): a ``datasets.Dataset``
+    reads the batch's rows from Arrow at once and applies its transform row by row, each row under its own
+    seed; a ``datasets.Dataset`` without a transform (nothing random to seed) uses its own batched read;
+    other datasets are indexed sample by sample. The epoch lives in a shared-memory tensor, so
+    ``set_epoch`` reaches data-loader workers, persistent ones included.
     """
 
     def __init__(self, dataset, seed: int):
         self.dataset = dataset
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._transformed = _custom_transform(dataset)
+        self._plain_rows = self._transformed is None and isinstance(dataset, datasets.Dataset)
 
     def set_epoch(self, epoch: int):
         self._epoch.fill_(epoch)
@@ -62,12 +83,36 @@ class SeededDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        augmentation_seed, mask_seed = sample_seeds(self.seed, int(self._epoch), index)
-        with seeded_global_rngs(augmentation_seed):
-            sample = self.dataset[index]
-        if isinstance(sample, Mapping):
-            sample = {**sample, SEED_KEY: mask_seed}
-        return sample
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices):
+        epoch = int(self._epoch)
+        seeds = [sample_seeds(self.seed, epoch, index) for index in indices]
+        with restored_global_rngs():
+            samples = self._fetch(list(indices), [augmentation for augmentation, _ in seeds])
+        return [{**sample, SEED_KEY: mask} if isinstance(sample, Mapping) else sample
+                for sample, (_, mask) in zip(samples, seeds)]
+
+    def _fetch(self, indices, augmentation_seeds):
+        if self._transformed is not None:
+            rows, transform, columns, output_all_columns = self._transformed
+            batch = rows[indices]  # one Arrow read (and image decode) for the whole batch
+            samples = []
+            for position, seed in enumerate(augmentation_seeds):
+                row = {name: values[position:position + 1] for name, values in batch.items()}
+                seed_global_rngs(seed)
+                sample = transform({k: v for k, v in row.items() if columns is None or k in columns})
+                if output_all_columns:
+                    sample = {**{k: v for k, v in row.items() if k not in sample}, **sample}
+                samples.append({name: values[0] for name, values in sample.items()})
+            return samples
+        if self._plain_rows:
+            return self.dataset.__getitems__(indices)  # formatting only, nothing random: one batched read
+        samples = []
+        for index, seed in zip(indices, augmentation_seeds):
+            seed_global_rngs(seed)
+            samples.append(self.dataset[index])
+        return samples
 
 
 def pop_sample_seeds(features):

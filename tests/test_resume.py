@@ -7,8 +7,11 @@ by a collator) is replayed through per-sample seeds (``masksub_hf.seeding``). Th
 with a real SIGKILL: ``test_crash_recovery.py``.
 """
 
+import random
 import shutil
 
+import datasets
+import numpy as np
 import pytest
 import torch
 from helpers import IMAGE_SIZE, ListDataset, image_items, tiny_vit, training_args
@@ -93,3 +96,46 @@ def test_seeded_dataset_draws_per_sample_and_epoch():
     assert first[0][SEED_KEY] != first[1][SEED_KEY]
     dataset.set_epoch(1)
     assert not torch.equal(dataset[0]["pixel_values"], first[0]["pixel_values"])  # a new draw each epoch
+
+
+def numpy_noise_rows(num_samples=32):
+    """A ``datasets.Dataset`` whose transform adds noise from numpy's global RNG, image by image."""
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(num_samples, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    rows = datasets.Dataset.from_dict({"pixels": pixels.flatten(1).numpy(), "labels": list(range(3)) * 10 + [0, 1]})
+
+    def transform(batch):
+        images = [torch.tensor(np.asarray(p, dtype=np.float32)).view(3, IMAGE_SIZE, IMAGE_SIZE)
+                  + torch.from_numpy(np.random.standard_normal((3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32))
+                  for p in batch["pixels"]]
+        return {"pixel_values": images, "labels": batch["labels"]}
+
+    return rows.with_transform(transform)
+
+
+def test_batched_fetch_of_a_datasets_transform_is_seeded_row_by_row():
+    """One Arrow read per batch, the transform per row under the row's seed: a sample does not depend on the
+    batch it is fetched in, numpy's draws included, and the caller's RNGs are left as they were."""
+    dataset = SeededDataset(numpy_noise_rows(), seed=0)
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    batch = dataset.__getitems__([5, 1, 7])
+    assert torch.equal(torch.get_rng_state(), states[0]) and np.array_equal(np.random.get_state()[1], states[1])
+    assert random.getstate() == states[2]
+    for sample, index in zip(batch, [5, 1, 7]):
+        alone = dataset[index]
+        assert torch.equal(sample["pixel_values"], alone["pixel_values"]) and sample[SEED_KEY] == alone[SEED_KEY]
+    assert not torch.equal(dataset[1]["pixel_values"], dataset[2]["pixel_values"])
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[1]["pixel_values"], batch[1]["pixel_values"])  # a new draw each epoch
+
+
+def test_resume_replays_numpy_augmentations_of_a_datasets_transform(tmp_path):
+    settings = dict(collator=lambda model: MaskSubImageCollator(model, 0.5), max_steps=20, save_steps=12,
+                    remove_unused_columns=False)
+    rows = numpy_noise_rows()
+    uninterrupted = train(tmp_path / "full", tiny_vit, rows, dataset_class=lambda items: items, **settings)
+    shutil.copytree(tmp_path / "full" / "checkpoint-12", tmp_path / "resumed" / "checkpoint-12")
+    resumed = train(tmp_path / "resumed", tiny_vit, rows, resume=str(tmp_path / "resumed" / "checkpoint-12"),
+                    dataset_class=lambda items: items, **settings)
+    for name, value in uninterrupted.items():
+        assert torch.equal(value, resumed[name]), name
