@@ -6,7 +6,6 @@ forward, so models never see it. Under ``MaskSubTrainer`` each sample carries it
 torch's global RNG.
 """
 
-import torch
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from .masking import TokenMasking, masking_for, timm_model_of
@@ -31,7 +30,7 @@ class MaskingCollator:
     def _draw(self, batch, seeds):
         if seeds is None:
             return self.masking.draw(batch, self.generator)
-        return self.masking.draw(batch, [torch.Generator().manual_seed(seed) for seed in seeds])
+        return self.masking.draw(batch, seeds)
 
 
 class MaskSubImageCollator(MaskingCollator):

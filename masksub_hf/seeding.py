@@ -17,14 +17,16 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from .counter_rng import hash_seeds
+
 SEED_KEY = "masksub_seed"  # the sample's mask seed, carried from the dataset to the MaskSub collator
 
 
-def sample_seeds(seed: int, epoch: int, index: int) -> tuple[int, int]:
-    """Two independent, well-mixed 64-bit seeds for one sample in one epoch: its augmentation's and its
-    mask's (a mask must not repeat the augmentation's random draws)."""
-    words = [int(word) for word in np.random.SeedSequence([seed, epoch, index]).generate_state(4)]
-    return words[0] << 32 | words[1], words[2] << 32 | words[3]
+def sample_seeds(seed: int, epoch: int, indices) -> tuple[list[int], list[int]]:
+    """Two independent, well-mixed 63-bit seeds for each sample in one epoch: its augmentation's and its
+    mask's (a mask must not repeat the augmentation's random draws); hashed for a whole batch at once."""
+    words = hash_seeds(seed, epoch, np.asarray(indices, dtype=np.uint64))
+    return (hash_seeds(words, 1) >> np.uint64(1)).tolist(), (hash_seeds(words, 2) >> np.uint64(1)).tolist()
 
 
 @contextlib.contextmanager
@@ -86,12 +88,15 @@ class SeededDataset(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices):
-        epoch = int(self._epoch)
-        seeds = [sample_seeds(self.seed, epoch, index) for index in indices]
-        with restored_global_rngs():
-            samples = self._fetch(list(indices), [augmentation for augmentation, _ in seeds])
+        indices = list(indices)
+        augmentation_seeds, mask_seeds = sample_seeds(self.seed, int(self._epoch), indices)
+        if self._plain_rows:
+            samples = self.dataset.__getitems__(indices)  # formatting only, nothing random: one batched read
+        else:
+            with restored_global_rngs():
+                samples = self._fetch(indices, augmentation_seeds)
         return [{**sample, SEED_KEY: mask} if isinstance(sample, Mapping) else sample
-                for sample, (_, mask) in zip(samples, seeds)]
+                for sample, mask in zip(samples, mask_seeds)]
 
     def _fetch(self, indices, augmentation_seeds):
         if self._transformed is not None:
@@ -106,8 +111,6 @@ class SeededDataset(torch.utils.data.Dataset):
                     sample = {**{k: v for k, v in row.items() if k not in sample}, **sample}
                 samples.append({name: values[0] for name, values in sample.items()})
             return samples
-        if self._plain_rows:
-            return self.dataset.__getitems__(indices)  # formatting only, nothing random: one batched read
         samples = []
         for index, seed in zip(indices, augmentation_seeds):
             seed_global_rngs(seed)

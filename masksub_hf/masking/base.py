@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from ..counter_rng import seeded_uniform
+
 
 def num_masked(num_items: int, ratio: float) -> int:
     """How many of ``num_items`` a ``ratio`` masks: rounded half up (196 x 0.5 = 98, 49 x 0.5 = 25)."""
@@ -12,10 +14,10 @@ def num_masked(num_items: int, ratio: float) -> int:
 
 
 def uniform_noise(shape, generator=None) -> torch.Tensor:
-    """``torch.rand(shape)`` from ``generator``, or from one generator per sample (row) given a list, so a
-    sample's mask depends on its own seed only (``masksub_hf.seeding``)."""
-    if isinstance(generator, (list, tuple)):
-        return torch.stack([torch.rand(shape[1:], generator=row_generator) for row_generator in generator])
+    """``torch.rand(shape)`` from ``generator``, or, given an array of one seed per sample (row), from
+    :func:`seeded_uniform`, so a sample's mask depends on its own seed only (``masksub_hf.seeding``)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        return seeded_uniform(generator, math.prod(shape[1:])).view(shape)
     return torch.rand(shape, generator=generator)
 
 
@@ -25,7 +27,7 @@ class Masking:
     - ``key``: the batch key its mask travels under (``masksub_*``; ``None`` when there is no mask),
       so collators can draw it in the data pipeline and the trainer can pop it before the main forward;
     - ``draw(batch, generator=None)``: a mask for a collated batch, same exact count in every sample
-      (``generator``: a ``torch.Generator``, or a list of one per sample);
+      (``generator``: a ``torch.Generator``, or a list or array of one seed per sample);
     - ``apply(model, inputs, mask)``: a context manager yielding the sub-branch inputs; whatever it
       changes on the model (a hook's mask, a dropout rate) acts only inside the block;
     - ``parameters()``: trainable state the masking owns (a mask token), trained with the model;

@@ -8,7 +8,7 @@ import contextlib
 
 import torch
 
-from .base import Masking, num_masked, uniform_noise
+from .base import Masking, uniform_noise
 
 
 def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, ratio, generator=None):
@@ -16,8 +16,7 @@ def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, rat
     eligible = ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
     if attention_mask is not None:
         eligible &= attention_mask.bool()
-    counts = eligible.sum(dim=1)
-    num_to_mask = torch.tensor([num_masked(int(n), ratio) for n in counts])
+    num_to_mask = torch.floor(eligible.sum(dim=1) * ratio + 0.5).long()  # num_masked, row by row
     # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
     noise = uniform_noise(input_ids.shape, generator).masked_fill(~eligible, 2.0)
     ranks = noise.argsort(dim=1).argsort(dim=1)
