@@ -3,8 +3,10 @@
     python benchmarks/data_path.py     # about 2 minutes on 2 CPU cores
 
 Both loaders read the same ``datasets.Dataset`` through ``Trainer.get_train_dataloader()`` (no workers,
-Trainer's default). Cases: the demo's MNIST digits (``examples/mnist_demo.py``: a ``with_transform``
-that normalises, pads and shifts each digit) at batch 64, with ``MaskSubImageCollator`` (token drop 0.5);
+Trainer's default). Cases, at batch 64 with ``MaskSubImageCollator`` (token drop 0.5) for images:
+the demo's MNIST digits (``examples/mnist_demo.py``: a ``with_transform`` written for batches, tensor ops
+on the whole batch at once); the same digits as PNG images with ``run_image_classification.py``'s
+transforms (the HF example's: PIL image by image, ``RandomResizedCrop``, flip, ``ToTensor``, normalise);
 real MiniLM tokens of Rotten Tomatoes snippets (tokenized with ``map``, padded per batch) at batch 32, with
 ``MaskSubTextCollator`` (15% ``[MASK]``). MaskSub's loader is timed with per-sample seeds (the default:
 exact resume) and without. Per batch: the median over interleaved repetitions of whole passes over
@@ -38,6 +40,31 @@ def image_case():
     model = mnist_demo.build_model(0)
     return model, mnist_demo.make_split(images[:4000], labels[:4000], train=True), 64, None, \
         MaskSubImageCollator(model, ratio=0.5), {"remove_unused_columns": False}
+
+
+def imagefolder_case():
+    """MNIST digits as PNG files read by datasets' imagefolder, with the image script's training transforms."""
+    import tempfile
+
+    from datasets import load_dataset
+    from PIL import Image
+    from transformers import ViTImageProcessor
+
+    import run_image_classification
+
+    images, labels = mnist_digits(seed=0)
+    root = Path(tempfile.mkdtemp(prefix="masksub-data-path-"))
+    for i, (image, label) in enumerate(zip(images[:1024], labels[:1024])):
+        (root / str(label)).mkdir(exist_ok=True)
+        Image.fromarray(image).save(root / str(label) / f"{i}.png")
+    data = load_dataset("imagefolder", data_dir=str(root), split="train")
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    train_transform, _ = run_image_classification.make_transforms(processor, "image", "RGB")
+    data.set_transform(train_transform)
+    model = mnist_demo.build_model(0)
+    collate = run_image_classification.collate("label")
+    return model, data, 64, collate, MaskSubImageCollator(model, ratio=0.5, base_collator=collate), \
+        {"remove_unused_columns": False}
 
 
 def text_case():
@@ -80,7 +107,8 @@ def main():
     torch.set_num_threads(2)
     variants = ("trainer", "masksub_seeded", "masksub_unseeded")
     results = {}
-    for name, case in (("mnist_image", image_case), ("minilm_text", text_case)):
+    for name, case in (("mnist_demo_transform", image_case), ("mnist_png_hf_transforms", imagefolder_case),
+                       ("minilm_text", text_case)):
         built = case()
         loaders = {variant: loader(variant, *built) for variant in variants}
         times = {variant: [] for variant in variants}

@@ -33,18 +33,20 @@ class DemoArguments:
     output_dir: str = field(default="demo_output", metadata={"help": "Where the runs and results.json go."})
     masksub_ratio: float = field(default=0.5, metadata={"help": "Ratio of the MaskSub arm."})
     seeds: str = field(default="0,1,2,3,4", metadata={"help": "Comma-separated seeds, one baseline/MaskSub pair each."})
-    num_train_epochs: float = field(default=30, metadata={"help": "Epochs for every run."})
-    train_samples: int = field(default=500)
+    num_train_epochs: float = field(default=160, metadata={"help": "Epochs for every run (4 steps each)."})
+    train_samples: int = field(default=250)
     eval_samples: int = field(default=1000)
     hidden_size: int = field(default=64)
     num_hidden_layers: int = field(default=4)
-    logging_steps: int = field(default=10)
+    patch_size: int = field(default=8, metadata={"help": "Patch size on the 32-px (padded) digits."})
+    learning_rate: float = field(default=2e-3)
+    logging_steps: int = field(default=20)
 
 
-def build_model(seed, hidden_size=128, num_hidden_layers=6):
+def build_model(seed, hidden_size=128, num_hidden_layers=6, patch_size=4):
     torch.manual_seed(seed)
     config = ViTConfig(
-        image_size=32, patch_size=4, num_channels=1, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+        image_size=32, patch_size=patch_size, num_channels=1, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
         num_attention_heads=4, intermediate_size=2 * hidden_size, hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0, num_labels=10, id2label={i: str(i) for i in range(10)},
         label2id={str(i): i for i in range(10)},
@@ -78,11 +80,11 @@ def compute_metrics(prediction):
 
 
 def train_arm(demo, seed, ratio, train, validation, log_grad_norm):
-    model = build_model(seed, demo.hidden_size, demo.num_hidden_layers)
+    model = build_model(seed, demo.hidden_size, demo.num_hidden_layers, demo.patch_size)
     args = MaskSubTrainingArguments(
         output_dir=os.path.join(demo.output_dir, f"seed{seed}", f"masksub_{ratio}"),
         masksub_ratio=ratio, num_train_epochs=demo.num_train_epochs, per_device_train_batch_size=64,
-        per_device_eval_batch_size=256, learning_rate=1e-3, weight_decay=0.05, lr_scheduler_type="cosine",
+        per_device_eval_batch_size=256, learning_rate=demo.learning_rate, weight_decay=0.05, lr_scheduler_type="cosine",
         warmup_steps=0.05, logging_steps=demo.logging_steps, eval_strategy="no", save_strategy="no",
         report_to="none", seed=seed, remove_unused_columns=False, use_cpu=True,
         masksub_log_grad_norm=log_grad_norm and ratio > 0,

@@ -95,8 +95,13 @@ class SeededDataset(torch.utils.data.Dataset):
         else:
             with restored_global_rngs():
                 samples = self._fetch(indices, augmentation_seeds)
-        return [{**sample, SEED_KEY: mask} if isinstance(sample, Mapping) else sample
-                for sample, mask in zip(samples, mask_seeds)]
+        if not isinstance(samples[0], Mapping):
+            return samples
+        if self._transformed is None and not self._plain_rows:
+            samples = [dict(sample) for sample in samples]  # the dataset's own dicts stay as they are
+        for sample, mask in zip(samples, mask_seeds):
+            sample[SEED_KEY] = mask
+        return samples
 
     def _fetch(self, indices, augmentation_seeds):
         if self._transformed is not None:
@@ -119,11 +124,11 @@ class SeededDataset(torch.utils.data.Dataset):
 
 
 def pop_sample_seeds(features):
-    """``(features without SEED_KEY, their seeds)``; seeds are ``None`` when the samples carry none."""
+    """``(features without SEED_KEY, their seeds)``, popped in place; seeds are ``None`` when the samples carry
+    none."""
     if not features or not isinstance(features[0], Mapping) or SEED_KEY not in features[0]:
         return features, None
-    seeds = [feature[SEED_KEY] for feature in features]
-    return [{k: v for k, v in feature.items() if k != SEED_KEY} for feature in features], seeds
+    return features, [feature.pop(SEED_KEY) for feature in features]  # the batch's own dicts (SeededDataset's)
 
 
 class WithoutSampleSeeds:
