@@ -124,11 +124,11 @@ class SeededDataset(torch.utils.data.Dataset):
 
 
 def pop_sample_seeds(features):
-    """``(features without SEED_KEY, their seeds)``, popped in place; seeds are ``None`` when the samples carry
-    none."""
+    """``(features without SEED_KEY, their seeds)``; seeds are ``None`` when the samples carry none."""
     if not features or not isinstance(features[0], Mapping) or SEED_KEY not in features[0]:
         return features, None
-    return features, [feature.pop(SEED_KEY) for feature in features]  # the batch's own dicts (SeededDataset's)
+    seeds = [feature[SEED_KEY] for feature in features]
+    return [{k: v for k, v in feature.items() if k != SEED_KEY} for feature in features], seeds
 
 
 class WithoutSampleSeeds:
