@@ -23,7 +23,7 @@ from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTex
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, train_evaluate_and_publish)
+                            setup_logging, train_evaluate_and_publish, trainer_error)
 from masksub_hf.clip import is_dual_encoder, retrieval_recalls, zero_shot_accuracy
 from masksub_hf.data import check_columns, load_data_files, select_image_split
 
@@ -208,7 +208,7 @@ def main(args=None):
         trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
                                  eval_dataset=eval_dataset, processing_class=tokenizer, data_collator=collator)
     except ValueError as error:
-        raise UserInputError(f"--masksub_mode: {error}") from error
+        raise trainer_error(error) from error
 
     def retrieval_and_zero_shot():
         """Recall@1/5 both ways on the validation pairs, and zero-shot accuracy when classes are given."""

@@ -24,7 +24,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, train_evaluate_and_publish)
+                            setup_logging, train_evaluate_and_publish, trainer_error)
 from masksub_hf.data import TextDataArguments, label_kind, load_text_dataset, select_split, sentence_keys
 from masksub_hf.metrics import load_metric
 
@@ -160,7 +160,7 @@ def main(args=None):
                                  eval_dataset=eval_datasets.get(""), compute_metrics=compute_metrics,
                                  processing_class=tokenizer, data_collator=collator)
     except ValueError as error:
-        raise UserInputError(f"--masksub_mode: {error}") from error
+        raise trainer_error(error) from error
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "text-classification"}
     if data_args.task_name is not None:

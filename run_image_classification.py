@@ -21,8 +21,8 @@ from torchvision.transforms import (CenterCrop, Compose, Lambda, Normalize, Rand
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, train_evaluate_and_publish)
+from masksub_hf.cli import (ModelArguments, exits_on_user_error, model_error, parse_arguments,
+                            setup_logging, train_evaluate_and_publish, trainer_error)
 from masksub_hf.data import ImageDataArguments, load_image_dataset, select_image_split
 from masksub_hf.metrics import load_metric
 
@@ -136,7 +136,7 @@ def main(args=None):
                                  eval_dataset=eval_dataset, compute_metrics=compute_metrics,
                                  processing_class=processor, data_collator=collator)
     except ValueError as error:
-        raise UserInputError(f"--masksub_mode: {error}") from error
+        raise trainer_error(error) from error
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "image-classification",
             "dataset": data_args.dataset_name, "tags": ["image-classification", "vision"]}

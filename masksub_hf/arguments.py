@@ -69,6 +69,23 @@ class MaskSubTrainingArguments(TrainingArguments):
         },
     )
 
+    layer_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise learning-rate decay (BEiT / MAE fine-tuning: 0.65-0.75): with L blocks, block i trains "
+            "at lr * layer_decay^(L+1-i), the embeddings at lr * layer_decay^(L+1), the head at lr; no weight "
+            "decay on biases, norms, tokens and position embeddings. ViT, DeiT, BEiT, Swin, ConvNeXt, BERT family, "
+            "timm models."
+        },
+    )
+    timm_optimizer: str | None = field(
+        default=None,
+        metadata={
+            "help": "An optimizer from timm's factory instead of --optim, e.g. 'lamb' (DeiT-III, ResNet strikes "
+            "back), 'lars', 'adan'; with --learning_rate, --weight_decay and Trainer's schedulers."
+        },
+    )
+
     def __post_init__(self):
         # Validate first: a bad MaskSub value should fail before any of TrainingArguments' set-up.
         if not (isinstance(self.masksub_ratio, (int, float)) and 0 <= self.masksub_ratio < 1):
@@ -81,6 +98,14 @@ class MaskSubTrainingArguments(TrainingArguments):
             isinstance(self.masksub_block_size, int) and self.masksub_block_size > 0
         ):
             raise ValueError(f"masksub_block_size must be a positive integer, got {self.masksub_block_size!r}.")
+        if self.layer_decay is not None and not (isinstance(self.layer_decay, (int, float)) and 0 < self.layer_decay <= 1):
+            raise ValueError(f"layer_decay must be a number in (0, 1], got {self.layer_decay!r}.")
+        if self.timm_optimizer:
+            from timm.optim import list_optimizers
+
+            if self.timm_optimizer.lower() not in list_optimizers():
+                raise ValueError(f"timm_optimizer must be one of timm's optimizers ({', '.join(list_optimizers())}), "
+                                 f"got {self.timm_optimizer!r}.")
         for name in ("masksub_main_weight", "masksub_sub_weight"):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):

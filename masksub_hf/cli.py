@@ -97,6 +97,11 @@ class ModelArguments:
                 "trust_remote_code": self.trust_remote_code}
 
 
+def trainer_error(error: ValueError) -> UserInputError:
+    """A ``MaskSubTrainer`` set-up error as a user error naming its flag (``--masksub_mode`` unless it names one)."""
+    return UserInputError(str(error) if str(error).startswith("--") else f"--masksub_mode: {error}")
+
+
 def model_error(error: Exception) -> UserInputError:
     """A model or processor that cannot be loaded, reported against the flag that named it."""
     if "ignore_mismatched_sizes" in str(error):

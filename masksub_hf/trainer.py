@@ -30,9 +30,11 @@ from .checkpoint import load_owned, reload_converted_weights, save_owned
 from .clip import clip_sub_branch_loss, is_dual_encoder
 from .collators import MaskingCollator
 from .functional import sub_branch_loss
+from .layer_decay import param_groups_layer_decay
 from .losses import sub_loss_for
 from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
+from .optim import create_optimizer
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .seeding import SEED_KEY, SampleSeedEpochCallback, SeededDataset, WithoutSampleSeeds
 
@@ -91,6 +93,8 @@ class MaskSubTrainer(Trainer):
             if not isinstance(self.data_collator, MaskingCollator):
                 self.data_collator = WithoutSampleSeeds(self.data_collator)
         self.branch_logs = BranchLogs()
+        if args.layer_decay is not None:  # an unsupported model fails here, not after the data is loaded
+            param_groups_layer_decay(unwrapped, args.learning_rate, args.weight_decay, args.layer_decay)
         if args.masksub_log_grad_norm and args.world_size > 1:
             raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
                              "run it without distributed training.")
@@ -111,6 +115,9 @@ class MaskSubTrainer(Trainer):
         return self.masking.parameters() if self.masking is not None else []
 
     def create_optimizer(self, model=None):
+        if self.optimizer is None and (self.args.layer_decay is not None or self.args.timm_optimizer):
+            model = self.model if model is None else model
+            self.optimizer = create_optimizer(model, self.args, self.get_decay_parameter_names(model))
         return add_owned_group(super().create_optimizer(model), self._owned_parameters())
 
     def _clip_grad_norm(self, model):
