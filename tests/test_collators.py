@@ -5,7 +5,7 @@ from helpers import tiny_vit
 from transformers import AutoTokenizer, CLIPConfig, DeiTConfig, ViTConfig
 
 from masksub_hf import MaskSubImageCollator, MaskSubTextCollator
-from masksub_hf.masking import PatchTokenDrop, TokenMasking
+from masksub_hf.masking import PatchTokenDrop, TokenMasking, num_masked
 from masksub_hf.seeding import SEED_KEY
 
 
@@ -125,3 +125,10 @@ def test_seeded_masks_depend_on_the_sample_seed_only(minilm_tokenizer):
     alone = texts([short])["masksub_input_ids"][0]
     padded = texts([short, long])["masksub_input_ids"][0]
     assert torch.equal(padded[: len(alone)], alone) and (alone == minilm_tokenizer.mask_token_id).sum() == 4
+
+
+def test_mask_counts_of_a_batch_follow_the_per_sample_rule():
+    """Text masks count per row with one tensor op; it must be the scalar rule (round half up), row by row."""
+    counts = torch.arange(0, 400)
+    for ratio in (0.15, 0.25, 0.5, 0.75, 0.3):
+        assert num_masked(counts, ratio).tolist() == [num_masked(int(n), ratio) for n in counts]

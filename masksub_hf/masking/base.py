@@ -8,8 +8,11 @@ import torch
 from ..counter_rng import seeded_uniform
 
 
-def num_masked(num_items: int, ratio: float) -> int:
-    """How many of ``num_items`` a ``ratio`` masks: rounded half up (196 x 0.5 = 98, 49 x 0.5 = 25)."""
+def num_masked(num_items, ratio: float):
+    """How many of ``num_items`` a ``ratio`` masks: rounded half up (196 x 0.5 = 98, 49 x 0.5 = 25). Given an
+    integer tensor of counts (one per row), a tensor of the same rule, in double precision like Python's."""
+    if isinstance(num_items, torch.Tensor):
+        return torch.floor(num_items.double() * ratio + 0.5).long()
     return math.floor(num_items * ratio + 0.5)
 
 

@@ -8,7 +8,7 @@ import contextlib
 
 import torch
 
-from .base import Masking, uniform_noise
+from .base import Masking, num_masked, uniform_noise
 
 
 def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, ratio, generator=None):
@@ -16,7 +16,7 @@ def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, rat
     eligible = ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
     if attention_mask is not None:
         eligible &= attention_mask.bool()
-    num_to_mask = torch.floor(eligible.sum(dim=1) * ratio + 0.5).long()  # num_masked, row by row
+    num_to_mask = num_masked(eligible.sum(dim=1), ratio)
     # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
     noise = uniform_noise(input_ids.shape, generator).masked_fill(~eligible, 2.0)
     ranks = noise.argsort(dim=1).argsort(dim=1)
