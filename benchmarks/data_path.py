@@ -5,8 +5,8 @@
 Both loaders read the same ``datasets.Dataset`` through ``Trainer.get_train_dataloader()`` (no workers,
 Trainer's default). Cases, at batch 64 with ``MaskSubImageCollator`` (token drop 0.5) for images:
 MNIST digits in a ``with_transform`` written for batches (tensor ops over the whole batch: normalise, pad,
-shift; what the demo used before it moved to a torch dataset); the same digits as PNG images with ``run_image_classification.py``'s
-transforms (the HF example's: PIL image by image, ``RandomResizedCrop``, flip, ``ToTensor``, normalise);
+shift; what the demo used before it moved to a torch dataset); the same digits as PNG images with
+``run_image_classification.py``'s transforms (the HF example's: PIL image by image, ``RandomResizedCrop``, flip, ``ToTensor``, normalise);
 real MiniLM tokens of Rotten Tomatoes snippets (tokenized with ``map``, padded per batch) at batch 32, with
 ``MaskSubTextCollator`` (15% ``[MASK]``). MaskSub's loader is timed with per-sample seeds (the default:
 exact resume) and without. Per batch: the median over interleaved repetitions of whole passes over
