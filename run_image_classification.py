@@ -16,15 +16,17 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
-from torchvision.transforms import (CenterCrop, Compose, Lambda, Normalize, RandomCrop, RandomHorizontalFlip,
-                                    RandomResizedCrop, Resize, ToTensor)
+from timm.data import Mixup
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.cli import (ModelArguments, exits_on_user_error, model_error, parse_arguments,
+from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish, trainer_error)
 from masksub_hf.data import ImageDataArguments, load_image_dataset, select_image_split
+from masksub_hf.image_transforms import INTERPOLATIONS, eval_transform, train_transform
 from masksub_hf.metrics import load_metric
+from masksub_hf.mixing import MixupCollator
+from masksub_hf.target_losses import TargetLoss
 
 logger = logging.getLogger("masksub_hf")
 TOP_K = 5
@@ -37,6 +39,98 @@ class ImageModelArguments(ModelArguments):
         metadata={"help": "Path to a local model or a model id on huggingface.co/models."},
     )
     image_processor_name: str | None = field(default=None, metadata={"help": "Image processor name or path."})
+    drop_path_rate: float | None = field(
+        default=None,
+        metadata={"help": "Stochastic depth (drop-path) rate, for models that have it: BEiT, Swin, ConvNeXt and "
+                  "other HF models with config.drop_path_rate, timm models (paper: 0.1-0.2 fine-tuning, up to "
+                  "0.6 DeiT-III from scratch). Default: the model's own."},
+    )
+
+
+@dataclass
+class RecipeArguments:
+    """The paper's training recipes (DeiT-III, MAE / BEiT fine-tuning, ResNet strikes back), in timm's terms.
+
+    Label smoothing is ``--label_smoothing_factor`` (TrainingArguments); under Mixup/CutMix it smooths the
+    mixed targets (DeiT's ``--smoothing``)."""
+
+    mixup: float = field(default=0.0, metadata={"help": "Mixup alpha; > 0 turns it on (DeiT / MAE fine-tuning: 0.8)."})
+    cutmix: float = field(default=0.0, metadata={"help": "CutMix alpha; > 0 turns it on (DeiT / MAE fine-tuning: 1.0)."})
+    cutmix_minmax: list[float] | None = field(
+        default=None, metadata={"help": "CutMix box size range as fractions of the image (min max); overrides --cutmix."})
+    mixup_prob: float = field(default=1.0, metadata={"help": "Probability of mixing a batch (or element)."})
+    mixup_switch_prob: float = field(
+        default=0.5, metadata={"help": "With both on, probability of CutMix instead of Mixup."})
+    mixup_mode: str = field(
+        default="batch", metadata={"help": "One draw per 'batch', 'pair' or 'elem' (element).",
+                                   "choices": ["batch", "pair", "elem"]})
+    bce_loss: bool = field(
+        default=False,
+        metadata={"help": "Binary cross-entropy main loss (DeiT-III: mixed targets binarised, > 0 -> 1; the sub "
+                  "branch then learns sigmoid(main))."})
+    bce_target_thresh: float | None = field(
+        default=None, metadata={"help": "With --bce_loss, binarise targets at this threshold instead (ResNet strikes "
+                                "back: 0.2)."})
+    auto_augment: str | None = field(
+        default=None, metadata={"help": "timm's policy, e.g. 'rand-m9-mstd0.5-inc1' (RandAugment, MAE / BEiT "
+                                "fine-tuning), 'rand-m7-mstd0.5-inc1' (ResNet strikes back A2)."})
+    three_augment: bool = field(
+        default=False, metadata={"help": "DeiT-III's 3-Augment: one of grayscale, solarize, Gaussian blur per image "
+                                 "(timm's '3a'); pair with --augmentation simple_random_crop and --color_jitter 0.3."})
+    color_jitter: float | None = field(
+        default=None, metadata={"help": "Brightness / contrast / saturation jitter (DeiT-III: 0.3); timm turns it off "
+                                "under RandAugment."})
+    reprob: float = field(default=0.0, metadata={"help": "Random-erasing probability (MAE / BEiT fine-tuning: 0.25)."})
+    hflip: float = field(default=0.5, metadata={"help": "Horizontal-flip probability after a random crop."})
+    train_interpolation: str = field(
+        default="bilinear", metadata={"help": "Resize interpolation (DeiT: bicubic).", "choices": list(INTERPOLATIONS)})
+    eval_crop_ratio: float | None = field(
+        default=None, metadata={"help": "Evaluation: resize to size / ratio, center-crop size (DeiT: 0.875; "
+                                "DeiT-III: 1.0). Default: the HF example's resize to size."})
+
+    def mixing(self):
+        return self.mixup > 0 or self.cutmix > 0 or self.cutmix_minmax is not None
+
+    def __post_init__(self):
+        for name in ("mixup", "cutmix", "color_jitter"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UserInputError(f"--{name} must be >= 0, got {value}.")
+        for name in ("mixup_prob", "mixup_switch_prob", "reprob", "hflip"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserInputError(f"--{name} must be in [0, 1], got {getattr(self, name)}.")
+        if self.cutmix_minmax is not None and not (len(self.cutmix_minmax) == 2
+                                                    and 0 < self.cutmix_minmax[0] < self.cutmix_minmax[1] <= 1):
+            raise UserInputError(f"--cutmix_minmax needs two fractions 0 < min < max <= 1, got {self.cutmix_minmax}.")
+        if self.bce_target_thresh is not None and not self.bce_loss:
+            raise UserInputError("--bce_target_thresh needs --bce_loss.")
+        if self.bce_target_thresh is not None and not 0 <= self.bce_target_thresh < 1:
+            raise UserInputError(f"--bce_target_thresh must be in [0, 1), got {self.bce_target_thresh}.")
+        if self.three_augment and self.auto_augment:
+            raise UserInputError("--three_augment is an auto-augment policy itself (timm's '3a'): drop --auto_augment.")
+        if self.eval_crop_ratio is not None and not 0 < self.eval_crop_ratio <= 1:
+            raise UserInputError(f"--eval_crop_ratio must be in (0, 1], got {self.eval_crop_ratio}.")
+
+
+def check_recipe(recipe, training_args):
+    """What needs the training arguments too."""
+    if recipe.bce_loss and recipe.bce_target_thresh is None and training_args.label_smoothing_factor > 0:
+        raise UserInputError("--bce_loss binarises every target above 0 (DeiT-III), so label smoothing would make them "
+                             "all 1: drop --label_smoothing_factor or give --bce_target_thresh (e.g. 0.2).")
+    if recipe.mixing() and training_args.per_device_train_batch_size % 2:
+        raise UserInputError(f"Mixup/CutMix pair the samples of a batch: --per_device_train_batch_size must be even, "
+                             f"got {training_args.per_device_train_batch_size}.")
+
+
+def set_drop_path_rate(config, rate):
+    """Set the drop-path rate where the model has one (HF ``config.drop_path_rate``, timm ``model_args``)."""
+    if config.model_type == "timm_wrapper":
+        config.model_args = {**(config.model_args or {}), "drop_path_rate": rate}
+    elif hasattr(config, "drop_path_rate"):
+        config.drop_path_rate = rate
+    else:
+        raise UserInputError(f"--drop_path_rate: {config.model_type} models have no drop-path (BEiT, Swin, ConvNeXt, "
+                             "timm models have); drop the flag.")
 
 
 def image_geometry(processor):
@@ -49,18 +143,15 @@ def image_geometry(processor):
     return size, getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
 
 
-def make_transforms(processor, image_column, color_mode, augmentation="random_resized_crop"):
-    """The HF example's transforms (or milder ``augmentation``); every image is first converted to the
-    model's colour mode."""
+def make_transforms(processor, image_column, color_mode, augmentation="random_resized_crop", recipe=None):
+    """Training and evaluation transforms (``masksub_hf.image_transforms``; without recipe flags, the HF
+    example's); every image is first converted to the model's colour mode."""
+    recipe = recipe or RecipeArguments()
     size, mean, std = image_geometry(processor)
-    normalize = Normalize(mean=mean, std=std) if mean is not None and std is not None else Lambda(lambda x: x)
-    resize = [Resize(size), CenterCrop(size)]
-    shift = max(1, min((size,) if isinstance(size, int) else size) // 16)  # 2 px at 32 px
-    augment = {"random_resized_crop": [RandomResizedCrop(size), RandomHorizontalFlip()],
-               "shift": [*resize, RandomCrop(size, padding=shift)],
-               "none": resize}[augmentation]
-    train = Compose([*augment, ToTensor(), normalize])
-    evaluation = Compose([*resize, ToTensor(), normalize])
+    train = train_transform(size, mean, std, augmentation, recipe.hflip,
+                            "3a" if recipe.three_augment else recipe.auto_augment, recipe.color_jitter,
+                            recipe.reprob, recipe.train_interpolation)
+    evaluation = eval_transform(size, mean, std, recipe.eval_crop_ratio, recipe.train_interpolation)
 
     def apply(transform):
         def transform_batch(batch):
@@ -82,10 +173,12 @@ def collate(label_column):
 
 @exits_on_user_error
 def main(args=None):
-    model_args, data_args, training_args = parse_arguments(
-        (ImageModelArguments, ImageDataArguments, MaskSubTrainingArguments), args=args
+    model_args, data_args, recipe, training_args = parse_arguments(
+        (ImageModelArguments, ImageDataArguments, RecipeArguments, MaskSubTrainingArguments), args=args
     )
+    check_recipe(recipe, training_args)
     training_args.remove_unused_columns = False  # the transforms need the image column
+
     setup_logging(training_args)
     set_seed(training_args.seed)
 
@@ -97,6 +190,8 @@ def main(args=None):
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
                                             num_labels=len(labels), label2id=label2id, id2label=id2label,
                                             finetuning_task="image-classification", **model_args.hub_kwargs())
+        if model_args.drop_path_rate is not None:
+            set_drop_path_rate(config, model_args.drop_path_rate)
         model = AutoModelForImageClassification.from_pretrained(
             model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
             **model_args.hub_kwargs())
@@ -107,7 +202,7 @@ def main(args=None):
 
     color_mode = "L" if getattr(model.config, "num_channels", 3) == 1 else "RGB"
     train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode,
-                                                       data_args.augmentation)
+                                                       data_args.augmentation, recipe)
 
     def prepare(split, max_samples, needed_for, transform):
         data = select_image_split(dataset, split, max_samples, needed_for, data_args.image_column_name,
@@ -132,9 +227,18 @@ def main(args=None):
         if training_args.masksub_ratio > 0:
             collator = MaskSubImageCollator(model, training_args.masksub_ratio, training_args.masksub_mode,
                                             base_collator=collator, block_size=training_args.masksub_block_size)
+        train_collator, loss_func = collator, None
+        if recipe.mixing():  # mixed on the collated batch; the sub branch masks the mixed pixels
+            train_collator = MixupCollator(collator, Mixup(
+                mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, cutmix_minmax=recipe.cutmix_minmax,
+                prob=recipe.mixup_prob, switch_prob=recipe.mixup_switch_prob, mode=recipe.mixup_mode,
+                label_smoothing=training_args.label_smoothing_factor, num_classes=len(labels)))
+        if recipe.mixing() or recipe.bce_loss:
+            loss_func = TargetLoss(recipe.bce_loss, recipe.bce_target_thresh, training_args.label_smoothing_factor)
         trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
                                  eval_dataset=eval_dataset, compute_metrics=compute_metrics,
-                                 processing_class=processor, data_collator=collator)
+                                 processing_class=processor, data_collator=train_collator,
+                                 compute_loss_func=loss_func)
     except ValueError as error:
         raise trainer_error(error) from error
 

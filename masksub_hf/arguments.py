@@ -85,6 +85,14 @@ class MaskSubTrainingArguments(TrainingArguments):
             "back), 'lars', 'adan'; with --learning_rate, --weight_decay and Trainer's schedulers."
         },
     )
+    repeated_aug: bool = field(
+        default=False,
+        metadata={
+            "help": "Repeated augmentation (DeiT, DeiT-III): each epoch repeats every sample --repeated_aug_repeats "
+            "times, differently augmented, dealt to different processes; an epoch keeps the dataset's length."
+        },
+    )
+    repeated_aug_repeats: int = field(default=3, metadata={"help": "Copies of each sample under --repeated_aug (DeiT: 3)."})
 
     def __post_init__(self):
         # Validate first: a bad MaskSub value should fail before any of TrainingArguments' set-up.
@@ -106,6 +114,8 @@ class MaskSubTrainingArguments(TrainingArguments):
             if self.timm_optimizer.lower() not in list_optimizers():
                 raise ValueError(f"timm_optimizer must be one of timm's optimizers ({', '.join(list_optimizers())}), "
                                  f"got {self.timm_optimizer!r}.")
+        if not (isinstance(self.repeated_aug_repeats, int) and self.repeated_aug_repeats >= 1):
+            raise ValueError(f"repeated_aug_repeats must be an integer >= 1, got {self.repeated_aug_repeats!r}.")
         for name in ("masksub_main_weight", "masksub_sub_weight"):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):

@@ -1,7 +1,9 @@
 """What the ``run_*.py`` scripts share: argument dataclasses, parsing, one-line user errors and the
 train / evaluate / model card / push tail, as in transformers' example scripts."""
 
+import dataclasses
 import functools
+import json
 import logging
 import os
 import sys
@@ -35,7 +37,8 @@ def exits_on_user_error(main):
 
 
 def parse_arguments(dataclass_types, defaults=None, args=None):
-    """``HfArgumentParser`` over ``dataclass_types`` (command line, or one ``.json``/``.yaml`` file).
+    """``HfArgumentParser`` over ``dataclass_types``: the command line, optionally after one ``.yaml``/``.json``
+    file (a recipe) whose values the flags that follow it override.
 
     ``defaults`` overrides dataclass defaults for this script (e.g. ``masksub_ratio=0.15`` for text).
     Invalid values (raised by a dataclass's ``__post_init__``) become a ``UserInputError``.
@@ -44,14 +47,34 @@ def parse_arguments(dataclass_types, defaults=None, args=None):
     if defaults:
         parser.set_defaults(**defaults)
     args = sys.argv[1:] if args is None else list(args)
+    if args and args[0].endswith((".yaml", ".yml", ".json")):
+        parser.set_defaults(**_read_recipe(args[0], dataclass_types))
+        args = args[1:]
     try:
-        if len(args) == 1 and args[0].endswith(".json"):
-            return parser.parse_json_file(json_file=os.path.abspath(args[0]))
-        if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
-            return parser.parse_yaml_file(yaml_file=os.path.abspath(args[0]))
         return parser.parse_args_into_dataclasses(args=args)
     except ValueError as error:
         raise UserInputError(str(error).splitlines()[0]) from error
+
+
+def _read_recipe(path, dataclass_types):
+    """The ``{flag: value}`` of a recipe file, every key a flag of this script."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise UserInputError(f"{path}: no such file.")
+    with open(path, encoding="utf-8") as file:
+        try:
+            values = json.load(file) if path.endswith(".json") else yaml.safe_load(file)
+        except (ValueError, yaml.YAMLError) as error:
+            raise UserInputError(f"{path}: not readable: {' '.join(str(error).split())[:200]}") from error
+    values = values or {}
+    if not isinstance(values, dict):
+        raise UserInputError(f"{path}: expected 'flag: value' lines, got a {type(values).__name__}.")
+    known = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserInputError(f"{path}: not a flag of this script: {', '.join(unknown)}.")
+    return values
 
 
 def setup_logging(training_args):

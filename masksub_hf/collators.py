@@ -15,6 +15,8 @@ from .seeding import pop_sample_seeds
 class MaskingCollator:
     """Collate with ``base_collator``, then add the batch's mask under ``masking.key``."""
 
+    uses_sample_seeds = True  # MaskSubTrainer passes the per-sample seeds through to this collator
+
     def __init__(self, masking, base_collator, generator):
         self.masking = masking
         self.base_collator = base_collator

@@ -88,8 +88,9 @@ class SeededDataset(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices):
-        indices = list(indices)
-        augmentation_seeds, mask_seeds = sample_seeds(self.seed, int(self._epoch), indices)
+        # An index past the end is a repeated copy (RepeatedAugSampler): its sample, with seeds of its own.
+        augmentation_seeds, mask_seeds = sample_seeds(self.seed, int(self._epoch), list(indices))
+        indices = [index % len(self.dataset) for index in indices]
         if self._plain_rows:
             samples = self.dataset.__getitems__(indices)  # formatting only, nothing random: one batched read
         else:

@@ -28,13 +28,13 @@ from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import load_owned, reload_converted_weights, save_owned
 from .clip import clip_sub_branch_loss, is_dual_encoder
-from .collators import MaskingCollator
 from .functional import sub_branch_loss
 from .layer_decay import param_groups_layer_decay
 from .losses import sub_loss_for
 from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
 from .optim import create_optimizer
+from .samplers import RepeatedAugSampler
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .seeding import SEED_KEY, SampleSeedEpochCallback, SeededDataset, WithoutSampleSeeds
 
@@ -90,7 +90,7 @@ class MaskSubTrainer(Trainer):
                 self.add_callback(ClearOwnedGradients(self.masking.parameters()))
         if args.masksub_sample_seeds:
             self.add_callback(SampleSeedEpochCallback())
-            if not isinstance(self.data_collator, MaskingCollator):
+            if not getattr(self.data_collator, "uses_sample_seeds", False):  # e.g. MaskingCollator, MixupCollator
                 self.data_collator = WithoutSampleSeeds(self.data_collator)
         self.branch_logs = BranchLogs()
         if args.layer_decay is not None:  # an unsupported model fails here, not after the data is loaded
@@ -167,6 +167,26 @@ class MaskSubTrainer(Trainer):
             is_training=True,
         )
 
+    def _get_dataloader(self, *args, is_training=False, **kwargs):
+        # Evaluation and prediction batches are never mixed: a MixupCollator gives its inner collator.
+        evaluation_collator = getattr(self.data_collator, "evaluation_collator", None)
+        if is_training or evaluation_collator is None:
+            return super()._get_dataloader(*args, is_training=is_training, **kwargs)
+        training_collator, self.data_collator = self.data_collator, evaluation_collator
+        try:
+            return super()._get_dataloader(*args, is_training=is_training, **kwargs)
+        finally:
+            self.data_collator = training_collator
+
+    def _get_train_sampler(self, train_dataset=None):
+        if not self.args.repeated_aug:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        # Under per-sample seeds, each copy is read with seeds of its own (SeededDataset reads index % len).
+        return RepeatedAugSampler(len(dataset), self.args.repeated_aug_repeats, self.args.world_size,
+                                  self._train_batch_size, seed, distinct_copies=self.args.masksub_sample_seeds)
+
     def _set_signature_columns_if_needed(self):
         # Keep what MaskSub adds to samples (a precomputed mask column, the mask seed): no model names them.
         super()._set_signature_columns_if_needed()
@@ -212,7 +232,7 @@ class MaskSubTrainer(Trainer):
             sub_loss = clip_sub_branch_loss(model, sub_inputs, main_targets, self.masking, mask,
                                             forward_context=self.compute_loss_context_manager)
         else:
-            loss_fn = sub_loss_for(args.masksub_loss, unwrapped.config)
+            loss_fn = sub_loss_for(self._sub_loss_name(), unwrapped.config)
             sub_loss = sub_branch_loss(model, sub_inputs, main_targets["logits"], self.masking, mask, loss_fn,
                                        forward_context=self.compute_loss_context_manager)
         sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=False)
@@ -257,6 +277,12 @@ class MaskSubTrainer(Trainer):
                     yield
         finally:
             state._set_sync_gradients(True)
+
+    def _sub_loss_name(self):
+        """``--masksub_loss``; under ``auto``, the one a recipe's main loss names (sigmoid targets under BCE)."""
+        if self.args.masksub_loss == "auto":
+            return getattr(self.compute_loss_func, "masksub_sub_loss", "auto")
+        return self.args.masksub_loss
 
     def _flat_gradients(self, model):
         return flat_gradients([*model.parameters(), *self._owned_parameters()])

@@ -1,0 +1,66 @@
+"""Training and evaluation transforms for ``run_image_classification.py``: the HF example's by default,
+the paper's recipes (DeiT-III, MAE/BEiT fine-tuning, ResNet strikes back) through timm's stages.
+
+A training transform has timm's three stages: a crop (``crop``: the HF example's random-resized crop, a
+shift for small images, DeiT-III's simple random crop, or none) with horizontal flips, then timm's
+colour stage (RandAugment / AutoAugment / 3-Augment, colour jitter), then tensor, normalisation and
+random erasing. With no recipe flag it is exactly the HF example's transform.
+"""
+
+from timm.data.transforms_factory import transforms_imagenet_train
+from torchvision.transforms import (CenterCrop, Compose, InterpolationMode, Lambda, Normalize, RandomCrop,
+                                    RandomHorizontalFlip, RandomResizedCrop, Resize, ToTensor)
+
+CROPS = ("random_resized_crop", "shift", "simple_random_crop", "none")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def _min_side(size):
+    return size if isinstance(size, int) else min(size)
+
+
+def crop_stage(size, crop, hflip=0.5, interpolation="bilinear"):
+    """The geometric stage: ``crop`` to ``size``, then horizontal flips with probability ``hflip`` (not for
+    ``shift``/``none``, whose images, e.g. digits, flips would change)."""
+    mode = InterpolationMode(interpolation)
+    resize = [Resize(size, interpolation=mode), CenterCrop(size)]
+    if crop == "random_resized_crop":  # the HF example's
+        stage = [RandomResizedCrop(size, interpolation=mode)]
+    elif crop == "simple_random_crop":  # DeiT-III's 3-Augment crop ("simple random crop", 4 px reflected)
+        stage = [Resize(size, interpolation=mode), RandomCrop(size, padding=4, padding_mode="reflect")]
+    elif crop == "shift":  # random shifts by up to 1/16 of the size (2 px at 32 px)
+        return [*resize, RandomCrop(size, padding=max(1, _min_side(size) // 16))]
+    elif crop == "none":
+        return resize
+    else:
+        raise ValueError(f"crop must be one of {CROPS}, got {crop!r}.")
+    return stage + ([RandomHorizontalFlip(p=hflip)] if hflip > 0 else [])
+
+
+def train_transform(size, mean, std, crop="random_resized_crop", hflip=0.5, auto_augment=None, color_jitter=None,
+                    reprob=0.0, interpolation="bilinear"):
+    """The training transform (PIL image in, tensor out).
+
+    Args:
+        size: output size (int or (height, width)); mean / std: normalisation (None: none).
+        crop: one of ``CROPS``; hflip: flip probability after the crop.
+        auto_augment: timm's policy string, e.g. ``rand-m9-mstd0.5-inc1`` (RandAugment), ``3a`` (DeiT-III's
+            3-Augment: one of solarize / grayscale / blur per image).
+        color_jitter: brightness = contrast = saturation jitter (timm turns it off under RandAugment).
+        reprob: random-erasing probability (per-pixel normal noise, timm's ``pixel`` mode).
+        interpolation: resize interpolation.
+    """
+    if mean is None or std is None:  # no normalisation: an identity one keeps ToTensor's float output
+        mean, std = (0.0,), (1.0,)
+    _, colour, final = transforms_imagenet_train(
+        size, hflip=0.0, color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation,
+        mean=tuple(mean), std=tuple(std), re_prob=reprob, re_mode="pixel", separate=True)
+    return Compose([*crop_stage(size, crop, hflip, interpolation), *colour.transforms, *final.transforms])
+
+
+def eval_transform(size, mean, std, crop_ratio=None, interpolation="bilinear"):
+    """Resize to ``size / crop_ratio`` and center-crop ``size`` (``crop_ratio`` None or 1: the HF example's)."""
+    shortest = size if crop_ratio is None else int(_min_side(size) / crop_ratio)
+    normalize = Normalize(mean=mean, std=std) if mean is not None and std is not None else Lambda(lambda x: x)
+    return Compose([Resize(shortest, interpolation=InterpolationMode(interpolation)), CenterCrop(size), ToTensor(),
+                    normalize])
