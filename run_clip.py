@@ -145,10 +145,13 @@ def class_embeddings(model, tokenizer, classes, templates, device):
     return torch.stack(rows)
 
 
+ARGUMENT_TYPES = (ClipModelArguments, ClipDataArguments, MaskSubTrainingArguments)  # what the command line and recipe files set
+
+
 @exits_on_user_error
 def main(args=None):
     model_args, data_args, training_args = parse_arguments(
-        (ClipModelArguments, ClipDataArguments, MaskSubTrainingArguments), args=args)
+        ARGUMENT_TYPES, args=args)
     training_args.remove_unused_columns = False  # the transform needs the image and caption columns
     setup_logging(training_args)
     set_seed(training_args.seed)

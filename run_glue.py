@@ -61,10 +61,13 @@ def metric_for(task_name, kind):
     return load_metric("accuracy", "multilabel" if kind == "multi_label" else None)
 
 
+ARGUMENT_TYPES = (TextModelArguments, TextDataArguments, MaskSubTrainingArguments)  # what the command line and recipe files set
+
+
 @exits_on_user_error
 def main(args=None):
     model_args, data_args, training_args = parse_arguments(
-        (TextModelArguments, TextDataArguments, MaskSubTrainingArguments),
+        ARGUMENT_TYPES,
         defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args,
     )
     setup_logging(training_args)

@@ -171,10 +171,13 @@ def collate(label_column):
     return collate_fn
 
 
+ARGUMENT_TYPES = (ImageModelArguments, ImageDataArguments, RecipeArguments, MaskSubTrainingArguments)  # what the command line and recipe files set
+
+
 @exits_on_user_error
 def main(args=None):
     model_args, data_args, recipe, training_args = parse_arguments(
-        (ImageModelArguments, ImageDataArguments, RecipeArguments, MaskSubTrainingArguments), args=args
+        ARGUMENT_TYPES, args=args
     )
     check_recipe(recipe, training_args)
     training_args.remove_unused_columns = False  # the transforms need the image column

@@ -47,6 +47,7 @@ def data(tmp_path_factory):
     frame = pd.read_csv(captions["validation"])
     frame.loc[0, "label"] = "zebra"
     frame.to_csv(root / "captions_unknown_class.csv", index=False)
+    (root / "bad_recipe.yaml").write_text("mixup_alpha: 0.8\ncutmix: 1.0\n")  # timm's name, not this script's flag
     words = " ".join(pd.read_csv(text["train"])["sentence"]).lower().split()
     return {"root": root, "train": train, "validation": validation, "vit": tiny_vit_dir(root / "vit"),
             "bert": tiny_bert_dir(root / "bert", words + ["spoiler"]), "text": text, "captions": captions}
@@ -100,6 +101,17 @@ REFUSED = [
      "--layer_decay"),
     ("layer decay above 1", *image_run(None, "--layer_decay", "1.5"), "layer_decay"),
     ("unknown timm optimizer", *image_run(None, "--timm_optimizer", "lamp"), "timm_optimizer"),
+    ("BCE threshold without BCE", *image_run(None, "--bce_target_thresh", "0.2"), "--bce_target_thresh"),
+    ("binarised BCE with label smoothing", *image_run(None, "--bce_loss", "--label_smoothing_factor", "0.1"),
+     "--label_smoothing_factor"),
+    ("3-Augment and another policy", *image_run(None, "--three_augment", "--auto_augment", "rand-m9-mstd0.5"),
+     "--three_augment"),
+    ("mixup alpha below 0", *image_run(None, "--mixup", "-1"), "--mixup"),
+    ("CutMix range upside down", *image_run(None, "--cutmix_minmax", "0.8", "0.2"), "--cutmix_minmax"),
+    ("drop-path for a model without it", *image_run(None, "--drop_path_rate", "0.1"), "--drop_path_rate"),
+    ("eval crop ratio above 1", *image_run(None, "--eval_crop_ratio", "1.2"), "--eval_crop_ratio"),
+    ("recipe file with an unknown key", run_image_classification, ["{bad_recipe}", "--model_name_or_path", "{vit}",
+     "--train_dir", "{train}", "--validation_dir", "{validation}"], "mixup_alpha"),
     ("caption column missing", run_clip, [*CLIP, "--caption_column", "text"], "--caption_column"),
     ("zero-shot label outside the classes", run_clip,
      [*CLIP, "--validation_file", "{captions_unknown_class}", "--zero_shot_classes", ",".join(DIGIT_NAMES),
@@ -115,7 +127,8 @@ def paths(data):
             "zero_bytes": root / "zero_bytes.csv", "labels_only": root / "labels_only.csv",
             "validation_unknown_label": root / "validation_unknown_label.csv",
             "text_train": data["text"]["train"], "text_validation": data["text"]["validation"],
-            "captions_train": data["captions"]["train"], "captions_unknown_class": root / "captions_unknown_class.csv"}
+            "captions_train": data["captions"]["train"], "captions_unknown_class": root / "captions_unknown_class.csv",
+            "bad_recipe": root / "bad_recipe.yaml"}
 
 
 def snapshot(directory):
