@@ -7,6 +7,7 @@ colour stage (RandAugment / AutoAugment / 3-Augment, colour jitter), then tensor
 random erasing. With no recipe flag it is exactly the HF example's transform.
 """
 
+from PIL import Image, ImageOps
 from timm.data.transforms_factory import transforms_imagenet_train
 from torchvision.transforms import (CenterCrop, Compose, InterpolationMode, Lambda, Normalize, RandomCrop,
                                     RandomHorizontalFlip, RandomResizedCrop, Resize, ToTensor)
@@ -55,7 +56,26 @@ def train_transform(size, mean, std, crop="random_resized_crop", hflip=0.5, auto
     _, colour, final = transforms_imagenet_train(
         size, hflip=0.0, color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation,
         mean=tuple(mean), std=tuple(std), re_prob=reprob, re_mode="pixel", separate=True)
+    for policy in colour.transforms:
+        _allow_posterize_to_zero_bits(policy)
     return Compose([*crop_stage(size, crop, hflip, interpolation), *colour.transforms, *final.transforms])
+
+
+def _posterize(image, bits_to_keep, **_):
+    """timm's posterize, keeping 0 bits as older Pillow did (a black image). RandAugment with magnitude noise
+    ('mstd', 'inc1': the MAE / BEiT recipes) draws 0 bits now and then, which Pillow >= 10 refuses."""
+    if bits_to_keep >= 8:
+        return image
+    if bits_to_keep <= 0:
+        return Image.new(image.mode, image.size)
+    return ImageOps.posterize(image, bits_to_keep)
+
+
+def _allow_posterize_to_zero_bits(policy):
+    ops = getattr(policy, "ops", None) or [op for sub_policy in getattr(policy, "policy", []) for op in sub_policy]
+    for op in ops:
+        if getattr(op, "name", "").startswith("Posterize"):
+            op.aug_fn = _posterize
 
 
 def eval_transform(size, mean, std, crop_ratio=None, interpolation="bilinear"):

@@ -6,6 +6,7 @@ Mixup and from the mixing formula, the masked sub-branch input from the mask dra
 from a plain PyTorch computation of the recipe's loss."""
 
 import copy
+import random
 import json
 import sys
 from pathlib import Path
@@ -328,3 +329,18 @@ def test_every_recipe_file_parses_with_its_script(path):
                                                                                   ["--dataset_name", "unused"])
     parsed = parse_arguments(module.ARGUMENT_TYPES, args=[str(path), *data, "--output_dir", "unused"])
     assert parsed[-1].masksub_ratio > 0
+
+
+def test_randaugment_posterize_at_zero_bits_gives_a_black_image_instead_of_pillows_error():
+    from PIL import Image
+
+    from masksub_hf.image_transforms import _posterize
+
+    image = Image.fromarray(np.random.default_rng(0).integers(1, 255, (8, 8), dtype=np.uint8), mode="L")
+    assert np.asarray(_posterize(image, 0)).max() == 0 and _posterize(image, 8) is image
+    policy = train_transform(16, [0.5], [0.5], "none", auto_augment="rand-m10-mstd0.5-inc1")  # reaches 0 bits
+    for seed in range(100):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        policy(image)
