@@ -4,6 +4,8 @@ from .arguments import MaskSubTrainingArguments
 from .collators import MaskSubImageCollator, MaskSubTextCollator
 from .losses import sigmoid_binary_cross_entropy, soft_cross_entropy, sub_loss_for
 from .masking import PatchTokenDrop, TokenMasking, masking_for
+from .mixing import MixupCollator
+from .target_losses import TargetLoss
 from .trainer import MaskSubTrainer
 
 __version__ = "0.1.0"
@@ -13,7 +15,9 @@ __all__ = [
     "MaskSubTextCollator",
     "MaskSubTrainer",
     "MaskSubTrainingArguments",
+    "MixupCollator",
     "PatchTokenDrop",
+    "TargetLoss",
     "TokenMasking",
     "masking_for",
     "sigmoid_binary_cross_entropy",
