@@ -58,9 +58,9 @@ def text_task(work, quick):
     frame[:4000].to_csv(data / "train.csv", index=False)
     frame[4000:6000].to_csv(data / "validation.csv", index=False)
     args = ["--model_name_or_path", str(get_model_path()), "--train_file", str(data / "train.csv"),
-            "--validation_file", str(data / "validation.csv"), "--max_seq_length", "64", "--pad_to_max_length", "false",
+            "--validation_file", str(data / "validation.csv"), "--max_seq_length", "64",
             "--per_device_train_batch_size", "32", "--learning_rate", "5e-5", "--lr_scheduler_type", "linear",
-            "--warmup_steps", "0.06", "--num_train_epochs", "3"]
+            "--warmup_steps", "0.06", "--num_train_epochs", "2"]
     if quick:
         args += ["--max_train_samples", "256", "--max_eval_samples", "256", "--num_train_epochs", "1"]
     return {"script": "run_glue.py", "args": args, "ratio": "0.15"}
@@ -118,7 +118,8 @@ def image_recipe_task(work, quick):
 def run(task, seed, ratio, work):
     """Train one arm (or reuse the cached run of the same command) and return its accuracy and runtime."""
     args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio]
-    key = hashlib.sha1(json.dumps([task["script"], args]).encode()).hexdigest()[:12]
+    recipes = [Path(a).read_text() for a in args if a.endswith(".yaml")]  # a recipe's content is part of the run
+    key = hashlib.sha1(json.dumps([task["script"], args, recipes]).encode()).hexdigest()[:12]
     output = work / "runs" / key
     done = output / "all_results.json"
     if not done.exists():
