@@ -345,3 +345,25 @@ def test_randaugment_posterize_at_zero_bits_gives_a_black_image_instead_of_pillo
         np.random.seed(seed)
         random.seed(seed)
         policy(image)
+
+
+def test_repeated_augmentation_on_two_processes_deals_each_samples_copies_to_both(tmp_path):
+    from helpers import launch
+
+    result = tmp_path / "batches"
+    launch([ROOT / "tests" / "scripts" / "repeated_aug_batches.py", result], processes=2, port=29531)
+    runs = [json.loads((tmp_path / f"batches.{rank}").read_text()) for rank in (0, 1)]
+    seen = [[i for batch in run["batches"] for i in batch] for run in runs]
+    assert [len(s) for s in seen] == [8, 8]  # an epoch keeps the dataset's length, split between the processes
+    # DeiT's dealing: copies 0, 1, 2 of a sample at consecutive positions, dealt in turn, so the two processes'
+    # t-th samples are consecutive copies, and no process holds two copies of a sample next to each other.
+    dealt = [seen[position % 2][position // 2] for position in range(16)]
+    runs_of_three = [dealt[start:start + 3] for start in range(0, 15, 3)]
+    assert all(len(set(run)) == 1 for run in runs_of_three)
+    assert len({run[0] for run in runs_of_three}) == 5
+    copies_seeds = {}
+    for run in runs:
+        for index, seeds in run["seeds"].items():
+            copies_seeds.setdefault(index, set()).update(seeds)
+    first = str(dealt[0])
+    assert len(copies_seeds[first]) == 3  # its three copies carry three different seeds, on two processes
