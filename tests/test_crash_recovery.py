@@ -63,27 +63,26 @@ def check_kill_and_resume(tmp_path, script, script_args):
     assert_same_weights(tmp_path / "uninterrupted", killed)
 
 
-@pytest.mark.slow
-def test_image_script_resumes_bit_for_bit_after_sigkill(tmp_path):
+def check_image_script(tmp_path, *flags):
     train_dir, validation_dir = mnist_imagefolder(tmp_path / "data", train=96, validation=16)
     model = tiny_vit_dir(tmp_path / "vit")
-    # The HF example's random augmentations (RandomResizedCrop, flips) and patch-token masks.
     check_kill_and_resume(tmp_path, "run_image_classification.py", [
         "--model_name_or_path", str(model), "--train_dir", str(train_dir), "--validation_dir", str(validation_dir),
-        "--ignore_mismatched_sizes", "--masksub_ratio", "0.5", "--dataloader_num_workers", "1"])
+        "--ignore_mismatched_sizes", "--masksub_ratio", "0.5", "--dataloader_num_workers", "1", *flags])
+
+
+@pytest.mark.slow
+def test_image_script_resumes_bit_for_bit_after_sigkill(tmp_path):
+    check_image_script(tmp_path)  # the HF example's random augmentations (RandomResizedCrop, flips), token masks
 
 
 @pytest.mark.slow
 def test_image_recipe_resumes_bit_for_bit_after_sigkill(tmp_path):
-    train_dir, validation_dir = mnist_imagefolder(tmp_path / "data", train=96, validation=16)
-    model = tiny_vit_dir(tmp_path / "vit")
     # Mixup/CutMix (drawn from the batch's sample seeds), RandAugment, random erasing, label smoothing,
     # repeated augmentation: every random draw of the recipe is replayed after the kill.
-    check_kill_and_resume(tmp_path, "run_image_classification.py", [
-        "--model_name_or_path", str(model), "--train_dir", str(train_dir), "--validation_dir", str(validation_dir),
-        "--ignore_mismatched_sizes", "--masksub_ratio", "0.5", "--dataloader_num_workers", "1",
-        "--mixup", "0.8", "--cutmix", "1.0", "--mixup_mode", "elem", "--label_smoothing_factor", "0.1",
-        "--auto_augment", "rand-m9-mstd0.5-inc1", "--reprob", "0.25", "--repeated_aug"])
+    check_image_script(tmp_path, "--mixup", "0.8", "--cutmix", "1.0", "--mixup_mode", "elem",
+                       "--label_smoothing_factor", "0.1", "--auto_augment", "rand-m9-mstd0.5-inc1", "--reprob", "0.25",
+                       "--repeated_aug")
 
 
 @pytest.mark.slow
