@@ -20,6 +20,9 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
   --augmentation shift``, ratio 0.5.
 - ``image_recipe``: the same task under the DeiT-III-style recipe of ``recipes/cpu/deit3_mnist.yaml``
   (mixup 0.8 / cutmix 1.0, binarised BCE, 3-Augment, no label smoothing), from the recipe file.
+- ``ramp``: the image task at 10, 20 and 40 epochs, 5 seeds, MaskSub with and without
+  ``--masksub_sub_weight_warmup 0.5`` (the sub-branch weight ramped from 0 over the first half of training),
+  each paired with the same baseline run.
 - ``epochs`` / ``ratio``: the image task's gain as a function of training length and of the mask ratio
   (2 seeds a point), plotted to ``benchmarks/results/quality_epochs.png`` / ``quality_ratio.png``.
 
@@ -55,6 +58,8 @@ CURVE_EPOCHS = [5, 10, 20, 40, 80]
 CURVE_RATIOS = ["0.25", "0.5", "0.75"]
 TEXT_RATIOS = ["0.3"]  # besides the paper's 0.15: does a stronger [MASK] rate help a 2-epoch fine-tune?
 CURVE_SEEDS = [0, 1]
+RAMP_EPOCHS = [10, 20, 40]
+RAMP = "0.5"  # --masksub_sub_weight_warmup: the sub weight reaches 1/2 halfway through training
 TEXT_GRID_SAMPLES = [500, 1000, 2000]
 TEXT_GRID_EPOCHS = [3, 10]
 CONFIRM_SEEDS = list(range(5, 15))
@@ -142,6 +147,8 @@ class Runner:
 
     def submit(self, task, seed, ratio):
         args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio]
+        if ratio != "0":
+            args += task.get("masksub_args", [])  # the baseline arm stays the same run
         if self.device == "cpu":
             args.append("--use_cpu")
         recipes = [Path(a).read_text() for a in args if a.endswith(".yaml")]  # a recipe's content is part of the run
@@ -274,7 +281,7 @@ def text_grid(runner, work, quick, seeds, on_row):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    experiments = ["text", "text_ratio", "text_grid", "image", "image_recipe", "epochs", "ratio"]
+    experiments = ["text", "text_ratio", "text_grid", "image", "image_recipe", "epochs", "ratio", "ramp"]
     parser.add_argument("--only", nargs="+", default=experiments, choices=experiments)
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     parser.add_argument("--quick", action="store_true")
@@ -320,6 +327,16 @@ def main():
                     series.setdefault(f"{row['train_samples']} snippets", []).append({"x": row["epochs"], **row})
             report["curves"]["text_grid"] = {"command": command, "plot": plot_curve(
                 series, "training epochs", results / f"quality_text{suffix}.png")}
+        elif name == "ramp":
+            pending = {}
+            for epochs in [2] if args.quick else RAMP_EPOCHS:
+                task = image_task(work, args.quick, epochs=epochs)
+                ramped = {**task, "masksub_args": ["--masksub_sub_weight_warmup", RAMP]}
+                pending[f"ramp_{epochs}ep_plain"] = runner.paired(task, seeds, task["ratio"], f"{epochs} epochs")
+                pending[f"ramp_{epochs}ep_warmup{RAMP}"] = runner.paired(ramped, seeds, task["ratio"],
+                                                                         f"{epochs} epochs, ramp {RAMP}")
+            for row_name, row in pending.items():
+                report["rows"][row_name] = {**row.result(), "command": command}
         elif name in tasks:
             task = tasks[name](work, args.quick)
             report["rows"][name] = {**runner.paired(task, seeds, task["ratio"], name).result(), "command": command}
