@@ -53,13 +53,6 @@ class MaskSubTrainingArguments(TrainingArguments):
     masksub_sub_weight: float = field(
         default=0.5, metadata={"help": "Weight of the sub-branch loss (paper: 1/2, Table A.8)."}
     )
-    masksub_sub_weight_warmup: float = field(
-        default=0,
-        metadata={
-            "help": "Ramp the sub-branch weight linearly from 0 to --masksub_sub_weight over this many optimizer "
-            "steps (a number below 1: that fraction of training, as --warmup_steps). 0: no ramp, as in the paper."
-        },
-    )
     masksub_sample_seeds: bool = field(
         default=True,
         metadata={
@@ -123,11 +116,6 @@ class MaskSubTrainingArguments(TrainingArguments):
                                  f"got {self.timm_optimizer!r}.")
         if not (isinstance(self.repeated_aug_repeats, int) and self.repeated_aug_repeats >= 1):
             raise ValueError(f"repeated_aug_repeats must be an integer >= 1, got {self.repeated_aug_repeats!r}.")
-        warmup = self.masksub_sub_weight_warmup
-        if not (isinstance(warmup, (int, float)) and math.isfinite(warmup) and warmup >= 0
-                and (warmup < 1 or float(warmup).is_integer())):
-            raise ValueError("masksub_sub_weight_warmup must be a fraction of training in [0, 1) or a whole number "
-                             f"of steps, got {warmup!r}.")
         for name in ("masksub_main_weight", "masksub_sub_weight"):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):

@@ -25,7 +25,6 @@ def card_settings(args, auto_picked, dual_encoder):
         "masksub_loss": "image-text similarity distillation" if dual_encoder else args.masksub_loss,
         "masksub_main_weight": args.masksub_main_weight,
         "masksub_sub_weight": args.masksub_sub_weight,
-        "masksub_sub_weight_warmup": args.masksub_sub_weight_warmup or "none (the paper)",
         "masksub_block_size": args.masksub_block_size or "default (32 px at 224 px)",
     }
 

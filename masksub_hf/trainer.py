@@ -15,7 +15,6 @@ prediction are Trainer's too: no sub branch. The bookkeeping around the step liv
 
 import contextlib
 import logging
-import math
 import os
 
 import datasets
@@ -237,8 +236,7 @@ class MaskSubTrainer(Trainer):
             sub_loss = sub_branch_loss(model, sub_inputs, main_targets["logits"], self.masking, mask, loss_fn,
                                        forward_context=self.compute_loss_context_manager)
         sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=False)
-        sub_weight = self._sub_weight()
-        self._backward(sub_weight * sub_loss)
+        self._backward(args.masksub_sub_weight * sub_loss)
         if self.is_dual_encoder:
             # Its sub forward runs on the bare model (only the image tower), outside DDP's reducer:
             # all gradients are averaged here, in one all-reduce per optimizer step.
@@ -252,12 +250,8 @@ class MaskSubTrainer(Trainer):
             # each branch's (weighted) contribution to this step's gradient, summed over micro-batches
             branch_values.update(main_grad_norm=(after_main - before_main).norm(),
                                  sub_grad_norm=(self._flat_gradients(model) - after_main).norm())
-        if args.masksub_sub_weight_warmup:
-            # per micro-batch, as the losses above: the window's mean is the weight of its steps
-            branch_values["sub_weight"] = torch.tensor(sub_weight / self.current_gradient_accumulation_steps,
-                                                       device=sub_loss.device)
         self.branch_logs.add(self.current_gradient_accumulation_steps, **branch_values)
-        return args.masksub_main_weight * main_loss + sub_weight * sub_loss
+        return args.masksub_main_weight * main_loss + args.masksub_sub_weight * sub_loss
 
     @contextlib.contextmanager
     def _main_branch_without_sync(self, model):
@@ -283,18 +277,6 @@ class MaskSubTrainer(Trainer):
                     yield
         finally:
             state._set_sync_gradients(True)
-
-    def _sub_weight(self):
-        """``--masksub_sub_weight``, ramped from 0 over ``--masksub_sub_weight_warmup`` optimizer steps.
-
-        A function of the optimizer step alone: every micro-batch of a step, every process and a resumed
-        run get the same weight.
-        """
-        warmup = self.args.masksub_sub_weight_warmup
-        if not warmup:
-            return self.args.masksub_sub_weight
-        steps = math.ceil(warmup * self.state.max_steps) if warmup < 1 else int(warmup)
-        return self.args.masksub_sub_weight * min(1.0, self.state.global_step / steps)
 
     def _sub_loss_name(self):
         """``--masksub_loss``; under ``auto``, the one a recipe's main loss names (sigmoid targets under BCE)."""

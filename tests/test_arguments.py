@@ -17,9 +17,6 @@ from masksub_hf import MaskSubTrainingArguments
         ("masksub_loss", "kl"),
         ("masksub_main_weight", -1.0),
         ("masksub_sub_weight", math.inf),
-        ("masksub_sub_weight_warmup", -0.1),
-        ("masksub_sub_weight_warmup", 1.5),
-        ("masksub_sub_weight_warmup", math.nan),
     ],
 )
 def test_invalid_values_fail_at_construction_naming_the_argument(tmp_path, name, value):

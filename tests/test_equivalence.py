@@ -158,23 +158,3 @@ def test_text_gradients_match_reference(tmp_path):
     (0.5 * main_loss_fn(main_logits, labels) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
     expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
     assert_same_gradients(trainer_gradients(tmp_path, model, items), expected)
-
-
-@pytest.mark.parametrize("warmup, accumulation", [(2, 1), (0.5, 2)])  # two steps, or half of the four
-def test_sub_weight_warmup_ramps_the_sub_gradient(tmp_path, warmup, accumulation):
-    """Step k's gradient is w_main * g_main + w_sub * min(1, k / 2) * g_sub (learning rate 0: same weights),
-    the same weight for every micro-batch of a step."""
-    model, items = make_case("ce")
-    expected = [reference_gradients(copy.deepcopy(model), items, "ce", weights=(0.5, 0.5 * min(1.0, k / 2)))
-                for k in range(4)]
-    probe = GradientProbe()
-    args = training_args(tmp_path, max_steps=4, masksub_ratio=0.5, masksub_sub_weight_warmup=warmup,
-                         per_device_train_batch_size=NUM_SAMPLES // accumulation,
-                         gradient_accumulation_steps=accumulation, learning_rate=0.0, logging_steps=1)
-    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items), callbacks=[probe])
-    trainer.train()
-    assert len(probe.gradients) == 4
-    for actual, reference in zip(probe.gradients, expected):
-        assert_same_gradients(actual, reference)
-    logged = [entry["sub_weight"] for entry in trainer.state.log_history if "sub_weight" in entry]
-    assert logged == pytest.approx([0.0, 0.25, 0.5, 0.5])
