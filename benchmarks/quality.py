@@ -137,6 +137,7 @@ class Runner:
 
     def __init__(self, work, device, jobs):
         self.work, self.device = work, device
+        self.device_name = "cpu" if device == "cpu" else cuda_device_name()
         self.pool = ThreadPoolExecutor(max_workers=jobs)
         self.futures = {}  # cache key -> Future: an arm shared by two rows (a baseline) trains once
 
@@ -169,14 +170,13 @@ class Runner:
     def paired(self, task, seeds, ratio, label):
         """Submits baseline and MaskSub for each seed; ``result()`` waits for them and summarises the gains."""
         arms = [(seed, self.submit(task, seed, "0"), self.submit(task, seed, ratio)) for seed in seeds]
-        return PairedRow(task, ratio, label, arms, self.device_name())
+        return PairedRow(task, ratio, label, arms, self.device_name)
 
-    def device_name(self):
-        if self.device == "cpu":
-            return "cpu"
-        import torch
 
-        return torch.cuda.get_device_name(0)
+def cuda_device_name():
+    """The GPU the runs will use, named in a child process: the parent holds no CUDA context beside them."""
+    query = "import torch; print(torch.cuda.get_device_name(0))"
+    return subprocess.run([sys.executable, "-c", query], check=True, capture_output=True, text=True).stdout.strip()
 
 
 class PairedRow:
@@ -272,6 +272,7 @@ def text_grid(runner, work, quick, seeds, on_row):
     n, e = rows[best]["train_samples"], rows[best]["epochs"]
     confirmed = runner.paired(text_task(work, quick, n, e), confirm_seeds, "0.15", f"text_confirmed ({best})").result()
     rows["text_confirmed"] = {**confirmed, "train_samples": n, "epochs": e, "chosen_from": best}
+    on_row("text_confirmed", rows["text_confirmed"])
     return rows
 
 
@@ -298,7 +299,6 @@ def main():
     report = {"rows": {}, "curves": {}}
     if (results / f"{out_name}.json").exists():  # experiments not run this time keep their earlier results
         report = {**report, **json.loads((results / f"{out_name}.json").read_text())}
-    report.pop("command", None)
     command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])  # kept with each row: rows come from several
     tasks = {"text": text_task, "image": image_task, "image_recipe": image_recipe_task}
 
@@ -319,7 +319,6 @@ def main():
                 save()
 
             rows = text_grid(runner, work, args.quick, seeds, on_row)
-            on_row("text_confirmed", rows["text_confirmed"])
             series = {}
             for row in rows.values():
                 if "chosen_from" not in row:
