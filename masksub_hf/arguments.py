@@ -96,6 +96,11 @@ class MaskSubTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         # Validate first: a bad MaskSub value should fail before any of TrainingArguments' set-up.
+        self.validate_masksub()
+        super().__post_init__()
+
+    def validate_masksub(self):
+        """Check the MaskSub fields; ``MaskSubTrainer`` checks again what a trial or a user set since."""
         if not (isinstance(self.masksub_ratio, (int, float)) and 0 <= self.masksub_ratio < 1):
             raise ValueError(f"masksub_ratio must be a number in [0, 1), got {self.masksub_ratio!r}.")
         if self.masksub_mode not in MASKSUB_MODES:
@@ -120,4 +125,3 @@ class MaskSubTrainingArguments(TrainingArguments):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}.")
-        super().__post_init__()

@@ -1,11 +1,37 @@
 """What MaskSub adds to checkpoints, and reloads that restore every weight (resume, best model)."""
 
+import glob
+import json
 import os
+import struct
 
 import torch
 from transformers import PreTrainedModel
 
 MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
+TRAINER_STATE_NAME = "trainer_state.json"  # Trainer writes it last: a checkpoint is complete once it parses
+
+
+def safetensors_is_whole(path):
+    """Whether a ``.safetensors`` file holds every byte its header promises (a killed write leaves it short)."""
+    try:
+        with open(path, "rb") as file:
+            (header_size,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(header_size))
+    except (OSError, struct.error, ValueError):
+        return False
+    end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    return os.path.getsize(path) == 8 + header_size + end
+
+
+def is_complete_checkpoint(folder):
+    """A checkpoint a run can resume from: its trainer state parses and every weights file is whole."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as file:
+            json.load(file)
+    except (OSError, ValueError):
+        return False
+    return all(safetensors_is_whole(path) for path in glob.glob(os.path.join(folder, "*.safetensors")))
 
 
 def save_owned(folder, owned):

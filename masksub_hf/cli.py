@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import transformers
 from accelerate import PartialState
 from transformers import HfArgumentParser
-from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import sort_checkpoints
+
+from .checkpoint import TRAINER_STATE_NAME, is_complete_checkpoint
 
 logger = logging.getLogger("masksub_hf")
 
@@ -136,19 +137,19 @@ def model_error(error: Exception) -> UserInputError:
 def last_checkpoint(training_args):
     """The checkpoint to resume from: ``--resume_from_checkpoint``, else the newest complete one in ``--output_dir``.
 
-    A job killed while saving leaves a checkpoint without ``trainer_state.json`` (Trainer writes it last);
-    that one is skipped with a warning, and training resumes from the one before.
+    A job killed while saving leaves a checkpoint without a whole ``trainer_state.json`` (Trainer writes it last)
+    or with a cut weights file; that one is skipped with a warning, and training resumes from the one before.
     """
     if training_args.resume_from_checkpoint is not None or not training_args.do_train:
         return training_args.resume_from_checkpoint
     if not os.path.isdir(training_args.output_dir):
         return None
     for checkpoint in reversed(sort_checkpoints(training_args.output_dir)):  # newest first
-        if os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
+        if is_complete_checkpoint(checkpoint):
             logger.info(f"Checkpoint detected, resuming training from {checkpoint}.")
             return checkpoint
-        logger.warning(f"Skipping the incomplete checkpoint {checkpoint} (no {TRAINER_STATE_NAME}: the job was "
-                       "stopped while saving it).")
+        logger.warning(f"Skipping the incomplete checkpoint {checkpoint} (its {TRAINER_STATE_NAME} does not parse "
+                       "or a weights file is cut: the job was stopped while saving it).")
     return None
 
 

@@ -71,4 +71,5 @@ class MaskSubTextCollator(MaskingCollator):
 
     def __init__(self, tokenizer, ratio: float = 0.15, base_collator=None, generator=None):
         base_collator = base_collator or DataCollatorWithPadding(tokenizer)
+        self.tokenizer = tokenizer  # where Trainer looks for a tokenizer to save when processing_class is None
         super().__init__(TokenMasking.from_tokenizer(tokenizer, ratio), base_collator, generator)

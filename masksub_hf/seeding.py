@@ -10,7 +10,7 @@ draws the same ones as a run on one.
 
 import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 import datasets
 import numpy as np
@@ -132,14 +132,25 @@ def pop_sample_seeds(features):
     return [{k: v for k, v in feature.items() if k != SEED_KEY} for feature in features], seeds
 
 
-class WithoutSampleSeeds:
-    """A collator that drops ``SEED_KEY`` before calling ``collator`` (one that draws no masks)."""
+class SeedsBesideBatch:
+    """Wrap a collator that draws no masks: it collates the samples without ``SEED_KEY``, and the batch
+    gains their seeds as a tensor under ``SEED_KEY``, from which ``MaskSubTrainer`` draws the masks.
+
+    Everything else (``tokenizer``, other attributes) reads through to the wrapped collator.
+    """
 
     def __init__(self, collator):
         self.collator = collator
 
+    def __getattr__(self, name):  # only called for names this wrapper does not have
+        return getattr(self.__dict__["collator"], name)
+
     def __call__(self, features):
-        return self.collator(pop_sample_seeds(features)[0])
+        features, seeds = pop_sample_seeds(features)
+        batch = self.collator(features)
+        if seeds is not None and isinstance(batch, MutableMapping):
+            batch[SEED_KEY] = torch.tensor(seeds, dtype=torch.int64)
+        return batch
 
 
 class SampleSeedEpochCallback(TrainerCallback):

@@ -16,6 +16,7 @@ prediction are Trainer's too: no sub branch. The bookkeeping around the step liv
 import contextlib
 import logging
 import os
+import weakref
 
 import datasets
 import torch
@@ -34,9 +35,10 @@ from .losses import sub_loss_for
 from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
 from .optim import create_optimizer
-from .samplers import RepeatedAugSampler
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
-from .seeding import SEED_KEY, SampleSeedEpochCallback, SeededDataset, WithoutSampleSeeds
+from .process_group import end_process_group_at_exit
+from .samplers import RepeatedAugSampler
+from .seeding import SEED_KEY, SampleSeedEpochCallback, SeedsBesideBatch, SeededDataset
 
 logger = logging.getLogger("masksub_hf")
 
@@ -74,37 +76,87 @@ class MaskSubTrainer(Trainer):
             raise TypeError(f"MaskSubTrainer needs MaskSubTrainingArguments, got {type(args).__name__}.")
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         self.masking = None
+        self._masking_built_for = None  # (weak reference to the model, the settings) the masking was built for
+        self._owned_gradient_callback = None
+        self.branch_logs = BranchLogs()
+        if args.masksub_log_grad_norm and args.world_size > 1:
+            raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
+                             "run it without distributed training.")
+        if self.model is not None:  # an unsupported model or setting fails here, not after the data is loaded
+            self._configure_masking()
+        self._configure_sample_seeds()
+        end_process_group_at_exit(self)
+        log_engine(args, self.accelerator)
+
+    def _tokenizer(self):
+        """The tokenizer where ``Trainer`` finds one to save: ``processing_class``, else the collator's."""
+        if self.processing_class is not None:
+            return self.processing_class
+        return getattr(self.data_collator, "tokenizer", None)
+
+    def _configure_masking(self):
+        """(Re)build the masking for the model that trains now, from the arguments as they are now.
+
+        Called at construction and at the start of every training run: ``model_init`` (a trial, a second
+        ``train()``) builds a new model, and a trial or the user may have changed the MaskSub arguments.
+        Nothing is rebuilt while model and settings stay the same (an owned mask token keeps training).
+        """
+        args = self.args
+        args.validate_masksub()
         unwrapped = self.accelerator.unwrap_model(self.model)
+        settings = (args.masksub_ratio, args.masksub_mode, args.masksub_block_size, id(self._tokenizer()))
+        built_for = self._masking_built_for
+        if built_for is not None and built_for[0]() is unwrapped and built_for[1] == settings:
+            return
+        if self.masking is not None:
+            self.masking.remove_hooks()  # never left on a model that no longer trains
+        self.masking = None
+        if self._owned_gradient_callback is not None:
+            self.remove_callback(self._owned_gradient_callback)
+            self._owned_gradient_callback = None
         # CLIP-style dual encoders: the sub branch distils the image-text similarity matrix (masksub_hf.clip).
         self.is_dual_encoder = is_dual_encoder(unwrapped)
         if args.masksub_ratio > 0:
             if self.is_dual_encoder and self.accelerator.distributed_type in (DistributedType.DEEPSPEED,
                                                                                 DistributedType.FSDP):
                 raise ValueError("MaskSub for dual encoders runs on one process or DDP, not DeepSpeed or FSDP.")
-            self.masking = masking_for(
-                unwrapped, args.masksub_mode, args.masksub_ratio, self.processing_class, args.masksub_block_size
-            )
+            self.masking = masking_for(unwrapped, args.masksub_mode, args.masksub_ratio, self._tokenizer(),
+                                       args.masksub_block_size)
             if hasattr(unwrapped, "add_model_tags"):
                 unwrapped.add_model_tags([MASKSUB_TAG])
             if self.masking.parameters():
-                self.add_callback(ClearOwnedGradients(self.masking.parameters()))
-        if args.masksub_sample_seeds:
-            self.add_callback(SampleSeedEpochCallback())
-            if not getattr(self.data_collator, "uses_sample_seeds", False):  # e.g. MaskingCollator, MixupCollator
-                self.data_collator = WithoutSampleSeeds(self.data_collator)
-        self.branch_logs = BranchLogs()
-        if args.layer_decay is not None:  # an unsupported model fails here, not after the data is loaded
+                self._owned_gradient_callback = ClearOwnedGradients(self.masking.parameters())
+                self.add_callback(self._owned_gradient_callback)
+        if args.layer_decay is not None:  # an unsupported model fails here
             param_groups_layer_decay(unwrapped, args.learning_rate, args.weight_decay, args.layer_decay)
-        if args.masksub_log_grad_norm and args.world_size > 1:
-            raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
-                             "run it without distributed training.")
-        log_engine(args, self.accelerator)
+        self._masking_built_for = (weakref.ref(unwrapped), settings)
+
+    def _configure_sample_seeds(self):
+        """The epoch callback of per-sample seeds, there exactly when ``masksub_sample_seeds`` is on."""
+        present = any(isinstance(c, SampleSeedEpochCallback) for c in self.callback_handler.callbacks)
+        if self.args.masksub_sample_seeds and not present:
+            self.add_callback(SampleSeedEpochCallback())
+        elif not self.args.masksub_sample_seeds and present:
+            self.remove_callback(SampleSeedEpochCallback)
+
+    def _check_collator_masks(self):
+        """A MaskSub collator draws masks at its own ratio: it must be the one this run trains with."""
+        drawn_by = getattr(self.data_collator, "masking", None)
+        if drawn_by is None or self.masking is None or drawn_by.key is None or drawn_by.key != self.masking.key:
+            return  # masks under another key are not this run's: the trainer draws its own
+        ours, theirs = ((type(m).__name__, getattr(m, "ratio", None), getattr(m, "block_size", None))
+                        for m in (self.masking, drawn_by))
+        if ours != theirs:
+            raise ValueError(
+                f"The data collator draws masks as {theirs[0]} at ratio {theirs[1]} (block size {theirs[2]}), but "
+                f"this run trains with {ours[0]} at masksub_ratio {ours[1]} (block size {ours[2]}): build the "
+                "collator with the run's values, or pass a collator without masks (e.g. when a hyperparameter "
+                "search changes masksub_ratio) and MaskSubTrainer draws them from each sample's seed.")
 
     def train(self, *args, **kwargs):
-        # The masking's hooks go on before the first (possibly compiled) forward and come off at the end:
-        # the trained model leaves with no MaskSub hook on it.
-        if self.masking is not None:
-            self.masking.install_hooks(self.model)
+        # The masking is (re)built and its hooks go on in get_train_dataloader, the first thing a training
+        # run does once model_init and a trial's arguments have made the model that trains; they come off
+        # here: the trained model leaves with no MaskSub hook on it.
         try:
             return super().train(*args, **kwargs)
         finally:
@@ -153,7 +205,16 @@ class MaskSubTrainer(Trainer):
         load_owned(checkpoint, self._owned_parameters())
 
     def get_train_dataloader(self):
-        """Trainer's training loader, over the training set wrapped in a ``SeededDataset`` (per-sample seeds)."""
+        """Trainer's training loader, over the training set wrapped in a ``SeededDataset`` (per-sample seeds).
+
+        In a training run, first (re)build the masking for the model and arguments of this run and put its
+        hooks on before the first forward (``eval_on_start`` and a compiled graph included)."""
+        if self.is_in_train:
+            self._configure_masking()
+            self._check_collator_masks()
+            if self.masking is not None:
+                self.masking.install_hooks(self.model)
+        self._configure_sample_seeds()
         dataset = self.train_dataset
         if not self.args.masksub_sample_seeds or dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):
             return super().get_train_dataloader()
@@ -167,16 +228,28 @@ class MaskSubTrainer(Trainer):
             is_training=True,
         )
 
+    def _loader_collator(self, is_training):
+        """The collator a loader uses: the user's, but for what MaskSub changes.
+
+        Training under per-sample seeds: a collator that draws no masks is wrapped so that the samples' seeds
+        reach the trainer beside the batch. Evaluation and prediction are never mixed: a ``MixupCollator``
+        gives its inner collator. ``self.data_collator`` itself stays the user's object."""
+        collator = self.data_collator
+        if not is_training:
+            return getattr(collator, "evaluation_collator", collator)
+        if self.args.masksub_sample_seeds and collator is not None and not getattr(collator, "uses_sample_seeds", False):
+            return SeedsBesideBatch(collator)
+        return collator
+
     def _get_dataloader(self, *args, is_training=False, **kwargs):
-        # Evaluation and prediction batches are never mixed: a MixupCollator gives its inner collator.
-        evaluation_collator = getattr(self.data_collator, "evaluation_collator", None)
-        if is_training or evaluation_collator is None:
+        collator = self._loader_collator(is_training)
+        if collator is self.data_collator:
             return super()._get_dataloader(*args, is_training=is_training, **kwargs)
-        training_collator, self.data_collator = self.data_collator, evaluation_collator
+        user_collator, self.data_collator = self.data_collator, collator
         try:
             return super()._get_dataloader(*args, is_training=is_training, **kwargs)
         finally:
-            self.data_collator = training_collator
+            self.data_collator = user_collator
 
     def _get_train_sampler(self, train_dataset=None):
         if not self.args.repeated_aug:
@@ -190,7 +263,8 @@ class MaskSubTrainer(Trainer):
     def _set_signature_columns_if_needed(self):
         # Keep what MaskSub adds to samples (a precomputed mask column, the mask seed): no model names them.
         super()._set_signature_columns_if_needed()
-        for key in (self.masking.key if self.masking is not None else None, SEED_KEY):
+        for key in (self.masking.key if self.masking is not None else None,
+                    SEED_KEY if self.args.masksub_sample_seeds else None):
             if key and key not in self._signature_columns:
                 self._signature_columns.append(key)
 
@@ -204,8 +278,9 @@ class MaskSubTrainer(Trainer):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
         mask = masks.get(self.masking.key) if self.masking.key else None
-        if mask is None:
-            mask = self.masking.draw(inputs)
+        if mask is None:  # no MaskSub collator: drawn here, from the samples' seeds when they came along
+            seeds = masks.get(SEED_KEY)
+            mask = self.masking.draw(inputs, None if seeds is None else seeds.tolist())
         unwrapped = self.accelerator.unwrap_model(model)
         args = self.args
 
@@ -269,7 +344,8 @@ class MaskSubTrainer(Trainer):
         try:
             if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
                 yield
-            elif self.is_distributed_loading_by_transformers and is_fsdp_managed_module(self.model):
+            elif (self.is_distributed_loading_by_transformers and is_fsdp_managed_module(self.model)
+                  and hasattr(self, "_defer_fsdp_gradient_reduction")):  # transformers >= 5.23, as its own loop
                 with self._defer_fsdp_gradient_reduction():
                     yield
             else:

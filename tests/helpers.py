@@ -46,6 +46,29 @@ def tiny_bert(num_labels=2, seed=0, vocab_size=64):
     return BertForSequenceClassification(config)
 
 
+def word_tokenizer(folder, sentences):
+    """A BERT word-piece tokenizer (with [MASK]) whose vocabulary is the words of ``sentences``."""
+    from transformers import BertTokenizerFast
+
+    words = sorted(set(" ".join(sentences).lower().split()))
+    vocab = os.path.join(str(folder), "vocab.txt")
+    os.makedirs(str(folder), exist_ok=True)
+    with open(vocab, "w") as file:
+        file.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    return BertTokenizerFast(vocab_file=vocab)
+
+
+def review_items(folder, count=8):
+    """``(tokenizer, items)``: ``count`` real reviews of different lengths, tokenized, unpadded, labelled."""
+    from masksub_hf.demo_data import rotten_tomatoes
+
+    reviews = rotten_tomatoes(seed=0).head(count)
+    tokenizer = word_tokenizer(folder, reviews["sentence"])
+    items = [{**tokenizer(sentence, truncation=True, max_length=48), "labels": label}
+             for sentence, label in zip(reviews["sentence"], reviews["label"])]
+    return tokenizer, items
+
+
 def image_items(num_samples, labels, num_keep, seed=0):
     """Samples with their own precomputed keep indices, so a reference can apply the same masks."""
     generator = torch.Generator().manual_seed(seed)

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from script_fixtures import mnist_imagefolder, rotten_tomatoes_csv, tiny_bert_dir, tiny_vit_dir
 
 from masksub_hf import MaskSubTrainingArguments
+from masksub_hf.checkpoint import is_complete_checkpoint
 from masksub_hf.cli import last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +40,9 @@ def run_and_kill(script, output_dir, script_args):
     """Start the script, SIGKILL it as soon as ``KILL_AFTER`` is complete; return the kill's exit status."""
     process = subprocess.Popen(command(script, output_dir, script_args), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    marker = Path(output_dir) / KILL_AFTER / "trainer_state.json"
+    marker = Path(output_dir) / KILL_AFTER
     deadline = time.monotonic() + 600
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+    while not is_complete_checkpoint(marker) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     return process.wait()
@@ -96,11 +98,25 @@ def test_text_script_resumes_bit_for_bit_after_sigkill(tmp_path):
         "--masksub_ratio", "0.15"])
 
 
-def test_last_checkpoint_skips_one_left_incomplete_by_a_kill(tmp_path):
-    for step, complete in ((6, True), (12, True), (18, False)):
+def test_last_checkpoint_skips_those_left_incomplete_by_a_kill(tmp_path):
+    """No trainer state, a trainer state cut mid-write, a weights file cut mid-write: each is skipped."""
+    from safetensors.torch import save_file
+
+    def checkpoint(step, state='{"global_step": 1}', cut_weights=False):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
+        save_file({"weight": torch.ones(64)}, folder / "model.safetensors")
+        if cut_weights:
+            whole = (folder / "model.safetensors").read_bytes()
+            (folder / "model.safetensors").write_bytes(whole[:-10])
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+        return folder
+
+    complete = checkpoint(6)
+    checkpoint(12, state=None)
+    checkpoint(18, state='{"global_st')
+    checkpoint(24, cut_weights=True)
+    assert is_complete_checkpoint(complete)
     args = MaskSubTrainingArguments(output_dir=str(tmp_path), do_train=True, report_to="none")
-    assert last_checkpoint(args) == str(tmp_path / "checkpoint-12")
+    assert last_checkpoint(args) == str(complete)

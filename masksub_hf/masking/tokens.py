@@ -54,6 +54,7 @@ class PatchTokenDrop(Masking):
     key = "masksub_keep_indices"
 
     def __init__(self, num_patches: int, num_prefix_tokens: int, ratio: float, embeddings_class: str | None = None):
+        self.ratio = ratio
         self.num_patches = num_patches
         self.num_prefix_tokens = num_prefix_tokens
         self.embeddings_class = embeddings_class  # None: timm's patch_drop slot

@@ -17,10 +17,9 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import ListDataset, image_items, tiny_bert, tiny_vit  # noqa: E402
+from helpers import ListDataset, image_items, review_items, tiny_bert, tiny_vit  # noqa: E402
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
-from masksub_hf.demo_data import rotten_tomatoes  # noqa: E402
 
 
 @dataclass
@@ -64,17 +63,8 @@ def count_collectives(counts):
 
 def text_model_and_data(output_dir):
     """A tiny BERT without dropout, a word-level tokenizer, 8 real reviews of different lengths."""
-    from transformers import BertTokenizerFast
-
-    reviews = rotten_tomatoes(seed=0).head(8)
-    words = sorted(set(" ".join(reviews["sentence"]).lower().split()))
-    vocab = Path(output_dir) / "vocab.txt"
-    vocab.parent.mkdir(parents=True, exist_ok=True)
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
-    items = [{**tokenizer(sentence, truncation=True, max_length=48), "labels": label}
-             for sentence, label in zip(reviews["sentence"], reviews["label"])]
-    return tiny_bert(vocab_size=len(words) + 5), items, MaskSubTextCollator(tokenizer, 0.15)
+    tokenizer, items = review_items(output_dir)
+    return tiny_bert(vocab_size=tokenizer.vocab_size), items, MaskSubTextCollator(tokenizer, 0.15)
 
 
 def main():
@@ -112,10 +102,7 @@ def main():
             },
             run_args.result_file,
         )
-    if torch.distributed.is_initialized():
-        # a clean exit: without it, gloo under DeepSpeed sometimes aborts the process after training
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    # No process-group clean-up here: MaskSubTrainer ends the group at exit (masksub_hf/process_group.py).
 
 
 if __name__ == "__main__":
