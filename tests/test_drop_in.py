@@ -302,6 +302,18 @@ def test_train_twice_continues_like_trainer_and_takes_new_arguments(tmp_path):
         trainer.train()
 
 
+def test_a_layer_decay_set_between_runs_takes_effect_with_model_init(tmp_path):
+    """As a trial's learning rate: model_init makes a new model, so a new optimizer is built with the new groups."""
+    trainer = make_trainer("on", tmp_path, None, max_steps=1,
+                           trainer_kwargs=dict(model_init=lambda: tiny_vit(), train_dataset=images()))
+    trainer.train()
+    assert {group["lr"] for group in trainer.optimizer.param_groups} == {1e-2}
+    trainer.args.layer_decay = 0.5
+    trainer.train()
+    rates = sorted({group["lr"] for group in trainer.optimizer.param_groups})
+    assert rates == pytest.approx([1e-2 * 0.5 ** 3, 1e-2 * 0.5 ** 2, 1e-2 * 0.5, 1e-2])  # 2 blocks: L + 2 levels
+
+
 def test_predict_with_a_masksub_collator_is_trainers(tmp_path):
     model, data = tiny_vit(), images(8, seed=1)
     plain = make_trainer("trainer", tmp_path / "a", model, trainer_kwargs=dict(data_collator=default_data_collator))

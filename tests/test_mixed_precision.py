@@ -1,11 +1,12 @@
 """Mixed precision. fp16: both branches' losses go through the same gradient scaler, and an overflow in
 either branch skips the optimizer step once and backs the scale off once. On CPU Accelerate runs fp16 as
 fp32 (no autocast, no scaler), so the test switches on the path a GPU run takes: fp16 autocast
-(``native_amp``) and torch's CPU ``GradScaler``. bf16 on CPU trains close to fp32."""
+(``native_amp``) and torch's CPU ``GradScaler``; under ``MASKSUB_TEST_DEVICE=cuda`` (benchmarks/gpu.py) the
+CUDA ``GradScaler`` Accelerate uses, with the tests' initial scale. bf16 trains close to fp32."""
 
 import pytest
 import torch
-from helpers import GradientProbe, ListDataset, image_items, tiny_vit, training_args
+from helpers import TEST_DEVICE, GradientProbe, ListDataset, image_items, tiny_vit, training_args
 from transformers import TrainerCallback
 
 import masksub_hf.trainer
@@ -31,7 +32,7 @@ def fp16_run(tmp_path, init_scale=INIT_SCALE, **overrides):
     items = image_items(12, torch.arange(12) % 3, num_keep=8)
     trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items))
     trainer.accelerator.native_amp = True
-    trainer.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=1000)
+    trainer.accelerator.scaler = torch.amp.GradScaler(TEST_DEVICE, init_scale=init_scale, growth_interval=1000)
     gradients, parameters = GradientProbe(), ParameterProbe()
     trainer.add_callback(gradients)
     trainer.add_callback(parameters)
