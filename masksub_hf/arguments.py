@@ -27,8 +27,9 @@ class MaskSubTrainingArguments(TrainingArguments):
         metadata={
             "help": "How the sub branch is masked. 'auto' picks by model family: 'tokens' (patch-token drop: "
             "ViT/DeiT/CLIP vision/timm ViT), 'pixels' (zero-filled blocks: ResNet/ConvNeXt/timm CNNs), "
-            "'mask_token' (Swin/BEiT), 'text' ([MASK]: BERT family). 'dropout' (DropSub) and 'droppath' "
-            "(PathSub) work for any model.",
+            "'mask_token' (Swin/BEiT), 'text' ([MASK]: BERT family), 'text_drop' (tokens removed, positions kept: "
+            "any text classifier, e.g. decoder-only models, whose tokenizers have no mask token; auto picks it "
+            "for them). 'dropout' (DropSub) and 'droppath' (PathSub) work for any model.",
             "choices": list(MASKSUB_MODES),
         },
     )

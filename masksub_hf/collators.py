@@ -8,7 +8,7 @@ torch's global RNG.
 
 from transformers import DataCollatorWithPadding, default_data_collator
 
-from .masking import TokenMasking, masking_for, timm_model_of
+from .masking import TokenDrop, TokenMasking, masking_for, timm_model_of
 from .seeding import pop_sample_seeds
 
 
@@ -60,16 +60,23 @@ class MaskSubImageCollator(MaskingCollator):
 
 
 class MaskSubTextCollator(MaskingCollator):
-    """Wrap a text collator and add ``masksub_input_ids``: ``ratio`` of the real tokens set to ``[MASK]``.
+    """Wrap a text collator and add the sub branch's text mask for the batch.
 
     Args:
-        tokenizer: a tokenizer with a mask token (BERT, RoBERTa, DistilBERT, MiniLM, ...).
-        ratio: fraction of non-special, non-padding tokens replaced (paper: 0.15, BERT's ratio).
+        tokenizer: the model's tokenizer.
+        ratio: fraction of each row's real, non-special tokens hidden (paper: 0.15, BERT's ratio).
         base_collator: pads the batch; defaults to ``DataCollatorWithPadding(tokenizer)``.
         generator: optional ``torch.Generator`` for the masks.
+        mode: ``text`` (``masksub_input_ids``: the tokens replaced by ``[MASK]``), ``text_drop``
+            (``masksub_drop_mask``: the tokens removed) or ``auto`` (``text`` when the tokenizer has a mask token).
     """
 
-    def __init__(self, tokenizer, ratio: float = 0.15, base_collator=None, generator=None):
+    def __init__(self, tokenizer, ratio: float = 0.15, base_collator=None, generator=None, mode: str = "auto"):
         base_collator = base_collator or DataCollatorWithPadding(tokenizer)
         self.tokenizer = tokenizer  # where Trainer looks for a tokenizer to save when processing_class is None
-        super().__init__(TokenMasking.from_tokenizer(tokenizer, ratio), base_collator, generator)
+        if mode == "auto":
+            mode = "text" if getattr(tokenizer, "mask_token_id", None) is not None else "text_drop"
+        if mode not in ("text", "text_drop"):
+            raise ValueError(f"MaskSubTextCollator: mode must be 'auto', 'text' or 'text_drop', got {mode!r}.")
+        masking = TokenMasking.from_tokenizer(tokenizer, ratio) if mode == "text" else TokenDrop.from_tokenizer(tokenizer, ratio)
+        super().__init__(masking, base_collator, generator)

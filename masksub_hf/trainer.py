@@ -14,12 +14,14 @@ prediction are Trainer's too: no sub branch. The bookkeeping around the step liv
 """
 
 import contextlib
+import functools
 import logging
 import os
 import weakref
 
 import datasets
 import torch
+import torch.nn.functional as F
 from accelerate.utils import DistributedType
 from transformers import Trainer
 from transformers.distributed.fsdp import is_fsdp_managed_module
@@ -32,13 +34,14 @@ from .clip import clip_sub_branch_loss, is_dual_encoder
 from .functional import sub_branch_loss
 from .layer_decay import param_groups_layer_decay
 from .losses import sub_loss_for
-from .masking import MASK_KEY_PREFIX, auto_mode, masking_for
+from .masking import MASK_KEY_PREFIX, TokenDrop, masking_for
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
 from .optim import create_optimizer
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .process_group import end_process_group_at_exit
 from .samplers import RepeatedAugSampler
 from .seeding import SEED_KEY, SampleSeedEpochCallback, SeedsBesideBatch, SeededDataset
+from .token_classification import is_token_classifier, token_sub_loss
 
 logger = logging.getLogger("masksub_hf")
 
@@ -297,20 +300,27 @@ class MaskSubTrainer(Trainer):
             keys = ("logits_per_image", "text_embeds") if self.is_dual_encoder else ("logits",)
             main_targets = {key: outputs[key].detach() for key in keys}
             del outputs
-            main_loss = self._scale_for_accumulation(main_loss, self._main_loss_is_scaled_for_ga(num_items_in_batch))
+            main_scaled_for_ga = self._main_loss_is_scaled_for_ga(num_items_in_batch)
+            if main_scaled_for_ga and self._token_head_ignores_num_items(unwrapped, main_loss, main_targets, inputs,
+                                                                        num_items_in_batch):
+                # A micro-batch mean: as the sum over its labelled tokens / those of the accumulated batch.
+                main_loss = main_loss * (inputs["labels"] != -100).sum() / num_items_in_batch
+            main_loss = self._scale_for_accumulation(main_loss, main_scaled_for_ga)
             self._backward(args.masksub_main_weight * main_loss)
         if args.masksub_log_grad_norm:
             after_main = self._flat_gradients(model)
 
         sub_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "return_loss", *self.label_names)}
         if self.is_dual_encoder:
+            sub_scaled_for_ga = False
             sub_loss = clip_sub_branch_loss(model, sub_inputs, main_targets, self.masking, mask,
                                             forward_context=self.compute_loss_context_manager)
         else:
-            loss_fn = sub_loss_for(self._sub_loss_name(), unwrapped.config)
+            loss_fn, sub_scaled_for_ga = self._sub_loss_fn(unwrapped, inputs, mask,
+                                                           num_items_in_batch if main_scaled_for_ga else None)
             sub_loss = sub_branch_loss(model, sub_inputs, main_targets["logits"], self.masking, mask, loss_fn,
                                        forward_context=self.compute_loss_context_manager)
-        sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=False)
+        sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=sub_scaled_for_ga)
         self._backward(args.masksub_sub_weight * sub_loss)
         if self.is_dual_encoder:
             # Its sub forward runs on the bare model (only the image tower), outside DDP's reducer:
@@ -353,6 +363,36 @@ class MaskSubTrainer(Trainer):
                     yield
         finally:
             state._set_sync_gradients(True)
+
+    def _sub_loss_fn(self, unwrapped, inputs, mask, num_items_in_batch):
+        """``(the sub loss, whether it is already normalised over the accumulated batch)``.
+
+        Token classifiers: per supervised token, normalised as the main loss (``masksub_hf.token_classification``)."""
+        if not is_token_classifier(unwrapped):
+            return sub_loss_for(self._sub_loss_name(), unwrapped.config), False
+        # As the main loss: this process's sum / all processes' labelled tokens, times the processes (DDP then
+        # averages), or, where the main loss is a micro-batch mean (num_items_in_batch None), a mean.
+        num_items = None if num_items_in_batch is None else num_items_in_batch / self._token_loss_scale()
+        kept = self.masking.kept_positions(inputs, mask) if isinstance(self.masking, TokenDrop) else None
+        return functools.partial(token_sub_loss, labels=inputs["labels"], kept=kept, num_items=num_items), \
+            num_items is not None
+
+    def _token_loss_scale(self):
+        """The factor Trainer multiplies a loss normalised by ``num_items_in_batch`` with (the processes)."""
+        return self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+
+    def _token_head_ignores_num_items(self, unwrapped, main_loss, main_targets, inputs, num_items_in_batch):
+        """Whether a token classifier's own loss is a mean over this micro-batch's labelled tokens although it takes
+        ``num_items_in_batch`` (BERT-family heads use ``CrossEntropyLoss()``; transformers' generic heads sum and
+        divide by it). Read off the loss itself: which of the two normalisations of its cross-entropy it equals."""
+        if (not is_token_classifier(unwrapped) or num_items_in_batch is None or self.compute_loss_func is not None
+                or self.label_smoother is not None):
+            return False
+        logits, labels = main_targets["logits"], inputs["labels"].to(main_targets["logits"].device)
+        summed = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="sum")
+        as_sum = summed / num_items_in_batch * self._token_loss_scale()
+        as_mean = summed / (labels != -100).sum().clamp(min=1) * self._token_loss_scale()
+        return bool((main_loss.detach() - as_mean).abs() < (main_loss.detach() - as_sum).abs())
 
     def _sub_loss_name(self):
         """``--masksub_loss``; under ``auto``, the one a recipe's main loss names (sigmoid targets under BCE)."""
@@ -405,8 +445,8 @@ class MaskSubTrainer(Trainer):
                                   finetuned_from=finetuned_from, tasks=tasks, dataset_tags=dataset_tags,
                                   dataset=dataset, dataset_args=dataset_args)
         if self.masking is not None and self.is_world_process_zero():
-            picked = auto_mode(self.accelerator.unwrap_model(self.model))
-            append_masksub_section(self.args.output_dir, card_settings(self.args, picked, self.is_dual_encoder))
+            append_masksub_section(self.args.output_dir,
+                                   card_settings(self.args, self.masking.mode, self.is_dual_encoder))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         # Evaluation never runs a sub branch; an eval batch from a MaskSub collator just loses its mask.

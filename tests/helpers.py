@@ -1,6 +1,7 @@
 """Tiny offline models, datasets, a gradient probe and a 2-process launcher shared by the tests."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -53,12 +54,29 @@ def word_tokenizer(folder, sentences):
     """A BERT word-piece tokenizer (with [MASK]) whose vocabulary is the words of ``sentences``."""
     from transformers import BertTokenizerFast
 
-    words = sorted(set(" ".join(sentences).lower().split()))
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", " ".join(sentences).lower())))  # BERT's word and punctuation split
     vocab = os.path.join(str(folder), "vocab.txt")
     os.makedirs(str(folder), exist_ok=True)
     with open(vocab, "w") as file:
         file.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    return BertTokenizerFast(vocab_file=vocab)
+    tokenizer = BertTokenizerFast(vocab=vocab)  # transformers 5 silently ignores vocab_file= (every token [UNK])
+    assert tokenizer.vocab_size == len(words) + 5, tokenizer.vocab_size
+    return tokenizer
+
+
+def bpe_tokenizer(sentences, vocab_size=400, padding_side="right"):
+    """A byte-level BPE tokenizer trained on ``sentences``, with a pad token and no mask token (as decoder-only
+    models' tokenizers): ``<pad>`` is id 0, ``<eos>`` id 1."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(list(sentences), trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>",
+                                   padding_side=padding_side)
 
 
 def review_items(folder, count=8):

@@ -79,7 +79,9 @@ def tiny_bert_dir(path, vocab_words):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"))  # transformers 5 ignores vocab_file= here
+    assert tokenizer.vocab_size == len(vocab), tokenizer.vocab_size
+    tokenizer.save_pretrained(path)
     BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                                              num_attention_heads=2, intermediate_size=64,
                                              max_position_embeddings=128)).save_pretrained(path)

@@ -7,7 +7,8 @@
 | ``tokens``     | ``ratio`` of the patch tokens dropped after pos-embedding  | HF ViT / DeiT / CLIP, ViT dual encoders, timm ViT |
 | ``pixels``     | ``ratio`` of 32-px blocks (at 224 px) zero-filled          | HF ResNet / ConvNeXt (V2), timm CNNs   |
 | ``mask_token`` | ``ratio`` of 32-px blocks replaced by a learnable token    | HF Swin (V1/V2), BEiT                  |
-| ``text``       | ``ratio`` of the real tokens replaced by ``[MASK]``        | BERT-family text models                |
+| ``text``       | ``ratio`` of the real tokens replaced by ``[MASK]``        | BERT-family text classifiers           |
+| ``text_drop``  | ``ratio`` of the real tokens removed, positions kept       | any text classifier (decoders too)     |
 | ``dropout``    | clean input, every dropout at 0.2 (DropSub)                | any model with ``nn.Dropout``          |
 | ``droppath``   | clean input, every drop-path rate + 0.1 (PathSub)          | any model with drop-path modules       |
 """
@@ -18,10 +19,13 @@ from .base import Masking, num_masked
 from .mask_token import MASK_TOKEN_FAMILIES, MaskTokenMasking
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
-from .text import TokenMasking
+from .text import TokenDrop, TokenMasking
 from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit, token_drop_config
 
-MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "dropout", "droppath")
+MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "text_drop", "dropout", "droppath")
+TEXT_MODES = ("text", "text_drop")
+# Text heads MaskSub has a sub loss for: one prediction per sequence, or per token (masksub_hf.token_classification).
+TEXT_HEADS = ("ForSequenceClassification", "ForTokenClassification")
 MASK_KEY_PREFIX = "masksub_"
 # transformers CNNs that auto mode masks with zero-filled pixel blocks
 PIXEL_FAMILIES = ("resnet", "convnext", "convnextv2")
@@ -59,6 +63,23 @@ def auto_mode(model_or_config):
     return None
 
 
+def _has_mask_token(tokenizer):
+    return getattr(getattr(tokenizer, "tokenizer", tokenizer), "mask_token_id", None) is not None
+
+
+def _check_text_head(model_or_config, mode):
+    """A one-line error for text heads MaskSub has no sub loss for (question answering, multiple choice,
+    generation): their outputs are neither one prediction per sequence nor one per token."""
+    if not isinstance(model_or_config, nn.Module):
+        return
+    inner = model_or_config.get_base_model() if hasattr(model_or_config, "get_base_model") else model_or_config
+    name = type(inner).__name__
+    if not name.endswith(TEXT_HEADS):
+        raise ValueError(f"masksub_mode={mode!r}: MaskSub's text modes train sequence and token classifiers "
+                         f"(*ForSequenceClassification, *ForTokenClassification); {name} is not one (question "
+                         "answering, multiple choice and generation heads are not supported).")
+
+
 def _unsupported(model_or_config, mode):
     config = getattr(model_or_config, "config", model_or_config)
     name = type(model_or_config).__name__
@@ -66,7 +87,8 @@ def _unsupported(model_or_config, mode):
         f"masksub_mode={mode!r} cannot mask {name} (model_type={getattr(config, 'model_type', None)!r}). "
         f"Supported: 'tokens' for model types {sorted(TOKEN_DROP_FAMILIES)} and timm ViTs; 'mask_token' for "
         f"{sorted(MASK_TOKEN_FAMILIES)}; 'pixels' for {list(PIXEL_FAMILIES)}, timm CNNs and any image model; "
-        "'text' for BERT-family models. 'dropout' (DropSub) and 'droppath' (PathSub) work for any model."
+        "'text' for BERT-family models, 'text_drop' for any text classifier. 'dropout' (DropSub) and 'droppath' "
+        "(PathSub) work for any model."
     )
 
 
@@ -79,6 +101,8 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
     """
     is_model = isinstance(model_or_config, nn.Module)
     chosen = auto_mode(model_or_config) if mode == "auto" else mode
+    if chosen == "text" and mode == "auto" and tokenizer is not None and not _has_mask_token(tokenizer):
+        chosen = "text_drop"  # a tokenizer without a mask token (decoder-only models): drop tokens instead
     timm_model = timm_model_of(model_or_config)
     config = getattr(model_or_config, "config", model_or_config)
     model_type = getattr(config, "model_type", None)
@@ -94,8 +118,11 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
     if chosen == "pixels" and (timm_model is not None or getattr(model_or_config, "main_input_name", None)
                                in ("pixel_values", None)):
         return PixelMasking(ratio, block_size)
-    if chosen == "text" and getattr(model_or_config, "main_input_name", None) == "input_ids":
-        return TokenMasking.from_tokenizer(tokenizer, ratio)
+    if chosen in TEXT_MODES and getattr(model_or_config, "main_input_name", None) == "input_ids":
+        _check_text_head(model_or_config, mode)
+        if chosen == "text":
+            return TokenMasking.from_tokenizer(tokenizer, ratio)
+        return TokenDrop.from_tokenizer(tokenizer, ratio)
     if chosen in ("dropout", "droppath"):
         if not is_model:
             return Masking()  # the sub branch sees the clean batch: nothing to draw
@@ -112,6 +139,7 @@ __all__ = [
     "PatchTokenDrop",
     "PathSub",
     "PixelMasking",
+    "TokenDrop",
     "TokenMasking",
     "auto_mode",
     "masking_for",

@@ -27,7 +27,7 @@ def uniform_noise(shape, generator=None) -> torch.Tensor:
 class Masking:
     """Turns a clean batch into the sub branch's input.
 
-    - ``key``: the batch key its mask travels under (``masksub_*``; ``None`` when there is no mask),
+    - ``mode``: its ``masksub_mode`` name; ``key``: the batch key its mask travels under (``masksub_*``; ``None`` when there is no mask),
       so collators can draw it in the data pipeline and the trainer can pop it before the main forward;
     - ``draw(batch, generator=None)``: a mask for a collated batch, same exact count in every sample
       (``generator``: a ``torch.Generator``, or a list or array of one seed per sample);
@@ -40,6 +40,7 @@ class Masking:
     """
 
     key = None
+    mode = None  # its masksub_mode name
 
     def parameters(self):
         return []

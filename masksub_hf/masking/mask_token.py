@@ -26,6 +26,7 @@ MASK_TOKEN_FAMILIES = {
 
 class MaskTokenMasking(Masking):
     key = "masksub_block_mask"
+    mode = "mask_token"
 
     def __init__(self, config, ratio: float, block_size: int | None = None, owned_mask_token=None):
         self.embeddings_class, self.patch_output, _ = MASK_TOKEN_FAMILIES[config.model_type]

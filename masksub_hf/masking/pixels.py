@@ -12,6 +12,7 @@ from .blocks import block_grid, default_block_size, expand_blocks, random_block_
 
 class PixelMasking(Masking):
     key = "masksub_block_mask"
+    mode = "pixels"
 
     def __init__(self, ratio: float, block_size: int | None = None):
         self.ratio = ratio

@@ -38,6 +38,8 @@ def _rates(modules, attribute, new_rate):
 class DropSub(Masking):
     """Every dropout module runs at ``rate`` (default 0.2) in the sub branch."""
 
+    mode = "dropout"
+
     def __init__(self, model, rate: float = DROPSUB_RATE):
         if not _dropout_modules(model):
             raise ValueError(f"masksub_mode='dropout': {type(model).__name__} has no nn.Dropout module.")
@@ -51,6 +53,8 @@ class DropSub(Masking):
 
 class PathSub(Masking):
     """Every drop-path module runs at its own rate + ``increase`` (default 0.1) in the sub branch."""
+
+    mode = "droppath"
 
     def __init__(self, model, increase: float = PATHSUB_INCREASE):
         if not _drop_path_modules(model):

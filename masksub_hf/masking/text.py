@@ -1,33 +1,86 @@
-"""BERT-family masking: replace a ``ratio`` of the real tokens by the tokenizer's mask token.
+"""Text masking for the sub branch, two ways to hide ``ratio`` of each row's real tokens.
 
-As in the paper (BERT's masking, mask-token replacement only): no random/keep split, and special
-tokens and padding are never masked.
+- ``TokenMasking`` (``text``): replace them by the tokenizer's mask token, as in the paper (BERT's masking,
+  mask-token replacement only: no random/keep split). BERT-family tokenizers.
+- ``TokenDrop`` (``text_drop``): remove them from the sub branch's input, as ViT token drop removes patches:
+  the rows are repacked (right-padded), keeping the attention mask and each token's original position as
+  explicit ``position_ids``. Any tokenizer (decoder-only models have no mask token), and cheaper: the sub
+  pass runs on ``1 - ratio`` of the tokens.
+
+Special tokens and padding are never chosen; ``TokenDrop`` also never drops a row's last real token, where
+decoder ``*ForSequenceClassification`` heads pool (encoders pool at CLS, a special token).
 """
 
 import contextlib
+import inspect
 
 import torch
 
 from .base import Masking, num_masked, uniform_noise
 
 
+def choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator=None, keep_last_real=False):
+    """``(B, L)`` booleans: ``round(ratio * n)`` of each row's ``n`` eligible tokens (real, not special, and not the
+    row's last real token when ``keep_last_real``), chosen uniformly from the row's noise."""
+    eligible = ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
+    real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+    eligible &= real
+    if keep_last_real:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        last_real = positions.masked_fill(~real, -1).amax(dim=1, keepdim=True)
+        eligible &= positions != last_real
+    num_chosen = num_masked(eligible.sum(dim=1), ratio)
+    # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
+    noise = uniform_noise(input_ids.shape, generator).to(input_ids.device).masked_fill(~eligible, 2.0)
+    ranks = noise.argsort(dim=1).argsort(dim=1)
+    return ranks < num_chosen.unsqueeze(1)
+
+
 def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, ratio, generator=None):
     """Return a copy of ``input_ids`` with ``round(ratio * n)`` of each row's ``n`` real tokens masked."""
-    eligible = ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
-    if attention_mask is not None:
-        eligible &= attention_mask.bool()
-    num_to_mask = num_masked(eligible.sum(dim=1), ratio)
-    # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
-    noise = uniform_noise(input_ids.shape, generator).masked_fill(~eligible, 2.0)
-    ranks = noise.argsort(dim=1).argsort(dim=1)
-    masked = ranks < num_to_mask.unsqueeze(1)
+    masked = choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator)
     return input_ids.masked_fill(masked, mask_token_id)
+
+
+def kept_order(real, dropped):
+    """``(order, filled)``, both ``(B, W)``: each row's kept positions (real, not dropped) in their order, then
+    filler; ``filled`` marks the real entries. ``W`` is the longest row's kept count."""
+    keep = real & ~dropped
+    counts = keep.sum(dim=1)
+    # A stable sort puts each row's kept positions first, in their order.
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :int(counts.max())]
+    return order, torch.arange(order.shape[1], device=order.device).unsqueeze(0) < counts.unsqueeze(1)
+
+
+def drop_tokens(inputs, dropped, pad_token_id):
+    """The batch without the ``dropped`` ``(B, L)`` positions (and without padding), repacked to the longest row
+    left and right-padded with ``pad_token_id``; per-token inputs (``token_type_ids``, ...) follow their tokens,
+    and ``position_ids`` keep each token's original position (given, or ``0..L-1`` as the model would take)."""
+    input_ids = inputs["input_ids"]
+    batch, length = input_ids.shape
+    attention_mask = inputs.get("attention_mask")
+    real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+    order, filled = kept_order(real, dropped.to(input_ids.device))
+    width = order.shape[1]
+    positions = inputs.get("position_ids")
+    if positions is None:
+        positions = torch.arange(length, device=input_ids.device).expand(batch, length)
+    repacked = {}
+    for key, value in {**inputs, "position_ids": positions}.items():
+        if torch.is_tensor(value) and value.shape[:2] == (batch, length):
+            index = order.view(batch, width, *([1] * (value.dim() - 2))).expand(batch, width, *value.shape[2:])
+            fill = pad_token_id if key == "input_ids" else 0
+            value = value.gather(1, index).masked_fill(~filled.view(batch, width, *([1] * (value.dim() - 2))), fill)
+        repacked[key] = value
+    repacked["attention_mask"] = filled.to(attention_mask.dtype if attention_mask is not None else torch.long)
+    return repacked
 
 
 class TokenMasking(Masking):
     """Sub-branch input ids with ``[MASK]`` in place of a ``ratio`` of the tokens."""
 
     key = "masksub_input_ids"
+    mode = "text"
 
     def __init__(self, mask_token_id, special_token_ids, ratio: float):
         self.mask_token_id = mask_token_id
@@ -65,3 +118,51 @@ class TokenMasking(Masking):
     @contextlib.contextmanager
     def apply(self, model, inputs, masked_input_ids: torch.Tensor):
         yield {**inputs, "input_ids": masked_input_ids.to(inputs["input_ids"].device)}
+
+
+def _takes_position_ids(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: the model it wraps
+    return "position_ids" in inspect.signature(base.forward).parameters
+
+
+class TokenDrop(Masking):
+    """Sub-branch inputs without a ``ratio`` of each row's real, non-special tokens (never its last real one)."""
+
+    key = "masksub_drop_mask"
+    mode = "text_drop"
+
+    def __init__(self, special_token_ids, ratio: float, pad_token_id=None):
+        self.special_token_ids = special_token_ids
+        self.ratio = ratio
+        self.pad_token_id = pad_token_id
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, ratio: float) -> "TokenDrop":
+        """A token drop for ``tokenizer`` (or a processor holding one); without one, nothing counts as special."""
+        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+        if tokenizer is None:
+            return cls([], ratio)
+        return cls(list(tokenizer.all_special_ids), ratio, tokenizer.pad_token_id)
+
+    def draw(self, batch, generator=None) -> torch.Tensor:
+        return choose_tokens(batch["input_ids"], batch.get("attention_mask"), self.special_token_ids, self.ratio,
+                             generator, keep_last_real=True)
+
+    @staticmethod
+    def kept_positions(inputs, dropped):
+        """``(B, W)``: the original position of each sub-branch token, -1 where a row is padded."""
+        attention_mask = inputs.get("attention_mask")
+        input_ids = inputs["input_ids"]
+        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        order, filled = kept_order(real, dropped.to(input_ids.device))
+        return order.masked_fill(~filled, -1)
+
+    @contextlib.contextmanager
+    def apply(self, model, inputs, dropped: torch.Tensor):
+        if not _takes_position_ids(model):
+            raise ValueError(f"masksub_mode='text_drop' keeps each token's position through position_ids, which "
+                             f"{type(model).__name__}.forward does not take; use masksub_mode='text'.")
+        # Pad with the id the model pools by: decoder heads pool at the last token that is not padding.
+        pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+        pad = pad if pad is not None else (self.pad_token_id if self.pad_token_id is not None else 0)
+        yield drop_tokens(inputs, dropped, pad)

@@ -52,6 +52,7 @@ class PatchTokenDrop(Masking):
     """Keep a random ``1 - ratio`` of the patch tokens at the model's token-drop point."""
 
     key = "masksub_keep_indices"
+    mode = "tokens"
 
     def __init__(self, num_patches: int, num_prefix_tokens: int, ratio: float, embeddings_class: str | None = None):
         self.ratio = ratio

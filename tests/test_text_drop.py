@@ -1,0 +1,191 @@
+"""``masksub_mode=text_drop``: the sub branch without ``ratio`` of each row's real tokens, for any tokenizer.
+
+Decoder-only sequence classifiers (Llama, Qwen2, Mistral, GPT-2; left and right padding) and BERT, tiny and
+built from configs, a byte-level BPE tokenizer without a mask token trained on real reviews:
+- the batched, repacked sub input gives each row the logits of that row's kept tokens run alone, unpadded,
+  at their original positions (the model's own pooling picks the same token);
+- the pooled (last real) token, special tokens and padding are never dropped, the count is the ratio's;
+- a MaskSubTrainer step's gradients equal a plain PyTorch step that builds the sub inputs row by row;
+- ``auto`` picks ``text_drop`` for a tokenizer without a mask token, ``text`` for BERT's;
+- LoRA (PEFT): only the adapters and the head train;
+- heads MaskSub has no sub loss for (question answering, multiple choice, generation) get a one-line error.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import GradientProbe, ListDataset, bpe_tokenizer, tiny_bert, training_args, word_tokenizer
+from transformers import (BertConfig, BertForMultipleChoice, BertForQuestionAnswering,
+                          GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, LlamaConfig,
+                          LlamaForSequenceClassification, MistralConfig, MistralForSequenceClassification,
+                          Qwen2Config, Qwen2ForSequenceClassification)
+
+from masksub_hf import MaskSubTextCollator, MaskSubTrainer
+from masksub_hf.demo_data import rotten_tomatoes
+from masksub_hf.masking import TokenDrop, TokenMasking, masking_for, num_masked
+
+REVIEWS = list(rotten_tomatoes(seed=0)["sentence"][:8])
+DECODERS = ["llama", "qwen2", "mistral", "gpt2"]
+
+
+def tiny_decoder(family, vocab_size, pad_token_id, seed=0):
+    torch.manual_seed(seed)
+    shared = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, num_labels=2)
+    if family == "gpt2":
+        config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
+                            attn_pdrop=0.0, **shared)
+        return GPT2ForSequenceClassification(config)
+    llama_like = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, max_position_embeddings=64, **shared)
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForSequenceClassification),
+                                 "qwen2": (Qwen2Config, Qwen2ForSequenceClassification),
+                                 "mistral": (MistralConfig, MistralForSequenceClassification)}[family]
+    return model_class(config_class(**llama_like))
+
+
+def setup(family, padding_side, tmp_path):
+    """(model, tokenizer): a decoder with the BPE tokenizer, or BERT with a word-piece one (it has [MASK])."""
+    if family == "bert":
+        tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
+        tokenizer.padding_side = padding_side
+        return tiny_bert(vocab_size=tokenizer.vocab_size), tokenizer
+    tokenizer = bpe_tokenizer(REVIEWS, padding_side=padding_side)
+    return tiny_decoder(family, len(tokenizer), tokenizer.pad_token_id), tokenizer
+
+
+def kept_positions(batch, dropped, row):
+    return [i for i in range(batch["input_ids"].shape[1]) if batch["attention_mask"][row, i] and not dropped[row, i]]
+
+
+def row_by_row_logits(model, batch, dropped):
+    """Each row's kept tokens alone, unpadded, at their original positions (0..L-1 of the padded batch)."""
+    rows = []
+    for row in range(batch["input_ids"].shape[0]):
+        kept = torch.tensor(kept_positions(batch, dropped, row))
+        single = {"input_ids": batch["input_ids"][row, kept][None], "position_ids": kept[None]}
+        if "token_type_ids" in batch:
+            single["token_type_ids"] = batch["token_type_ids"][row, kept][None]
+        rows.append(model(**single).logits[0])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+@pytest.mark.parametrize("family", [*DECODERS, "bert"])
+def test_repacked_rows_give_each_rows_kept_tokens_alone(tmp_path, family, padding_side):
+    model, tokenizer = setup(family, padding_side, tmp_path)
+    model.eval()
+    batch = tokenizer(REVIEWS[:4], padding=True, truncation=True, max_length=40, return_tensors="pt")
+    masking = masking_for(model, "text_drop", 0.3, tokenizer)
+    dropped = masking.draw(batch, [11, 12, 13, 14])  # one seed per row, as MaskSubTrainer draws them
+    for row in range(4):
+        real = batch["attention_mask"][row].bool()
+        last_real = int(torch.nonzero(real)[-1])
+        special = torch.isin(batch["input_ids"][row], torch.tensor(tokenizer.all_special_ids)) & real
+        eligible = int(real.sum()) - int(special.sum()) - (0 if special[last_real] else 1)
+        assert int(dropped[row].sum()) == num_masked(eligible, 0.3) > 0
+        assert not dropped[row, last_real] and not (dropped[row] & ~real).any() and not (dropped[row] & special).any()
+    with torch.no_grad(), masking.apply(model, dict(batch), dropped) as sub_inputs:
+        assert sub_inputs["input_ids"].shape[1] == max(len(kept_positions(batch, dropped, r)) for r in range(4))
+        batched = model(**sub_inputs).logits
+        alone = row_by_row_logits(model, batch, dropped)
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
+
+
+class RecordingCollator(MaskSubTextCollator):
+    """Keeps each batch it makes (with its drop mask), so a reference can replay the step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = []
+
+    def __call__(self, features):
+        batch = super().__call__(features)
+        self.batches.append({k: v.clone() for k, v in batch.items()})
+        return batch
+
+
+def labelled(tokenizer):
+    return [{**tokenizer(text, truncation=True, max_length=40), "labels": i % 2} for i, text in enumerate(REVIEWS)]
+
+
+@pytest.mark.parametrize("family,padding_side", [("llama", "left"), ("gpt2", "right"), ("bert", "right")])
+def test_gradients_match_a_plain_pytorch_step(tmp_path, family, padding_side):
+    model, tokenizer = setup(family, padding_side, tmp_path)
+    reference = copy.deepcopy(model)
+    collator = RecordingCollator(tokenizer, 0.3, mode="text_drop")
+    probe = GradientProbe()
+    args = training_args(tmp_path / "out", per_device_train_batch_size=8, max_steps=1, masksub_ratio=0.3,
+                         masksub_mode="text_drop")
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled(tokenizer)),
+                             data_collator=collator, callbacks=[probe])
+    assert isinstance(trainer.masking, TokenDrop)
+    trainer.train()
+
+    batch = collator.batches[0]
+    dropped, labels = batch.pop("masksub_drop_mask"), batch.pop("labels")
+    main_logits = reference(**batch).logits
+    main_loss = F.cross_entropy(main_logits, labels)
+    sub_logits = row_by_row_logits(reference, batch, dropped)
+    targets = torch.softmax(main_logits.detach(), dim=-1)
+    sub_loss = -(targets * torch.log_softmax(sub_logits, dim=-1)).sum(-1).mean()
+    (0.5 * main_loss + 0.5 * sub_loss).backward()
+    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    assert expected.keys() == probe.gradients[0].keys()
+    for name, gradient in expected.items():
+        torch.testing.assert_close(probe.gradients[0][name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_auto_drops_tokens_for_a_tokenizer_without_a_mask_token(tmp_path):
+    tokenizer = bpe_tokenizer(REVIEWS)
+    decoder = tiny_decoder("qwen2", len(tokenizer), tokenizer.pad_token_id)
+    assert isinstance(masking_for(decoder, "auto", 0.15, tokenizer), TokenDrop)
+    bert_tokenizer = word_tokenizer(tmp_path, REVIEWS)
+    assert isinstance(masking_for(tiny_bert(vocab_size=bert_tokenizer.vocab_size), "auto", 0.15, bert_tokenizer),
+                      TokenMasking)
+    args = training_args(tmp_path / "out", per_device_train_batch_size=4, max_steps=2, logging_steps=1,
+                         masksub_ratio=0.15)
+    trainer = MaskSubTrainer(model=decoder, args=args, train_dataset=ListDataset(labelled(tokenizer)),
+                             processing_class=tokenizer)
+    assert trainer.masking.mode == "text_drop"
+    trainer.train()
+    assert all(entry["sub_loss"] > 0 for entry in trainer.state.log_history if "loss" in entry)
+
+
+def test_lora_trains_only_the_adapters_and_the_head(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    tokenizer = bpe_tokenizer(REVIEWS, padding_side="left")
+    base = tiny_decoder("llama", len(tokenizer), tokenizer.pad_token_id)
+    model = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"]))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=3, logging_steps=1, masksub_ratio=0.3)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled(tokenizer)),
+                             processing_class=tokenizer)
+    assert trainer.masking.mode == "text_drop"
+    trainer.train()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert changed == trainable, sorted(changed ^ trainable)
+    assert any("lora_" in n for n in changed) and any("score" in n for n in changed)
+    assert all("lora_" in n or "modules_to_save" in n for n in changed), sorted(changed)
+    assert all(entry["sub_loss"] > 0 for entry in trainer.state.log_history if "loss" in entry)
+
+
+@pytest.mark.parametrize("head", [BertForQuestionAnswering, BertForMultipleChoice])
+def test_heads_without_a_sub_loss_are_a_one_line_error(tmp_path, head):
+    tokenizer = word_tokenizer(tmp_path, REVIEWS)
+    model = head(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=64))
+    for mode in ("auto", "text", "text_drop"):
+        with pytest.raises(ValueError, match="MaskSub's text modes train sequence and token classifiers") as error:
+            masking_for(model, mode, 0.15, tokenizer)
+        assert "\n" not in str(error.value) and head.__name__ in str(error.value)
+
+
+def test_a_language_model_head_is_refused_too():
+    tokenizer = bpe_tokenizer(REVIEWS)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel is not one"):
+        masking_for(model, "auto", 0.15, tokenizer)

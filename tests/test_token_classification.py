@@ -1,0 +1,138 @@
+"""MaskSub for token classifiers (``*ForTokenClassification``): the sub loss at supervised tokens only.
+
+- ``token_sub_loss``: unsupervised positions (label -100) and padding add nothing; under token drop each kept
+  token is compared with the main prediction at its own position, not a neighbour's;
+- a MaskSubTrainer step (BERT with ``[MASK]`` and with token drop; a Qwen2 decoder with token drop, left
+  padding), gradient accumulation 2, equals a plain PyTorch step written out token by token, with both losses
+  normalised over the labelled tokens of the accumulated batch.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import GradientProbe, ListDataset, bpe_tokenizer, training_args, word_tokenizer
+from test_text_drop import REVIEWS
+from transformers import (BertConfig, BertForTokenClassification, DataCollatorForTokenClassification, Qwen2Config,
+                          Qwen2ForTokenClassification)
+
+from masksub_hf import MaskSubTextCollator, MaskSubTrainer
+from masksub_hf.token_classification import token_sub_loss
+
+NUM_TAGS = 3
+
+
+def test_unsupervised_positions_and_neighbours_carry_no_target():
+    generator = torch.Generator().manual_seed(0)
+    main = torch.randn(2, 5, NUM_TAGS, generator=generator)
+    sub = torch.randn(2, 5, NUM_TAGS, generator=generator)
+    labels = torch.tensor([[-100, 1, -100, 2, 0], [0, -100, 1, -100, -100]])
+    base = token_sub_loss(sub, main, labels)
+    changed = main.clone()
+    changed[labels == -100] += 100.0  # what the main branch says where nothing is supervised does not matter
+    assert torch.equal(token_sub_loss(sub, changed, labels), base)
+    expected = [-(torch.softmax(main[b, t], -1) * torch.log_softmax(sub[b, t], -1)).sum()
+                for b in range(2) for t in range(5) if labels[b, t] != -100]
+    torch.testing.assert_close(base, torch.stack(expected).mean())
+    torch.testing.assert_close(token_sub_loss(sub, main, labels, num_items=10), torch.stack(expected).sum() / 10)
+    # Token drop: row 0 keeps positions 1 and 3, row 1 keeps 0 and 2; the sub tokens map back to them only.
+    kept = torch.tensor([[1, 3], [0, 2]])
+    dropped_sub = sub[:, :2]
+    mapped = [-(torch.softmax(main[b, kept[b, j]], -1) * torch.log_softmax(dropped_sub[b, j], -1)).sum()
+              for b in range(2) for j in range(2)]
+    torch.testing.assert_close(token_sub_loss(dropped_sub, main, labels, kept=kept), torch.stack(mapped).mean())
+    neighbours = main.clone()
+    neighbours[:, [2, 4]] += 100.0  # positions 2 (row 0) and 4 are neighbours of kept tokens, not kept ones
+    neighbours[1, 1] += 100.0
+    assert torch.equal(token_sub_loss(dropped_sub, neighbours, labels, kept=kept),
+                       token_sub_loss(dropped_sub, main, labels, kept=kept))
+
+
+def tagged_items(tokenizer):
+    """Reviews as words, the first sub-token of each word tagged (word length mod 3), the rest -100."""
+    items = []
+    for review in REVIEWS:
+        words = review.lower().replace(",", " ").replace(".", " ").split()[:20]
+        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=48)
+        labels, previous = [], None
+        for word in encoded.word_ids():
+            labels.append(-100 if word is None or word == previous else len(words[word]) % NUM_TAGS)
+            previous = word
+        items.append({**encoded, "labels": labels})
+    return items
+
+
+def model_and_tokenizer(family, tmp_path):
+    torch.manual_seed(0)
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 num_labels=NUM_TAGS)
+    if family == "bert":
+        tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_dropout_prob=0.0,
+                            attention_probs_dropout_prob=0.0, **small)
+        return BertForTokenClassification(config), tokenizer
+    tokenizer = bpe_tokenizer(REVIEWS, padding_side="left")
+    tokenizer._tokenizer.pre_tokenizer.add_prefix_space = True  # words given one by one: "Ġword" as in running text
+    config = Qwen2Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_key_value_heads=1,
+                         classifier_dropout=0.0,  # the generic token head drops 10% by default
+                         max_position_embeddings=64, **small)
+    return Qwen2ForTokenClassification(config), tokenizer
+
+
+class RecordingCollator(MaskSubTextCollator):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = []
+
+    def __call__(self, features):
+        batch = super().__call__(features)
+        self.batches.append({k: v.clone() for k, v in batch.items()})
+        return batch
+
+
+def reference_gradients(model, batches, mode):
+    """Both branches written out token by token; each loss summed over the accumulated batch's labelled tokens
+    and divided by their count (Trainer's normalisation for token classifiers)."""
+    count = sum(int((batch["labels"] != -100).sum()) for batch in batches)
+    for batch in batches:
+        batch = dict(batch)
+        labels = batch.pop("labels")
+        mask = batch.pop("masksub_input_ids" if mode == "text" else "masksub_drop_mask")
+        main_logits = model(**batch).logits
+        main_loss = F.cross_entropy(main_logits.flatten(0, 1), labels.flatten(), reduction="sum") / count
+        sub_terms = []
+        for row in range(labels.shape[0]):
+            real = batch["attention_mask"][row].bool()
+            if mode == "text":
+                logits = model(input_ids=mask[row][None], attention_mask=batch["attention_mask"][row][None]).logits[0]
+                positions = list(range(labels.shape[1]))
+            else:
+                positions = [i for i in range(labels.shape[1]) if real[i] and not mask[row, i]]
+                kept = torch.tensor(positions)
+                logits = model(input_ids=batch["input_ids"][row, kept][None], position_ids=kept[None]).logits[0]
+            for j, position in enumerate(positions):
+                if labels[row, position] != -100:
+                    target = torch.softmax(main_logits[row, position].detach(), -1)
+                    sub_terms.append(-(target * torch.log_softmax(logits[j], -1)).sum())
+        sub_loss = torch.stack(sub_terms).sum() / count
+        (0.5 * main_loss + 0.5 * sub_loss).backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("family,mode", [("bert", "text"), ("bert", "text_drop"), ("qwen2", "text_drop")])
+def test_gradients_match_a_token_by_token_reference_over_accumulated_batches(tmp_path, family, mode):
+    model, tokenizer = model_and_tokenizer(family, tmp_path)
+    reference = copy.deepcopy(model)
+    collator = RecordingCollator(tokenizer, 0.3, mode=mode, base_collator=DataCollatorForTokenClassification(tokenizer))
+    probe = GradientProbe()
+    args = training_args(tmp_path / "out", per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=1,
+                         masksub_ratio=0.3, masksub_mode=mode)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(tagged_items(tokenizer)),
+                             data_collator=collator, callbacks=[probe])
+    trainer.train()
+    assert len(collator.batches) == 2
+    expected = reference_gradients(reference, collator.batches, mode)
+    assert expected.keys() == probe.gradients[0].keys()
+    for name, gradient in expected.items():
+        torch.testing.assert_close(probe.gradients[0][name], gradient, rtol=1e-4, atol=1e-6, msg=name)
