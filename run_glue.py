@@ -10,7 +10,8 @@ plus ``--masksub_ratio`` (default 0.15, the paper's BERT setting; 0 = plain ``Tr
 
 Files: csv or json with a ``label`` column (int or string classes, float for regression, a list of
 labels for multi-label) and ``sentence1``/``sentence2`` or ``sentence`` columns (else the first one or
-two other columns). The sub branch sees ``[MASK]`` in place of ``ratio`` of the real tokens.
+two other columns). The sub branch sees ``[MASK]`` in place of ``ratio`` of the real tokens (``--masksub_mode
+text_drop``, or a tokenizer without a mask token: those tokens removed, positions kept).
 """
 
 import logging
@@ -157,8 +158,9 @@ def main(args=None):
         tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None)
     try:
         collator = base_collator
-        if training_args.masksub_ratio > 0 and training_args.masksub_mode in ("auto", "text"):
-            collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator)
+        if training_args.masksub_ratio > 0 and training_args.masksub_mode in ("auto", "text", "text_drop"):
+            collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator,
+                                           mode=training_args.masksub_mode)
         trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
                                  eval_dataset=eval_datasets.get(""), compute_metrics=compute_metrics,
                                  processing_class=tokenizer, data_collator=collator)

@@ -52,11 +52,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = ("trainer_baseline", "trainer_masksub", "bare_baseline", "bare_masksub")
 GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory ratio
     "vit": (1.50, 1.03, 1.05), "bert": (2.05, 1.03, 1.05), "resnet": (2.05, 1.03, 1.05), "clip": (1.50, 1.03, 1.05),
-    "swin": (2.05, 1.03, 1.05),
+    "swin": (2.05, 1.03, 1.05), "bert_drop": (1.85, 1.03, 1.05), "decoder": (1.85, 1.03, 1.05),
 }
 SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
-PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256}
-RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5}
+PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32}
+RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15}
+MODE = {"bert_drop": "text_drop", "decoder": "text_drop"}  # text token drop; every other case: auto
+TEXT_CASES = ("bert", "bert_drop", "decoder")
 
 
 @dataclass(frozen=True)
@@ -118,16 +120,27 @@ def build_case(name, setting):
     generator = torch.Generator().manual_seed(0)
     count = setting.batch(name) * 8  # enough batches for a warm-up step plus the timed steps
     tokenizer, texts = None, None
-    if name in ("bert", "clip"):
+    if name in (*TEXT_CASES, "clip"):
         from transformers import AutoTokenizer
 
         from masksub_hf.demo_data import rotten_tomatoes
 
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        texts = list(rotten_tomatoes(seed=0)["sentence"][:count])
-    if setting.sizes == "paper":
-        model, size = paper_model(name, setting.quick)
-        length = {"bert": size, "clip": 77}.get(name)
+        reviews = list(rotten_tomatoes(seed=0)["sentence"][:8 * count])
+        # Text cases: 8 reviews a sample, so every row fills its max length (no padding: token drop's cost is
+        # measured on real tokens); CLIP: one caption a sample.
+        texts = [" ".join(reviews[8 * i:8 * i + 8]) for i in range(count)] if name in TEXT_CASES else reviews[:count]
+    if name == "decoder":  # a Qwen2 sequence classifier, randomly initialised (MiniLM's vocabulary, pad id 0)
+        from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+        width, layers = (64, 2) if setting.quick else (256, 4)
+        model = Qwen2ForSequenceClassification(Qwen2Config(
+            vocab_size=tokenizer.vocab_size, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id, num_labels=2))
+        size, length = None, 64 if setting.quick else 128
+    elif setting.sizes == "paper":
+        model, size = paper_model("bert" if name == "bert_drop" else name, setting.quick)
+        length = {"clip": 77}.get(name, size)
     else:
         size = 112 if setting.quick else 224
         length = 32 if name == "clip" else (64 if setting.quick else 128)
@@ -136,7 +149,7 @@ def build_case(name, setting):
         elif name == "resnet":
             model = ResNetForImageClassification(ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2],
                                                               hidden_sizes=[64, 128, 256, 512], num_labels=10))
-        elif name == "bert":
+        elif name in ("bert", "bert_drop"):
             model = BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
         else:
             from transformers import AutoModel
@@ -148,7 +161,7 @@ def build_case(name, setting):
         return model, [{"pixel_values": pixels[i], "labels": i % 10} for i in range(count)], RATIO[name], None
     texts = (texts * (count // len(texts) + 1))[:count]
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=length)
-    if name == "bert":
+    if name in TEXT_CASES:
         samples = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
                     "labels": i % 2} for i in range(count)]
         return model, samples, RATIO[name], tokenizer
@@ -174,8 +187,8 @@ def collator_for(name, variant, model, ratio, tokenizer):
     base = clip_collator if name == "clip" else default_data_collator
     if variant in ("trainer_baseline", "bare_baseline"):
         return base
-    if name == "bert":
-        return MaskSubTextCollator(tokenizer, ratio, base_collator=base)
+    if name in TEXT_CASES:
+        return MaskSubTextCollator(tokenizer, ratio, base_collator=base, mode=MODE.get(name, "auto"))
     return MaskSubImageCollator(model, ratio, base_collator=base)
 
 
@@ -190,7 +203,7 @@ def trainer_steps(name, variant, model, samples, ratio, tokenizer, setting, step
         trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=ListDataset(samples),
                           data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
     else:
-        args = MaskSubTrainingArguments(**common, masksub_ratio=ratio)
+        args = MaskSubTrainingArguments(**common, masksub_ratio=ratio, masksub_mode=MODE.get(name, "auto"))
         trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(samples), processing_class=tokenizer,
                                  data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
     trainer.train()
@@ -201,7 +214,7 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
     """Step times of a plain loop: same data, AdamW, no Trainer (bf16: the step under autocast, as Trainer)."""
     device, batch = torch.device(setting.device), setting.batch(name)
     model.to(device).train()
-    masking = masking_for(model, "auto", ratio) if variant == "bare_masksub" else None
+    masking = masking_for(model, MODE.get(name, "auto"), ratio, tokenizer) if variant == "bare_masksub" else None
     optimizer = torch.optim.AdamW([*model.parameters(), *(masking.parameters() if masking else [])], lr=1e-4)
     loader = torch.utils.data.DataLoader(ListDataset(samples), batch_size=batch, shuffle=True, drop_last=True,
                                          collate_fn=collator_for(name, variant, model, ratio, tokenizer))

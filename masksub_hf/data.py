@@ -40,7 +40,7 @@ def select_split(dataset, name, max_samples=None, needed_for="", shuffle_seed=No
     return data.select(range(min(max_samples, len(data))))
 
 
-def _check_path(flag, path, directory=False):
+def check_path(flag, path, directory=False):
     if path is not None and not (os.path.isdir(path) if directory else os.path.isfile(path)):
         raise UserInputError(f"{flag}: no such {'directory' if directory else 'file'}: {path}")
 
@@ -170,8 +170,8 @@ class ImageDataArguments:
     def __post_init__(self):
         if self.dataset_name is None and self.train_dir is None and self.validation_dir is None:
             raise UserInputError("give --dataset_name (Hub) or --train_dir / --validation_dir (image folders).")
-        _check_path("--train_dir", self.train_dir, directory=True)
-        _check_path("--validation_dir", self.validation_dir, directory=True)
+        check_path("--train_dir", self.train_dir, directory=True)
+        check_path("--validation_dir", self.validation_dir, directory=True)
         for flag, directory in (("--train_dir", self.train_dir), ("--validation_dir", self.validation_dir)):
             if directory is not None and not _has_files(directory):
                 raise UserInputError(f"{flag}: no files in {directory}.")
@@ -239,7 +239,7 @@ class TextDataArguments:
                 raise UserInputError("give --task_name, --dataset_name, or --train_file and --validation_file.")
             for flag, path in (("--train_file", self.train_file), ("--validation_file", self.validation_file),
                                ("--test_file", self.test_file)):
-                _check_path(flag, path)
+                check_path(flag, path)
                 if path is not None and path.rsplit(".", 1)[-1] not in ("csv", "json", "jsonl"):
                     raise UserInputError(f"{flag} must be a csv or json file, got {path}.")
         if self.max_seq_length <= 0:
