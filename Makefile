@@ -16,7 +16,8 @@ FLOOR_VENV := .venv-floor
 FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_PINS := requirements/floor.txt
 FLOOR_TESTS := tests/test_equivalence.py tests/test_trainer.py tests/test_resume.py tests/test_best_model.py \
-	tests/test_distributed.py tests/test_drop_in.py tests/test_scripts.py tests/test_arguments.py
+	tests/test_distributed.py tests/test_drop_in.py tests/test_scripts.py tests/test_arguments.py \
+	tests/test_text_drop.py tests/test_token_classification.py tests/test_ner.py
 
 .PHONY: install demo test install-floor test-floor clean
 

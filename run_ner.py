@@ -23,9 +23,9 @@ from datasets import ClassLabel, DatasetDict
 from transformers import (AutoConfig, AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
                           set_seed)
 
-from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf import MaskSubTrainingArguments
 from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, train_evaluate_and_publish, trainer_error)
+                            setup_logging, text_trainer, train_evaluate_and_publish)
 from masksub_hf.data import check_columns, check_path, load_data_files, select_split
 from masksub_hf.metrics import load_metric
 
@@ -175,16 +175,8 @@ def main(args=None):
         return overall
 
     base_collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None)
-    try:
-        collator = base_collator
-        if training_args.masksub_ratio > 0 and training_args.masksub_mode in ("auto", "text", "text_drop"):
-            collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator,
-                                           mode=training_args.masksub_mode)
-        trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
-                                 eval_dataset=eval_datasets.get(""), compute_metrics=compute_metrics,
-                                 processing_class=tokenizer, data_collator=collator)
-    except ValueError as error:
-        raise trainer_error(error) from error
+    trainer = text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_datasets.get(""),
+                           compute_metrics)
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "token-classification"}
     train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card)

@@ -15,6 +15,8 @@ from transformers import HfArgumentParser
 from transformers.trainer_utils import sort_checkpoints
 
 from .checkpoint import TRAINER_STATE_NAME, is_complete_checkpoint
+from .collators import MaskSubTextCollator
+from .trainer import MaskSubTrainer
 
 logger = logging.getLogger("masksub_hf")
 
@@ -124,6 +126,20 @@ class ModelArguments:
 def trainer_error(error: ValueError) -> UserInputError:
     """A ``MaskSubTrainer`` set-up error as a user error naming its flag (``--masksub_mode`` unless it names one)."""
     return UserInputError(str(error) if str(error).startswith("--") else f"--masksub_mode: {error}")
+
+
+def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_dataset, compute_metrics):
+    """The text scripts' ``MaskSubTrainer``: ``base_collator`` wrapped so the text masks are drawn in the data
+    pipeline (``[MASK]`` or token drop, as ``--masksub_mode`` says); a set-up error names its flag."""
+    collator = base_collator
+    try:
+        if training_args.masksub_ratio > 0 and training_args.masksub_mode in ("auto", "text", "text_drop"):
+            collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator,
+                                           mode=training_args.masksub_mode)
+        return MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                              compute_metrics=compute_metrics, processing_class=tokenizer, data_collator=collator)
+    except ValueError as error:
+        raise trainer_error(error) from error
 
 
 def model_error(error: Exception) -> UserInputError:

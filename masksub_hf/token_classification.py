@@ -13,7 +13,6 @@ divided by the number of labelled tokens of the accumulated batch (``num_items_i
 normaliser), or averaged over this micro-batch's labelled tokens when there is none.
 """
 
-import torch
 import torch.nn.functional as F
 
 

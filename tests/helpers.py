@@ -8,7 +8,7 @@ import sys
 import torch
 from transformers import BertConfig, BertForSequenceClassification, TrainerCallback, ViTConfig, ViTForImageClassification
 
-from masksub_hf import MaskSubTrainingArguments
+from masksub_hf import MaskSubTextCollator, MaskSubTrainingArguments
 from masksub_hf.demo_data import ListDataset  # noqa: F401  (re-exported for the tests)
 
 # Where the tests that use training_args train: "cpu" (the default run), or "cuda" (benchmarks/gpu.py sets
@@ -142,3 +142,16 @@ def launch(script_args, processes=2, port=29517, timeout=600, config_file=None):
                                timeout=timeout)
     assert completed.returncode == 0, completed.stderr[-4000:]
     return completed
+
+
+class RecordingCollator(MaskSubTextCollator):
+    """Keeps each batch it makes (with its text mask), so a reference can replay the step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = []
+
+    def __call__(self, features):
+        batch = super().__call__(features)
+        self.batches.append({k: v.clone() for k, v in batch.items()})
+        return batch

@@ -16,13 +16,13 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import GradientProbe, ListDataset, bpe_tokenizer, tiny_bert, training_args, word_tokenizer
+from helpers import GradientProbe, ListDataset, RecordingCollator, bpe_tokenizer, tiny_bert, training_args, word_tokenizer
 from transformers import (BertConfig, BertForMultipleChoice, BertForQuestionAnswering,
                           GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, LlamaConfig,
                           LlamaForSequenceClassification, MistralConfig, MistralForSequenceClassification,
                           Qwen2Config, Qwen2ForSequenceClassification)
 
-from masksub_hf import MaskSubTextCollator, MaskSubTrainer
+from masksub_hf import MaskSubTrainer
 from masksub_hf.demo_data import rotten_tomatoes
 from masksub_hf.masking import TokenDrop, TokenMasking, masking_for, num_masked
 
@@ -91,19 +91,6 @@ def test_repacked_rows_give_each_rows_kept_tokens_alone(tmp_path, family, paddin
         batched = model(**sub_inputs).logits
         alone = row_by_row_logits(model, batch, dropped)
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
-
-
-class RecordingCollator(MaskSubTextCollator):
-    """Keeps each batch it makes (with its drop mask), so a reference can replay the step."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batches = []
-
-    def __call__(self, features):
-        batch = super().__call__(features)
-        self.batches.append({k: v.clone() for k, v in batch.items()})
-        return batch
 
 
 def labelled(tokenizer):

@@ -12,12 +12,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import GradientProbe, ListDataset, bpe_tokenizer, training_args, word_tokenizer
+from helpers import GradientProbe, ListDataset, RecordingCollator, bpe_tokenizer, training_args, word_tokenizer
 from test_text_drop import REVIEWS
 from transformers import (BertConfig, BertForTokenClassification, DataCollatorForTokenClassification, Qwen2Config,
                           Qwen2ForTokenClassification)
 
-from masksub_hf import MaskSubTextCollator, MaskSubTrainer
+from masksub_hf import MaskSubTrainer
 from masksub_hf.token_classification import token_sub_loss
 
 NUM_TAGS = 3
@@ -78,17 +78,6 @@ def model_and_tokenizer(family, tmp_path):
                          classifier_dropout=0.0,  # the generic token head drops 10% by default
                          max_position_embeddings=64, **small)
     return Qwen2ForTokenClassification(config), tokenizer
-
-
-class RecordingCollator(MaskSubTextCollator):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batches = []
-
-    def __call__(self, features):
-        batch = super().__call__(features)
-        self.batches.append({k: v.clone() for k, v in batch.items()})
-        return batch
 
 
 def reference_gradients(model, batches, mode):
