@@ -190,6 +190,8 @@ class MaskSubTrainer(Trainer):
         super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # model_init may have built the model this run resumes: its masking (an owned mask token) first.
+        self._configure_masking()
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         self._restore_weights(resume_from_checkpoint, model)
 

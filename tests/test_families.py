@@ -187,6 +187,19 @@ def test_owned_mask_token_trains_and_resumes_but_is_never_exported(tmp_path):
     assert torch.equal(resumed._owned_parameters()[0], torch.load(tmp_path / "checkpoint-1/masksub_state.pt")[0])
 
 
+def test_model_init_resume_restores_the_owned_mask_token_into_the_new_models_masking(tmp_path):
+    args = MaskSubTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=2,
+                                    save_steps=1, per_device_train_batch_size=4, learning_rate=0.1,
+                                    disable_tqdm=True, masksub_block_size=BLOCK)
+    trainer = MaskSubTrainer(model_init=lambda: hf_model("swin"), args=args, train_dataset=ListDataset(block_items()))
+    trainer.train()
+    resumed = MaskSubTrainer(model_init=lambda: hf_model("swin"), args=args, train_dataset=ListDataset(block_items()))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    # The resumed run's token went on from checkpoint-1's, as the uninterrupted run's did: the same at step 2.
+    assert torch.equal(resumed._owned_parameters()[0], trainer._owned_parameters()[0])
+    assert torch.equal(resumed._owned_parameters()[0], torch.load(tmp_path / "checkpoint-2/masksub_state.pt")[0])
+
+
 def timm_vit_reference_logits(timm_model, pixels, keep_indices):
     x = timm_model._pos_embed(timm_model.patch_embed(pixels))
     kept = torch.stack([x[b, 1:][keep_indices[b]] for b in range(len(keep_indices))])
