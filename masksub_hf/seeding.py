@@ -143,6 +143,8 @@ class SeedsBesideBatch:
         self.collator = collator
 
     def __getattr__(self, name):  # only called for names this wrapper does not have
+        if "collator" not in self.__dict__:  # mid-unpickling (spawned DataLoader workers): nothing to read through
+            raise AttributeError(name)
         return getattr(self.__dict__["collator"], name)
 
     def __call__(self, features):

@@ -9,6 +9,7 @@ early stopping, ``train()`` twice, ``predict``.
 """
 
 import os
+import pickle
 
 import pytest
 import torch
@@ -161,6 +162,8 @@ def test_loader_and_collator_at_ratio_zero_are_trainers(tmp_path):
     # With per-sample seeds the loader reads through SeededDataset and hands the seeds beside the batch;
     # the wrapper still reads as the collator it wraps.
     assert loaders["on"][0].dataset is data and loaders["on"][2].tokenizer is tokenizer
+    copied = pickle.loads(pickle.dumps(loaders["on"][2]))  # as spawned DataLoader workers receive it
+    assert copied.tokenizer.vocab_size == tokenizer.vocab_size
 
 
 def test_checkpoint_rotation_is_trainers(tmp_path):
