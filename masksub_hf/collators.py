@@ -8,7 +8,7 @@ torch's global RNG.
 
 from transformers import DataCollatorWithPadding, default_data_collator
 
-from .masking import TokenDrop, TokenMasking, masking_for, timm_model_of
+from .masking import masking_for, text_masking, timm_model_of
 from .seeding import pop_sample_seeds
 
 
@@ -74,9 +74,4 @@ class MaskSubTextCollator(MaskingCollator):
     def __init__(self, tokenizer, ratio: float = 0.15, base_collator=None, generator=None, mode: str = "auto"):
         base_collator = base_collator or DataCollatorWithPadding(tokenizer)
         self.tokenizer = tokenizer  # where Trainer looks for a tokenizer to save when processing_class is None
-        if mode == "auto":
-            mode = "text" if getattr(tokenizer, "mask_token_id", None) is not None else "text_drop"
-        if mode not in ("text", "text_drop"):
-            raise ValueError(f"MaskSubTextCollator: mode must be 'auto', 'text' or 'text_drop', got {mode!r}.")
-        masking = TokenMasking.from_tokenizer(tokenizer, ratio) if mode == "text" else TokenDrop.from_tokenizer(tokenizer, ratio)
-        super().__init__(masking, base_collator, generator)
+        super().__init__(text_masking(tokenizer, ratio, mode), base_collator, generator)

@@ -9,11 +9,16 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_cross_entropy(sub_logits: torch.Tensor, main_logits: torch.Tensor) -> torch.Tensor:
-    """``mean_i(-sum_c softmax(z_main)_ic * log_softmax(z_sub)_ic)``, for single-label classification."""
+def soft_cross_entropy_per_item(sub_logits: torch.Tensor, main_logits: torch.Tensor) -> torch.Tensor:
+    """``-sum_c softmax(z_main)_c * log_softmax(z_sub)_c`` for each prediction (the last dimension is the classes)."""
     target = F.softmax(main_logits.detach().float(), dim=-1)
     log_probs = F.log_softmax(sub_logits.float(), dim=-1)
-    return -(target * log_probs).sum(dim=-1).mean()
+    return -(target * log_probs).sum(dim=-1)
+
+
+def soft_cross_entropy(sub_logits: torch.Tensor, main_logits: torch.Tensor) -> torch.Tensor:
+    """``mean_i(-sum_c softmax(z_main)_ic * log_softmax(z_sub)_ic)``, for single-label classification."""
+    return soft_cross_entropy_per_item(sub_logits, main_logits).mean()
 
 
 def sigmoid_binary_cross_entropy(sub_logits: torch.Tensor, main_logits: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,6 @@ def end_process_group_at_exit(trainer):
     """Have :func:`end_process_group` run at exit (once), if ``trainer`` runs in a process group."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return
-    if not _trainers:
-        atexit.register(end_process_group)
+    atexit.unregister(end_process_group)  # registered once, whichever trainers are still alive
+    atexit.register(end_process_group)
     _trainers.add(trainer)

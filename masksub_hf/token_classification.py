@@ -13,12 +13,12 @@ divided by the number of labelled tokens of the accumulated batch (``num_items_i
 normaliser), or averaged over this micro-batch's labelled tokens when there is none.
 """
 
-import torch.nn.functional as F
+from .losses import soft_cross_entropy_per_item
+from .masking import peft_base_model
 
 
 def is_token_classifier(model) -> bool:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: the model it wraps
-    return type(inner).__name__.endswith("ForTokenClassification")
+    return type(peft_base_model(model)).__name__.endswith("ForTokenClassification")
 
 
 def token_sub_loss(sub_logits, main_logits, labels, kept=None, num_items=None):
@@ -35,9 +35,7 @@ def token_sub_loss(sub_logits, main_logits, labels, kept=None, num_items=None):
         main_logits = main_logits.gather(1, index.unsqueeze(-1).expand(-1, -1, main_logits.shape[-1]))
         labels = labels.gather(1, index).masked_fill(kept < 0, -100)
     supervised = labels != -100
-    target = F.softmax(main_logits.detach().float(), dim=-1)
-    per_token = -(target * F.log_softmax(sub_logits.float(), dim=-1)).sum(dim=-1)
-    total = per_token.masked_fill(~supervised, 0.0).sum()
+    total = soft_cross_entropy_per_item(sub_logits, main_logits).masked_fill(~supervised, 0.0).sum()
     if num_items is not None:
         return total / num_items
     return total / supervised.sum().clamp(min=1)

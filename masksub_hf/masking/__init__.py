@@ -15,11 +15,11 @@
 
 from torch import nn
 
-from .base import Masking, num_masked
+from .base import Masking, num_masked, peft_base_model
 from .mask_token import MASK_TOKEN_FAMILIES, MaskTokenMasking
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
-from .text import TokenDrop, TokenMasking
+from .text import TokenDrop, TokenMasking, text_masking
 from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit, token_drop_config
 
 MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "text_drop", "dropout", "droppath")
@@ -63,17 +63,12 @@ def auto_mode(model_or_config):
     return None
 
 
-def _has_mask_token(tokenizer):
-    return getattr(getattr(tokenizer, "tokenizer", tokenizer), "mask_token_id", None) is not None
-
-
 def _check_text_head(model_or_config, mode):
     """A one-line error for text heads MaskSub has no sub loss for (question answering, multiple choice,
     generation): their outputs are neither one prediction per sequence nor one per token."""
     if not isinstance(model_or_config, nn.Module):
         return
-    inner = model_or_config.get_base_model() if hasattr(model_or_config, "get_base_model") else model_or_config
-    name = type(inner).__name__
+    name = type(peft_base_model(model_or_config)).__name__
     if not name.endswith(TEXT_HEADS):
         raise ValueError(f"masksub_mode={mode!r}: MaskSub's text modes train sequence and token classifiers "
                          f"(*ForSequenceClassification, *ForTokenClassification); {name} is not one (question "
@@ -101,8 +96,6 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
     """
     is_model = isinstance(model_or_config, nn.Module)
     chosen = auto_mode(model_or_config) if mode == "auto" else mode
-    if chosen == "text" and mode == "auto" and tokenizer is not None and not _has_mask_token(tokenizer):
-        chosen = "text_drop"  # a tokenizer without a mask token (decoder-only models): drop tokens instead
     timm_model = timm_model_of(model_or_config)
     config = getattr(model_or_config, "config", model_or_config)
     model_type = getattr(config, "model_type", None)
@@ -120,9 +113,7 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
         return PixelMasking(ratio, block_size)
     if chosen in TEXT_MODES and getattr(model_or_config, "main_input_name", None) == "input_ids":
         _check_text_head(model_or_config, mode)
-        if chosen == "text":
-            return TokenMasking.from_tokenizer(tokenizer, ratio)
-        return TokenDrop.from_tokenizer(tokenizer, ratio)
+        return text_masking(tokenizer, ratio, mode)
     if chosen in ("dropout", "droppath"):
         if not is_model:
             return Masking()  # the sub branch sees the clean batch: nothing to draw
@@ -144,5 +135,7 @@ __all__ = [
     "auto_mode",
     "masking_for",
     "num_masked",
+    "peft_base_model",
+    "text_masking",
     "timm_model_of",
 ]

@@ -16,6 +16,11 @@ def num_masked(num_items, ratio: float):
     return math.floor(num_items * ratio + 0.5)
 
 
+def peft_base_model(model):
+    """The model a PEFT wrapper trains (``get_base_model()``), else ``model`` itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def uniform_noise(shape, generator=None) -> torch.Tensor:
     """``torch.rand(shape)`` from ``generator``, or, given an array of one seed per sample (row), from
     :func:`seeded_uniform`, so a sample's mask depends on its own seed only (``masksub_hf.seeding``)."""

@@ -16,15 +16,19 @@ import inspect
 
 import torch
 
-from .base import Masking, num_masked, uniform_noise
+from .base import Masking, num_masked, peft_base_model, uniform_noise
+
+
+def real_tokens(input_ids, attention_mask):
+    """``(B, L)`` booleans: the positions that are not padding (all of them without an attention mask)."""
+    return attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
 
 
 def choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator=None, keep_last_real=False):
     """``(B, L)`` booleans: ``round(ratio * n)`` of each row's ``n`` eligible tokens (real, not special, and not the
     row's last real token when ``keep_last_real``), chosen uniformly from the row's noise."""
-    eligible = ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
-    real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-    eligible &= real
+    real = real_tokens(input_ids, attention_mask)
+    eligible = real & ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
     if keep_last_real:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         last_real = positions.masked_fill(~real, -1).amax(dim=1, keepdim=True)
@@ -59,8 +63,7 @@ def drop_tokens(inputs, dropped, pad_token_id):
     input_ids = inputs["input_ids"]
     batch, length = input_ids.shape
     attention_mask = inputs.get("attention_mask")
-    real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-    order, filled = kept_order(real, dropped.to(input_ids.device))
+    order, filled = kept_order(real_tokens(input_ids, attention_mask), dropped.to(input_ids.device))
     width = order.shape[1]
     positions = inputs.get("position_ids")
     if positions is None:
@@ -121,8 +124,7 @@ class TokenMasking(Masking):
 
 
 def _takes_position_ids(model):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: the model it wraps
-    return "position_ids" in inspect.signature(base.forward).parameters
+    return "position_ids" in inspect.signature(peft_base_model(model).forward).parameters
 
 
 class TokenDrop(Masking):
@@ -151,10 +153,8 @@ class TokenDrop(Masking):
     @staticmethod
     def kept_positions(inputs, dropped):
         """``(B, W)``: the original position of each sub-branch token, -1 where a row is padded."""
-        attention_mask = inputs.get("attention_mask")
         input_ids = inputs["input_ids"]
-        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-        order, filled = kept_order(real, dropped.to(input_ids.device))
+        order, filled = kept_order(real_tokens(input_ids, inputs.get("attention_mask")), dropped.to(input_ids.device))
         return order.masked_fill(~filled, -1)
 
     @contextlib.contextmanager
@@ -166,3 +166,17 @@ class TokenDrop(Masking):
         pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         pad = pad if pad is not None else (self.pad_token_id if self.pad_token_id is not None else 0)
         yield drop_tokens(inputs, dropped, pad)
+
+
+def text_masking(tokenizer, ratio: float, mode: str = "auto") -> Masking:
+    """The text masking for ``tokenizer``: ``text`` (``[MASK]``), ``text_drop``, or ``auto``: ``[MASK]`` when the
+    tokenizer has a mask token (or none is known yet: ``TokenMasking`` then asks for one when it draws), token
+    drop when it has none (decoder-only models' tokenizers)."""
+    if mode == "auto":
+        inner = getattr(tokenizer, "tokenizer", tokenizer)
+        mode = "text_drop" if inner is not None and inner.mask_token_id is None else "text"
+    if mode == "text":
+        return TokenMasking.from_tokenizer(tokenizer, ratio)
+    if mode == "text_drop":
+        return TokenDrop.from_tokenizer(tokenizer, ratio)
+    raise ValueError(f"text masking mode must be 'auto', 'text' or 'text_drop', got {mode!r}.")
