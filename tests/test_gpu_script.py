@@ -1,6 +1,6 @@
 """``benchmarks/gpu.py --quick`` on the CPU: the prepared GPU pass runs end to end at toy sizes (a smoke test of
 the script, not a measurement). Its correctness and cost parts are what a lent GPU runs; its compile and
-text parts run by hand (`python benchmarks/gpu.py --quick`, about 4 minutes here)."""
+text parts run by hand (`python benchmarks/gpu.py --quick`, about 7 minutes here)."""
 
 import json
 import subprocess
