@@ -10,7 +10,7 @@ retrieval recall@1/5 on the validation pairs.
     python run_clip.py --vision_model_name_or_path google/vit-base-patch16-224 \\
         --text_model_name_or_path bert-base-uncased ...          # builds a VisionTextDualEncoderModel
 
-Images are masked in the sub branch (patch-token drop); texts are not (see ``masksub_hf.clip``).
+Images are masked in the sub branch (patch-token drop); texts are not (see ``masksub_hf.objectives.clip``).
 """
 
 import logging
@@ -22,10 +22,10 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
+from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish, trainer_error)
-from masksub_hf.clip import is_dual_encoder, retrieval_recalls, zero_shot_accuracy
-from masksub_hf.data import check_columns, load_data_files, select_image_split
+from masksub_hf.objectives.clip import is_dual_encoder, retrieval_recalls, zero_shot_accuracy
+from masksub_hf.scripts.loading import check_columns, load_data_files, select_image_split
 
 logger = logging.getLogger("masksub_hf")
 

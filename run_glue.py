@@ -24,10 +24,10 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
                           default_data_collator, set_seed)
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
+from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, text_trainer, train_evaluate_and_publish)
-from masksub_hf.data import TextDataArguments, label_kind, load_text_dataset, select_split, sentence_keys
-from masksub_hf.metrics import load_metric
+from masksub_hf.scripts.loading import TextDataArguments, label_kind, load_text_dataset, select_split, sentence_keys
+from masksub_hf.scripts.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
 BERT_MASK_RATIO = 0.15

@@ -20,13 +20,13 @@ from timm.data import Mixup
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
+from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, train_evaluate_and_publish, trainer_error)
-from masksub_hf.data import ImageDataArguments, load_image_dataset, select_image_split
-from masksub_hf.image_transforms import INTERPOLATIONS, eval_transform, train_transform
-from masksub_hf.metrics import load_metric
-from masksub_hf.mixing import MixupCollator
-from masksub_hf.target_losses import TargetLoss
+from masksub_hf.scripts.loading import ImageDataArguments, load_image_dataset, select_image_split
+from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_transform
+from masksub_hf.scripts.metrics import load_metric
+from masksub_hf.recipes.mixing import MixupCollator
+from masksub_hf.recipes.target_losses import TargetLoss
 
 logger = logging.getLogger("masksub_hf")
 TOP_K = 5
@@ -144,7 +144,7 @@ def image_geometry(processor):
 
 
 def make_transforms(processor, image_column, color_mode, augmentation="random_resized_crop", recipe=None):
-    """Training and evaluation transforms (``masksub_hf.image_transforms``; without recipe flags, the HF
+    """Training and evaluation transforms (``masksub_hf.recipes.image_transforms``; without recipe flags, the HF
     example's); every image is first converted to the model's colour mode."""
     recipe = recipe or RecipeArguments()
     size, mean, std = image_geometry(processor)

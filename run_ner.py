@@ -10,7 +10,7 @@ Files: json (one object a line) or csv with a column of words (``tokens``, ``--t
 tags per word (``ner_tags``, ``--label_column_name``; strings such as ``B-PER`` or class ids). Each word's first
 sub-token carries its tag (all of them with ``--label_all_tokens``); the sub branch hides ``ratio`` of the real
 tokens (``[MASK]``, or removed for tokenizers without a mask token) and learns the main branch's prediction
-at every tagged token (``masksub_hf/token_classification.py``). Metrics: entity-level precision / recall / F1
+at every tagged token (``masksub_hf/objectives/token_classification.py``). Metrics: entity-level precision / recall / F1
 and token accuracy (conlleval's chunking, shipped offline).
 """
 
@@ -24,10 +24,10 @@ from transformers import (AutoConfig, AutoModelForTokenClassification, AutoToken
                           set_seed)
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
+from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, text_trainer, train_evaluate_and_publish)
-from masksub_hf.data import check_columns, check_path, load_data_files, select_split
-from masksub_hf.metrics import load_metric
+from masksub_hf.scripts.loading import check_columns, check_path, load_data_files, select_split
+from masksub_hf.scripts.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
 BERT_MASK_RATIO = 0.15

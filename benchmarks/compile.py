@@ -30,7 +30,7 @@ from transformers import TrainerCallback, ViTConfig, ViTForImageClassification  
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from masksub_hf import MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
-from masksub_hf.demo_data import ListDataset  # noqa: E402
+from masksub_hf.scripts.demo_data import ListDataset  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -30,7 +30,7 @@ import mnist_demo  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
 from masksub_hf import MaskSubImageCollator, MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments  # noqa
-from masksub_hf.demo_data import mnist_digits, rotten_tomatoes  # noqa: E402
+from masksub_hf.scripts.demo_data import mnist_digits, rotten_tomatoes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 GOAL = 1.10

@@ -43,8 +43,8 @@ from transformers import (BertConfig, BertForSequenceClassification, CLIPConfig,
 
 from masksub_hf import (MaskSubImageCollator, MaskSubTextCollator, MaskSubTrainer,  # noqa: E402
                         MaskSubTrainingArguments)
-from masksub_hf.clip import clip_sub_branch_loss  # noqa: E402
-from masksub_hf.demo_data import ListDataset  # noqa: E402
+from masksub_hf.objectives.clip import clip_sub_branch_loss  # noqa: E402
+from masksub_hf.scripts.demo_data import ListDataset  # noqa: E402
 from masksub_hf.functional import masksub_step  # noqa: E402
 from masksub_hf.masking import masking_for  # noqa: E402
 
@@ -123,7 +123,7 @@ def build_case(name, setting):
     if name in (*TEXT_CASES, "clip"):
         from transformers import AutoTokenizer
 
-        from masksub_hf.demo_data import rotten_tomatoes
+        from masksub_hf.scripts.demo_data import rotten_tomatoes
 
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
         reviews = list(rotten_tomatoes(seed=0)["sentence"][:8 * count])

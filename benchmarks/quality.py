@@ -50,8 +50,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from masksub_hf.demo_data import mnist_digits, rotten_tomatoes  # noqa: E402
-from masksub_hf.paired import paired_summary  # noqa: E402
+from masksub_hf.scripts.demo_data import mnist_digits, rotten_tomatoes  # noqa: E402
+from masksub_hf.scripts.paired import paired_summary  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = [0, 1, 2, 3, 4]

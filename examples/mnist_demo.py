@@ -22,9 +22,9 @@ from sklearn.metrics import accuracy_score
 from transformers import HfArgumentParser, ViTConfig, ViTForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.demo_data import mnist_digits
-from masksub_hf.paired import paired_summary
-from masksub_hf.plot import plot_run
+from masksub_hf.scripts.demo_data import mnist_digits
+from masksub_hf.scripts.paired import paired_summary
+from masksub_hf.scripts.plot import plot_run
 
 
 @dataclass

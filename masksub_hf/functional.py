@@ -18,8 +18,8 @@ from collections.abc import Mapping
 
 import torch
 
-from .losses import soft_cross_entropy
 from .masking import timm_model_of
+from .objectives.losses import soft_cross_entropy
 
 
 def model_logits(model, inputs):

@@ -9,7 +9,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, TrainerCallback, ViTConfig, ViTForImageClassification
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainingArguments
-from masksub_hf.demo_data import ListDataset  # noqa: F401  (re-exported for the tests)
+from masksub_hf.scripts.demo_data import ListDataset  # noqa: F401  (re-exported for the tests)
 
 # Where the tests that use training_args train: "cpu" (the default run), or "cuda" (benchmarks/gpu.py sets
 # MASKSUB_TEST_DEVICE=cuda for the mixed-precision and compile tests on a lent GPU).
@@ -81,7 +81,7 @@ def bpe_tokenizer(sentences, vocab_size=400, padding_side="right"):
 
 def review_items(folder, count=8):
     """``(tokenizer, items)``: ``count`` real reviews of different lengths, tokenized, unpadded, labelled."""
-    from masksub_hf.demo_data import rotten_tomatoes
+    from masksub_hf.scripts.demo_data import rotten_tomatoes
 
     reviews = rotten_tomatoes(seed=0).head(count)
     tokenizer = word_tokenizer(folder, reviews["sentence"])

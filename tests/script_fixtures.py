@@ -9,7 +9,7 @@ from transformers import (BertConfig, BertForSequenceClassification, BertTokeniz
                           TimmWrapperConfig, TimmWrapperForImageClassification, ViTConfig, ViTForImageClassification,
                           ViTImageProcessor)
 
-from masksub_hf.demo_data import mnist_digits, rotten_tomatoes
+from masksub_hf.scripts.demo_data import mnist_digits, rotten_tomatoes
 
 
 def mnist_imagefolder(root, train=200, validation=100):

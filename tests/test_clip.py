@@ -14,7 +14,7 @@ from script_fixtures import DIGIT_NAMES, mnist_caption_csv, tiny_vit_dir
 from test_equivalence import assert_same_gradients
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.clip import retrieval_recalls, similarity_distillation_loss, zero_shot_accuracy
+from masksub_hf.objectives.clip import retrieval_recalls, similarity_distillation_loss, zero_shot_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer, CLIPConfig, DeiTConfig, ViTConfig
 
 from masksub_hf import MaskSubImageCollator, MaskSubTextCollator
 from masksub_hf.masking import PatchTokenDrop, TokenMasking, num_masked
-from masksub_hf.seeding import SEED_KEY
+from masksub_hf.pipeline.seeding import SEED_KEY
 
 
 def image_features(n, size):

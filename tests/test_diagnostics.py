@@ -9,7 +9,7 @@ from PIL import Image
 from test_equivalence import REFERENCE_LOSSES, make_case, reference_vit_logits
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.plot import main as plot_main
+from masksub_hf.scripts.plot import main as plot_main
 
 
 def branch_gradient_norm(model, loss):

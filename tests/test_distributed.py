@@ -67,7 +67,7 @@ def test_clip_and_text_two_processes_equal_one_process_with_accumulation(tmp_pat
 @pytest.mark.slow
 def test_two_process_runs_exit_cleanly_twenty_times_in_a_row(tmp_path):
     """Left to the interpreter, a gloo group was freed mid-exit and 1 run in 4 aborted (exit -6, "terminate
-    called without an active exception"); MaskSubTrainer now ends it at exit (masksub_hf/process_group.py)."""
+    called without an active exception"); MaskSubTrainer now ends it at exit (masksub_hf/training/process_group.py)."""
     script = Path(__file__).parent / "scripts" / "two_process_exit.py"
     for run_index in range(20):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29640 + run_index), "WORLD_SIZE": "2",

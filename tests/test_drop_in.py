@@ -19,7 +19,7 @@ from transformers import (AutoTokenizer, DataCollatorWithPadding, EarlyStoppingC
                           Wav2Vec2FeatureExtractor, default_data_collator)
 
 from masksub_hf import MaskSubImageCollator, MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.seeding import SampleSeedEpochCallback
+from masksub_hf.pipeline.seeding import SampleSeedEpochCallback
 
 COMMON = dict(use_cpu=True, report_to="none", save_strategy="no", learning_rate=1e-2, lr_scheduler_type="constant",
               weight_decay=0.0, seed=0, disable_tqdm=True, per_device_train_batch_size=4,

@@ -8,7 +8,7 @@ from test_clip import tiny_clip
 from test_families import hf_model, timm_wrapper
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.layer_decay import param_groups_layer_decay
+from masksub_hf.recipes.layer_decay import param_groups_layer_decay
 
 LR, WD, DECAY = 1e-3, 0.05, 0.5  # two blocks: embeddings at LR / 8, block 1 at LR / 4, block 2 at LR / 2, head at LR
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from script_fixtures import tiny_bert_dir
 
-from masksub_hf.demo_data import rotten_tomatoes
-from masksub_hf.metrics import load_metric
+from masksub_hf.scripts.demo_data import rotten_tomatoes
+from masksub_hf.scripts.metrics import load_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -21,16 +21,16 @@ from timm.data import Mixup
 from transformers import AutoConfig, ResNetConfig, ResNetForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer
-from masksub_hf.image_transforms import eval_transform, train_transform
-from masksub_hf.mixing import MixupCollator, batch_seed
-from masksub_hf.samplers import RepeatedAugSampler
-from masksub_hf.seeding import SEED_KEY, SeededDataset
-from masksub_hf.target_losses import TargetLoss
+from masksub_hf.recipes.image_transforms import eval_transform, train_transform
+from masksub_hf.recipes.mixing import MixupCollator, batch_seed
+from masksub_hf.pipeline.samplers import RepeatedAugSampler
+from masksub_hf.pipeline.seeding import SEED_KEY, SeededDataset
+from masksub_hf.recipes.target_losses import TargetLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import run_image_classification  # noqa: E402
-from masksub_hf.cli import UserInputError  # noqa: E402
+from masksub_hf.scripts.cli import UserInputError  # noqa: E402
 
 NUM_CLASSES = 5
 
@@ -321,7 +321,7 @@ def test_every_recipe_file_parses_with_its_script(path):
     """Each recipe names its script on its first line; every key is one of that script's flags."""
     import importlib
 
-    from masksub_hf.cli import parse_arguments
+    from masksub_hf.scripts.cli import parse_arguments
 
     script = path.read_text().splitlines()[0].split()[1].rstrip(":")  # first line: "# <script>: ..."
     module = importlib.import_module(script.removesuffix(".py"))
@@ -335,7 +335,7 @@ def test_every_recipe_file_parses_with_its_script(path):
 def test_randaugment_posterize_at_zero_bits_gives_a_black_image_instead_of_pillows_error():
     from PIL import Image
 
-    from masksub_hf.image_transforms import _posterize
+    from masksub_hf.recipes.image_transforms import _posterize
 
     image = Image.fromarray(np.random.default_rng(0).integers(1, 255, (8, 8), dtype=np.uint8), mode="L")
     assert np.asarray(_posterize(image, 0)).max() == 0 and _posterize(image, 8) is image

@@ -3,7 +3,7 @@
 transformers 5 saves some models (ViT, ...) under legacy key names and ``Trainer`` reloads them with a
 non-strict ``load_state_dict``, silently keeping those weights' pre-resume values; ``MaskSubTrainer``
 reloads them through ``from_pretrained``. Randomness in the data pipeline (augmentations, masks drawn
-by a collator) is replayed through per-sample seeds (``masksub_hf.seeding``). Through the scripts,
+by a collator) is replayed through per-sample seeds (``masksub_hf.pipeline.seeding``). Through the scripts,
 with a real SIGKILL: ``test_crash_recovery.py``.
 """
 
@@ -18,7 +18,7 @@ from helpers import IMAGE_SIZE, ListDataset, image_items, tiny_vit, training_arg
 from test_families import block_items, hf_model
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer
-from masksub_hf.seeding import SEED_KEY, SeededDataset
+from masksub_hf.pipeline.seeding import SEED_KEY, SeededDataset
 
 
 class NoisyImages(ListDataset):

@@ -202,7 +202,7 @@ def test_two_process_accelerate_launch(tmp_path, mnist, script):
 @pytest.fixture
 def string_label_files(tmp_path):
     """Reviews under a column of their own name, with string labels, as users' csv files often are."""
-    from masksub_hf.demo_data import rotten_tomatoes
+    from masksub_hf.scripts.demo_data import rotten_tomatoes
 
     frame = rotten_tomatoes(seed=2).head(120).rename(columns={"sentence": "review"})
     frame["label"] = frame["label"].map({1: "fresh", 0: "rotten"})

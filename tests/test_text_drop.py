@@ -23,7 +23,7 @@ from transformers import (BertConfig, BertForMultipleChoice, BertForQuestionAnsw
                           Qwen2Config, Qwen2ForSequenceClassification)
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.demo_data import rotten_tomatoes
+from masksub_hf.scripts.demo_data import rotten_tomatoes
 from masksub_hf.masking import TokenDrop, TokenMasking, masking_for, num_masked
 
 REVIEWS = list(rotten_tomatoes(seed=0)["sentence"][:8])

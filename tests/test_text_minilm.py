@@ -8,7 +8,7 @@ from helpers import training_args
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer
-from masksub_hf.demo_data import rotten_tomatoes
+from masksub_hf.scripts.demo_data import rotten_tomatoes
 
 
 @pytest.mark.slow

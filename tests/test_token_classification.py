@@ -18,7 +18,7 @@ from transformers import (BertConfig, BertForTokenClassification, DataCollatorFo
                           Qwen2ForTokenClassification)
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.token_classification import token_sub_loss
+from masksub_hf.objectives.token_classification import token_sub_loss
 
 NUM_TAGS = 3
 

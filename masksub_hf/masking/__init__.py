@@ -24,7 +24,8 @@ from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit, token_drop
 
 MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "text_drop", "dropout", "droppath")
 TEXT_MODES = ("text", "text_drop")
-# Text heads MaskSub has a sub loss for: one prediction per sequence, or per token (masksub_hf.token_classification).
+# Text heads MaskSub has a sub loss for: one prediction per sequence, or per token
+# (masksub_hf.objectives.token_classification).
 TEXT_HEADS = ("ForSequenceClassification", "ForTokenClassification")
 MASK_KEY_PREFIX = "masksub_"
 # transformers CNNs that auto mode masks with zero-filled pixel blocks

@@ -23,7 +23,7 @@ def peft_base_model(model):
 
 def uniform_noise(shape, generator=None) -> torch.Tensor:
     """``torch.rand(shape)`` from ``generator``, or, given an array of one seed per sample (row), from
-    :func:`seeded_uniform`, so a sample's mask depends on its own seed only (``masksub_hf.seeding``)."""
+    :func:`seeded_uniform`, so a sample's mask depends on its own seed only (``masksub_hf.pipeline.seeding``)."""
     if generator is not None and not isinstance(generator, torch.Generator):
         return seeded_uniform(generator, math.prod(shape[1:])).view(shape)
     return torch.rand(shape, generator=generator)

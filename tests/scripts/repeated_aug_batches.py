@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import ListDataset, tiny_vit, training_args  # noqa: E402
 
 from masksub_hf import MaskSubTrainer  # noqa: E402
-from masksub_hf.seeding import SEED_KEY  # noqa: E402
+from masksub_hf.pipeline.seeding import SEED_KEY  # noqa: E402
 
 result_file = sys.argv[1]
 data = ListDataset([{"pixel_values": torch.zeros(3, 32, 32), "labels": 0, "index": index} for index in range(16)])

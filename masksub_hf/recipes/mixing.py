@@ -14,8 +14,8 @@ import torch
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
-from .counter_rng import hash_seeds
-from .seeding import pop_sample_seeds, restored_global_rngs
+from ..counter_rng import hash_seeds
+from ..pipeline.seeding import pop_sample_seeds, restored_global_rngs
 
 _MIX_STREAM = 0x6D6978  # keeps these draws apart from the masks' draws from the same sample seeds
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from .counter_rng import hash_seeds
+from ..counter_rng import hash_seeds
 
 SEED_KEY = "masksub_seed"  # the sample's mask seed, carried from the dataset to the MaskSub collator
 

@@ -2,13 +2,13 @@
 
 Both wrap a base collator and add one ``masksub_*`` key; the trainer pops it before the main
 forward, so models never see it. Under ``MaskSubTrainer`` each sample carries its own mask seed
-(``masksub_hf.seeding``) and its mask is drawn from that; otherwise masks come from ``generator``, or
+(``masksub_hf.pipeline.seeding``) and its mask is drawn from that; otherwise masks come from ``generator``, or
 torch's global RNG.
 """
 
 from transformers import DataCollatorWithPadding, default_data_collator
 
-from .masking import masking_for, text_masking, timm_model_of
+from ..masking import masking_for, text_masking, timm_model_of
 from .seeding import pop_sample_seeds
 
 

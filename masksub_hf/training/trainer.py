@@ -27,21 +27,21 @@ from transformers import Trainer
 from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..functional import sub_branch_loss
+from ..masking import MASK_KEY_PREFIX, TokenDrop, masking_for
+from ..objectives.clip import clip_sub_branch_loss, is_dual_encoder
+from ..objectives.losses import sub_loss_for
+from ..objectives.token_classification import is_token_classifier, token_sub_loss
+from ..pipeline.samplers import RepeatedAugSampler
+from ..pipeline.seeding import SEED_KEY, SampleSeedEpochCallback, SeedsBesideBatch, SeededDataset
+from ..recipes.layer_decay import param_groups_layer_decay
+from ..recipes.optim import create_optimizer
 from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import load_owned, reload_converted_weights, save_owned
-from .clip import clip_sub_branch_loss, is_dual_encoder
-from .functional import sub_branch_loss
-from .layer_decay import param_groups_layer_decay
-from .losses import sub_loss_for
-from .masking import MASK_KEY_PREFIX, TokenDrop, masking_for
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
-from .optim import create_optimizer
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .process_group import end_process_group_at_exit
-from .samplers import RepeatedAugSampler
-from .seeding import SEED_KEY, SampleSeedEpochCallback, SeedsBesideBatch, SeededDataset
-from .token_classification import is_token_classifier, token_sub_loss
 
 logger = logging.getLogger("masksub_hf")
 
@@ -117,7 +117,8 @@ class MaskSubTrainer(Trainer):
         if self._owned_gradient_callback is not None:
             self.remove_callback(self._owned_gradient_callback)
             self._owned_gradient_callback = None
-        # CLIP-style dual encoders: the sub branch distils the image-text similarity matrix (masksub_hf.clip).
+        # CLIP-style dual encoders: the sub branch distils the image-text similarity matrix
+        # (masksub_hf.objectives.clip).
         self.is_dual_encoder = is_dual_encoder(unwrapped)
         if args.masksub_ratio > 0:
             if self.is_dual_encoder and self.accelerator.distributed_type in (DistributedType.DEEPSPEED,
@@ -369,7 +370,8 @@ class MaskSubTrainer(Trainer):
     def _sub_loss_fn(self, unwrapped, inputs, mask, num_items_in_batch):
         """``(the sub loss, whether it is already normalised over the accumulated batch)``.
 
-        Token classifiers: per supervised token, normalised as the main loss (``masksub_hf.token_classification``)."""
+        Token classifiers: per supervised token, normalised as the main loss
+        (``masksub_hf.objectives.token_classification``)."""
         if not is_token_classifier(unwrapped):
             return sub_loss_for(self._sub_loss_name(), unwrapped.config), False
         # As the main loss: this process's sum / all processes' labelled tokens, times the processes (DDP then

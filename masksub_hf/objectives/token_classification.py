@@ -13,8 +13,8 @@ divided by the number of labelled tokens of the accumulated batch (``num_items_i
 normaliser), or averaged over this micro-batch's labelled tokens when there is none.
 """
 
+from ..masking import peft_base_model
 from .losses import soft_cross_entropy_per_item
-from .masking import peft_base_model
 
 
 def is_token_classifier(model) -> bool:

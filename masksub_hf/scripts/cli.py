@@ -14,9 +14,9 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 from transformers.trainer_utils import sort_checkpoints
 
-from .checkpoint import TRAINER_STATE_NAME, is_complete_checkpoint
-from .collators import MaskSubTextCollator
-from .trainer import MaskSubTrainer
+from ..pipeline.collators import MaskSubTextCollator
+from ..training.checkpoint import TRAINER_STATE_NAME, is_complete_checkpoint
+from ..training.trainer import MaskSubTrainer
 
 logger = logging.getLogger("masksub_hf")
 

@@ -11,7 +11,7 @@ scales) and on tokens and position embeddings (timm's ``no_weight_decay``). timm
 
 import re
 
-from .masking import timm_model_of
+from ..masking import timm_model_of
 
 # A transformer block's index in a parameter name: vit.layers.3., bert.encoder.layer.3., swin ... blocks.1.
 _BLOCK_INDEX = re.compile(r"(?<![^.])(?:layers|layer|blocks)\.\d+(?=\.)")

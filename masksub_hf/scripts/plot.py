@@ -1,6 +1,6 @@
 """Figure-2 style plots from a run's ``trainer_state.json`` (paper Fig. 2b-d).
 
-    python -m masksub_hf.plot OUTPUT_DIR [--baseline BASELINE_OUTPUT_DIR] [--out DIR]
+    python -m masksub_hf.scripts.plot OUTPUT_DIR [--baseline BASELINE_OUTPUT_DIR] [--out DIR]
 
 writes ``losses.png`` (main, sub and total loss over steps; the baseline's loss when given) and, when the
 run logged them (``--masksub_log_grad_norm``), ``grad_norms.png`` (each branch's gradient norm).

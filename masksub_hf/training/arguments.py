@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .losses import SUB_LOSSES
-from .masking import MASKSUB_MODES
+from ..masking import MASKSUB_MODES
+from ..objectives.losses import SUB_LOSSES
 
 MASKSUB_LOSSES = ("auto", *SUB_LOSSES)
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from .counter_rng import hash_seeds
+from ..counter_rng import hash_seeds
 
 
 class RepeatedAugSampler(torch.utils.data.Sampler):
