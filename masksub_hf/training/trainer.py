@@ -222,17 +222,28 @@ class MaskSubTrainer(Trainer):
                 self.masking.install_hooks(self.model)
         self._configure_sample_seeds()
         dataset = self.train_dataset
-        if not self.args.masksub_sample_seeds or dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):
-            return super().get_train_dataloader()
-        if isinstance(dataset, datasets.Dataset):
-            dataset = self._remove_unused_columns(dataset, description="training")
-        return self._get_dataloader(
-            dataset=SeededDataset(dataset, self.args.data_seed if self.args.data_seed is not None else self.args.seed),
-            description="Training",
-            batch_size=self._train_batch_size,
-            sampler_fn=lambda _: self._get_train_sampler(dataset),  # e.g. group_by_length reads the columns
-            is_training=True,
-        )
+        with self._collator_for_loader(is_training=True):
+            if (not self.args.masksub_sample_seeds or dataset is None
+                    or isinstance(dataset, torch.utils.data.IterableDataset)):
+                return super().get_train_dataloader()
+            if isinstance(dataset, datasets.Dataset):
+                dataset = self._remove_unused_columns(dataset, description="training")
+            # Trainer's own loader, over the seeded dataset (its public method reads self.train_dataset).
+            return self._get_dataloader(
+                dataset=SeededDataset(dataset, self.args.data_seed if self.args.data_seed is not None else self.args.seed),
+                description="Training",
+                batch_size=self._train_batch_size,
+                sampler_fn=lambda _: self._get_train_sampler(dataset),  # e.g. group_by_length reads the columns
+                is_training=True,
+            )
+
+    def get_eval_dataloader(self, *args, **kwargs):
+        with self._collator_for_loader(is_training=False):
+            return super().get_eval_dataloader(*args, **kwargs)
+
+    def get_test_dataloader(self, *args, **kwargs):
+        with self._collator_for_loader(is_training=False):
+            return super().get_test_dataloader(*args, **kwargs)
 
     def _loader_collator(self, is_training):
         """The collator a loader uses: the user's, but for what MaskSub changes.
@@ -247,13 +258,16 @@ class MaskSubTrainer(Trainer):
             return SeedsBesideBatch(collator)
         return collator
 
-    def _get_dataloader(self, *args, is_training=False, **kwargs):
+    @contextlib.contextmanager
+    def _collator_for_loader(self, is_training):
+        """``self.data_collator`` is the loader's collator while a loader is built, the user's object again after."""
         collator = self._loader_collator(is_training)
         if collator is self.data_collator:
-            return super()._get_dataloader(*args, is_training=is_training, **kwargs)
+            yield
+            return
         user_collator, self.data_collator = self.data_collator, collator
         try:
-            return super()._get_dataloader(*args, is_training=is_training, **kwargs)
+            yield
         finally:
             self.data_collator = user_collator
 
