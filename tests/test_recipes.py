@@ -222,16 +222,19 @@ def test_evaluation_batches_are_never_mixed(tmp_path):
 
 
 
-def test_prediction_batches_are_never_mixed_and_the_collator_stays_the_users(tmp_path):
+def test_prediction_is_never_mixed_and_the_collator_stays_the_users(tmp_path):
     model = tiny_resnet()
     collator = MixupCollator(MaskSubImageCollator(model, 0.5, block_size=8, base_collator=stack), mixup())
     trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, remove_unused_columns=False),
-                             data_collator=collator, compute_loss_func=TargetLoss())
-    test_set = ListDataset([{k: v for k, v in f.items() if k != SEED_KEY} for f in features(6)])
-    batch = next(iter(trainer.get_test_dataloader(test_set)))
-    assert batch["labels"].dtype == torch.int64
-    assert torch.equal(batch["pixel_values"], stack(features(6))["pixel_values"])
-    assert trainer.data_collator is collator
+                             data_collator=collator)
+    unseeded = [{k: v for k, v in f.items() if k != SEED_KEY} for f in features(6)]
+    output = trainer.predict(ListDataset(unseeded))
+    model.eval()
+    with torch.no_grad():
+        clean = model(pixel_values=stack(features(6))["pixel_values"]).logits
+    torch.testing.assert_close(torch.as_tensor(output.predictions), clean)
+    assert output.label_ids.dtype.kind == "i" and trainer.data_collator is collator
+
 
 def test_repeated_augmentation_deals_copies_to_processes_batch_by_batch():
     sampler = RepeatedAugSampler(10, num_repeats=3, num_processes=2, batch_size=2, seed=1, distinct_copies=True)
