@@ -26,7 +26,7 @@ from transformers import (AutoConfig, AutoModelForTokenClassification, AutoToken
 from masksub_hf import MaskSubTrainingArguments
 from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
                             setup_logging, text_trainer, train_evaluate_and_publish)
-from masksub_hf.scripts.loading import check_columns, check_path, load_data_files, select_split
+from masksub_hf.scripts.loading import check_columns, check_data_files, load_data_files, select_split
 from masksub_hf.scripts.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
@@ -67,11 +67,8 @@ class NerDataArguments:
     def __post_init__(self):
         if self.train_file is None or self.validation_file is None:
             raise UserInputError("give --train_file and --validation_file.")
-        for flag, path in (("--train_file", self.train_file), ("--validation_file", self.validation_file),
-                           ("--test_file", self.test_file)):
-            check_path(flag, path)
-            if path is not None and path.rsplit(".", 1)[-1] not in ("csv", "json", "jsonl"):
-                raise UserInputError(f"{flag} must be a json or csv file, got {path}.")
+        check_data_files((("--train_file", self.train_file), ("--validation_file", self.validation_file),
+                          ("--test_file", self.test_file)))
         if self.max_seq_length <= 0:
             raise UserInputError(f"--max_seq_length must be positive, got {self.max_seq_length}.")
 

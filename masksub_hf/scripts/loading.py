@@ -45,6 +45,14 @@ def check_path(flag, path, directory=False):
         raise UserInputError(f"{flag}: no such {'directory' if directory else 'file'}: {path}")
 
 
+def check_data_files(flags_and_paths):
+    """Each given ``(flag, path)`` is an existing csv or json file (``None``: not given)."""
+    for flag, path in flags_and_paths:
+        check_path(flag, path)
+        if path is not None and path.rsplit(".", 1)[-1] not in ("csv", "json", "jsonl"):
+            raise UserInputError(f"{flag} must be a csv or json file, got {path}.")
+
+
 def check_columns(dataset, flags_and_columns, data_flag):
     """Every split has every ``(flag, column)``'s column and at least one row (else an error naming ``data_flag``)."""
     for split, data in dataset.items():
@@ -237,11 +245,8 @@ class TextDataArguments:
         elif self.dataset_name is None:
             if self.train_file is None or self.validation_file is None:
                 raise UserInputError("give --task_name, --dataset_name, or --train_file and --validation_file.")
-            for flag, path in (("--train_file", self.train_file), ("--validation_file", self.validation_file),
-                               ("--test_file", self.test_file)):
-                check_path(flag, path)
-                if path is not None and path.rsplit(".", 1)[-1] not in ("csv", "json", "jsonl"):
-                    raise UserInputError(f"{flag} must be a csv or json file, got {path}.")
+            check_data_files((("--train_file", self.train_file), ("--validation_file", self.validation_file),
+                              ("--test_file", self.test_file)))
         if self.max_seq_length <= 0:
             raise UserInputError(f"--max_seq_length must be positive, got {self.max_seq_length}.")
 
