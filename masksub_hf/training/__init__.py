@@ -6,5 +6,4 @@
 - ``checkpoint``: saving and restoring those parameters; a checkpoint is taken only when complete.
 - ``branch_logs``: per-branch losses and gradient norms in the logs.
 - ``model_card``: the ``masksub`` tag and the card section that names the method and cites the paper.
-- ``process_group``: releasing a gloo / NCCL group before the interpreter's final collection.
 """

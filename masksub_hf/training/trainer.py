@@ -41,7 +41,6 @@ from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import load_owned, reload_converted_weights, save_owned
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
-from .process_group import end_process_group_at_exit
 
 logger = logging.getLogger("masksub_hf")
 
@@ -88,7 +87,6 @@ class MaskSubTrainer(Trainer):
         if self.model is not None:  # an unsupported model or setting fails here, not after the data is loaded
             self._configure_masking()
         self._configure_sample_seeds()
-        end_process_group_at_exit(self)
         log_engine(args, self.accelerator)
 
     def _tokenizer(self):
