@@ -43,7 +43,7 @@ from transformers import (BertConfig, BertForSequenceClassification, CLIPConfig,
 
 from masksub_hf import (MaskSubImageCollator, MaskSubTextCollator, MaskSubTrainer,  # noqa: E402
                         MaskSubTrainingArguments)
-from masksub_hf.objectives.clip import clip_sub_branch_loss  # noqa: E402
+from masksub_hf.objectives import objective_for  # noqa: E402
 from masksub_hf.scripts.demo_data import ListDataset  # noqa: E402
 from masksub_hf.functional import masksub_step  # noqa: E402
 from masksub_hf.masking import masking_for  # noqa: E402
@@ -215,6 +215,7 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
     device, batch = torch.device(setting.device), setting.batch(name)
     model.to(device).train()
     masking = masking_for(model, MODE.get(name, "auto"), ratio, tokenizer) if variant == "bare_masksub" else None
+    objective = objective_for(model)
     optimizer = torch.optim.AdamW([*model.parameters(), *(masking.parameters() if masking else [])], lr=1e-4)
     loader = torch.utils.data.DataLoader(ListDataset(samples), batch_size=batch, shuffle=True, drop_last=True,
                                          collate_fn=collator_for(name, variant, model, ratio, tokenizer))
@@ -222,27 +223,20 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
     for _ in range(steps + 1):
         batch_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iterator).items()}
         mask = batch_inputs.pop(masking.key, None) if masking is not None else None
-        labels = batch_inputs.pop("labels", None)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16)
-        if name == "clip":
-            with autocast:
-                main = model(**batch_inputs)
-            if masking is None:
-                main.loss.backward()
-            else:
-                (0.5 * main.loss).backward()
-                targets = {"logits_per_image": main.logits_per_image.detach(), "text_embeds": main.text_embeds.detach()}
-                sub_inputs = {"pixel_values": batch_inputs["pixel_values"]}
-                with autocast:
-                    sub_loss = clip_sub_branch_loss(model, sub_inputs, targets, masking, mask)
-                (0.5 * sub_loss).backward()
-        elif masking is None:
-            with autocast:
-                loss = F.cross_entropy(model(**batch_inputs).logits, labels)
+        def autocast():
+            return torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16)
+
+        if masking is not None:
+            masksub_step(model, batch_inputs, masking, objective, mask, forward_context=autocast)
+        elif name == "clip":
+            with autocast():
+                loss = model(**batch_inputs).loss
             loss.backward()
         else:
-            with autocast:
-                masksub_step(model, batch_inputs, labels, F.cross_entropy, masking, mask)
+            labels = batch_inputs.pop("labels")
+            with autocast():
+                loss = F.cross_entropy(model(**batch_inputs).logits, labels)
+            loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":

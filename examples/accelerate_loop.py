@@ -20,6 +20,7 @@ from transformers import ViTConfig, ViTForImageClassification
 from masksub_hf.scripts.demo_data import mnist_digits
 from masksub_hf.functional import masksub_step
 from masksub_hf.masking import masking_for
+from masksub_hf.objectives import objective_for
 
 
 def parse_args():
@@ -55,6 +56,7 @@ def main():
                        num_attention_heads=4, intermediate_size=128, num_labels=10)
     model = ViTForImageClassification(config)
     masking = masking_for(model, args.masksub_mode, args.masksub_ratio)
+    objective = objective_for(model)  # soft cross-entropy to the main branch's softmax
     optimizer = torch.optim.AdamW([*model.parameters(), *masking.parameters()], lr=args.learning_rate)
     train_loader = DataLoader(train, batch_size=args.per_device_train_batch_size, shuffle=True)
     eval_loader = DataLoader(validation, batch_size=256)
@@ -64,7 +66,7 @@ def main():
     for epoch in range(args.num_train_epochs):
         for step, (pixel_values, targets) in enumerate(train_loader):
             main_loss, sub_loss = masksub_step(
-                model, {"pixel_values": pixel_values}, targets, F.cross_entropy, masking,
+                model, {"pixel_values": pixel_values, "labels": targets}, masking, objective,
                 backward=accelerator.backward, main_no_sync=lambda: accelerator.no_sync(model),
             )
             optimizer.step()

@@ -1,7 +1,8 @@
 """MaskSub for Hugging Face Trainer: "Masking meets Supervision: A Strong Learning Alliance" (arXiv 2306.11339)."""
 
 from .masking import PatchTokenDrop, TokenMasking, masking_for
-from .objectives.losses import sigmoid_binary_cross_entropy, soft_cross_entropy, sub_loss_for
+from .objectives import objective_for
+from .objectives.losses import sigmoid_binary_cross_entropy, soft_cross_entropy
 from .pipeline.collators import MaskSubImageCollator, MaskSubTextCollator
 from .recipes.mixing import MixupCollator
 from .recipes.target_losses import TargetLoss
@@ -20,7 +21,7 @@ __all__ = [
     "TargetLoss",
     "TokenMasking",
     "masking_for",
+    "objective_for",
     "sigmoid_binary_cross_entropy",
     "soft_cross_entropy",
-    "sub_loss_for",
 ]

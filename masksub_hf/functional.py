@@ -1,72 +1,94 @@
-"""MaskSub without the Trainer, for plain PyTorch and Accelerate loops (the Composer-style functional form).
+"""MaskSub as one function: the step ``MaskSubTrainer`` runs, usable in plain PyTorch and Accelerate loops.
 
     masking = masking_for(model, "auto", ratio=0.5)
+    objective = objective_for(model)
     optimizer = AdamW([*model.parameters(), *masking.parameters()])   # a MaskSub-owned mask token, if any
-    for batch in loader:
-        labels = batch.pop("labels")
-        main_loss, sub_loss = masksub_step(
-            model, batch, labels, F.cross_entropy, masking,
-            backward=accelerator.backward, main_no_sync=lambda: accelerator.no_sync(model))
+    for batch in loader:                                               # a dict holding "labels"
+        main_loss, sub_loss = masksub_step(model, batch, masking, objective, backward=accelerator.backward,
+                                           main_no_sync=lambda: accelerator.no_sync(model))
         optimizer.step(); optimizer.zero_grad()
 
-``MaskSubTrainer`` runs the same sub branch (``sub_branch_loss``); only its main branch goes through
-``Trainer.compute_loss``.
+The rule that makes a step the method on the whole batch: each branch's loss is a sum over its items (rows,
+labelled tokens) divided by the items of the accumulated batch on all processes (``StepItems``), times the
+processes (gradients are averaged over them). Without ``items`` a step is its own batch on one process.
 """
 
 import contextlib
-from collections.abc import Mapping
+import functools
+from dataclasses import dataclass
 
 import torch
 
-from .masking import timm_model_of
-from .objectives.losses import soft_cross_entropy
+from .objectives.base import model_outputs, unwrap
 
 
-def model_logits(model, inputs):
-    """Logits of ``model`` on a batch dict: transformers models take ``**inputs``, bare timm models the pixels."""
-    unwrapped = getattr(model, "module", model)  # DDP / FSDP wrappers keep the model in .module
-    if timm_model_of(unwrapped) is unwrapped:
-        return model(inputs["pixel_values"])
-    outputs = model(**inputs)
-    return outputs["logits"] if isinstance(outputs, Mapping) else outputs
+@dataclass
+class StepItems:
+    """What one optimizer step averages each branch over: the items of every micro-batch on every process."""
+
+    main: torch.Tensor | int
+    sub: torch.Tensor | int
+    processes: int = 1
+
+    def share(self, loss_sum, branch_items):
+        """A branch's sum over one micro-batch's items -> its share of the step's mean (times the processes, whose
+        gradients are averaged)."""
+        return loss_sum * self.processes / torch.as_tensor(branch_items, device=loss_sum.device).clamp(min=1)
 
 
-def sub_branch_loss(model, inputs, main_logits, masking, mask=None, loss_fn=soft_cross_entropy,
-                    forward_context=contextlib.nullcontext):
-    """Sub forward on the masked batch and its relaxed loss against the (detached) main logits.
-
-    ``inputs`` must not hold the labels: the sub branch learns the main branch, not the labels.
-    ``forward_context`` wraps the forward only (e.g. autocast).
-    """
-    unwrapped = getattr(model, "module", model)
-    with masking.apply(unwrapped, inputs, mask) as sub_inputs, forward_context():
-        sub_logits = model_logits(model, sub_inputs)
-    return loss_fn(sub_logits, main_logits.detach())
+def batch_items(objective, inputs, masking, mask):
+    """The items of one batch: ``(main, sub)``."""
+    labels = inputs.get("labels")
+    return objective.main_items(inputs, labels), objective.sub_items(inputs, labels, masking, mask)
 
 
-def masksub_step(model, inputs, labels, loss_fn, masking, mask=None, *, sub_loss_fn=soft_cross_entropy,
-                 main_weight=0.5, sub_weight=0.5, backward=None, main_no_sync=contextlib.nullcontext):
-    """One MaskSub forward + backward: main branch on ``inputs``, sub branch on the masked ``inputs``.
+def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, main_branch=None, main_weight=0.5,
+                 sub_weight=0.5, backward=None, main_no_sync=contextlib.nullcontext,
+                 forward_context=contextlib.nullcontext):
+    """One MaskSub forward + backward on a micro-batch: main branch on ``inputs``, sub branch on the masked inputs.
 
     Args:
         model: a transformers model or a bare timm model (possibly DDP-wrapped).
-        inputs: the batch without labels (``pixel_values``, ``input_ids``, ...).
-        labels: passed to ``loss_fn(main_logits, labels)``, the main branch's usual loss.
-        masking: from ``masksub_hf.masking.masking_for``; ``mask`` is drawn from it when not given.
+        inputs: the micro-batch, labels included (``inputs["labels"]``); never changed.
+        masking / objective: from ``masking_for`` and ``objective_for``; ``mask`` is drawn when not given.
+        items: :class:`StepItems` of the whole optimizer step; default: this batch's, one process.
+        main_branch: ``(model, inputs) -> (main loss summed over the batch's items, outputs)``; default: the
+            head's usual loss (``objective.main_loss_sum``). ``MaskSubTrainer`` passes ``Trainer.compute_loss``.
         backward: how to backpropagate a loss, e.g. ``accelerator.backward`` (default ``loss.backward()``).
         main_no_sync: context for the main branch, e.g. ``lambda: accelerator.no_sync(model)``, so
             gradients are all-reduced once, after the sub backward.
+        forward_context: wraps each forward (e.g. autocast).
 
-    Returns ``(main_loss, sub_loss)``, detached and unweighted; the optimizer step is the caller's.
+    Returns ``(main, sub)``, detached and unweighted: each branch's share of the step's loss, so that summed over
+    the step's micro-batches (and averaged over processes) they are the two losses of the method. The optimizer
+    step is the caller's.
     """
     backward = backward or torch.Tensor.backward
+    labels = inputs.get("labels")  # read before the main branch: a compute_loss may pop it from what it is given
     if mask is None and masking.key is not None:
         mask = masking.draw(inputs)
-    masking.install_hooks(getattr(model, "module", model))  # before the main forward: see masking/hooks.py
+    if items is None:
+        items = StepItems(*batch_items(objective, inputs, masking, mask))
+    masking.install_hooks(unwrap(model))  # before the main forward: see masking/hooks.py
+    main_branch = main_branch or functools.partial(head_loss, objective=objective)
+
     with main_no_sync():
-        main_logits = model_logits(model, inputs)
-        main_loss = loss_fn(main_logits, labels)
-        backward(main_weight * main_loss)
-    sub_loss = sub_branch_loss(model, inputs, main_logits, masking, mask, sub_loss_fn)
-    backward(sub_weight * sub_loss)
-    return main_loss.detach(), sub_loss.detach()
+        with forward_context():
+            main_sum, outputs = main_branch(model, objective.main_inputs(inputs))
+        targets = objective.targets(outputs)
+        del outputs
+        main = items.share(main_sum, items.main)
+        backward(main_weight * main)
+    sub_inputs = {k: v for k, v in inputs.items() if k != "labels"}  # the sub branch learns the main branch only
+    sub_sum = objective.sub_loss_sum(model, sub_inputs, labels, targets, masking, mask, forward_context)
+    sub = items.share(sub_sum, items.sub)
+    backward(sub_weight * sub)
+    return main.detach(), sub.detach()
+
+
+def head_loss(model, inputs, objective):
+    """The default main branch: the model's outputs and the head's usual loss, summed over the batch's items."""
+    inputs = dict(inputs)
+    labels = inputs.pop("labels", None)
+    outputs = model_outputs(model, inputs)
+    return objective.main_loss_sum(outputs, labels), outputs

@@ -10,11 +10,11 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from helpers import tiny_bert, tiny_vit
 from transformers import ResNetConfig, ResNetForImageClassification
 
 from masksub_hf.functional import masksub_step
+from masksub_hf.objectives import objective_for
 from masksub_hf.masking import PixelMasking, TokenMasking, masking_for
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu.py)")
@@ -45,7 +45,7 @@ def case(name):
 def gradients(model, inputs, labels, masking, mask, device):
     model = model.to(device)
     moved = {k: v.to(device) for k, v in inputs.items()}
-    masksub_step(model, moved, labels.to(device), F.cross_entropy, masking, mask.to(device))
+    masksub_step(model, {**moved, "labels": labels.to(device)}, masking, objective_for(model), mask.to(device))
     masking.remove_hooks()
     return {n: p.grad.detach().cpu() for n, p in model.named_parameters() if p.grad is not None}
 

@@ -19,6 +19,7 @@ from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.functional import masksub_step
+from masksub_hf.objectives import objective_for
 from masksub_hf.masking import PixelMasking, masking_for
 
 SIZE, BLOCK, NUM_SAMPLES = 32, 8, 8  # 8-px blocks: a 4 x 4 block grid, 8 of 16 masked at ratio 0.5
@@ -250,8 +251,8 @@ def test_bare_timm_resnet_with_the_functional_api():
     batch = stacked(block_items())
     reference = copy.deepcopy(model)
 
-    main_loss, sub_loss = masksub_step(model, {"pixel_values": batch["pixel_values"]}, batch["labels"],
-                                       torch.nn.functional.cross_entropy, masking, batch["masksub_block_mask"])
+    main_loss, sub_loss = masksub_step(model, {"pixel_values": batch["pixel_values"], "labels": batch["labels"]},
+                                       masking, objective_for(model), batch["masksub_block_mask"])
 
     main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
     main_logits = reference(batch["pixel_values"])

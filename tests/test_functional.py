@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from helpers import GradientProbe, ListDataset, image_items, launch, tiny_vit, training_args
 from test_equivalence import assert_same_gradients
 from transformers import ViTForImageClassification
@@ -14,6 +13,7 @@ from transformers import ViTForImageClassification
 from masksub_hf import MaskSubTrainer
 from masksub_hf.functional import masksub_step
 from masksub_hf.masking import masking_for
+from masksub_hf.objectives import objective_for
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "accelerate_loop.py"
 
@@ -29,8 +29,8 @@ def test_functional_step_gives_the_trainers_gradients(tmp_path):
 
     batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
     masking = masking_for(functional_model, "auto", 0.5)
-    main_loss, sub_loss = masksub_step(functional_model, {"pixel_values": batch["pixel_values"]}, batch["labels"],
-                                       F.cross_entropy, masking, batch["masksub_keep_indices"])
+    main_loss, sub_loss = masksub_step(functional_model, {"pixel_values": batch["pixel_values"], "labels": batch["labels"]},
+                                       masking, objective_for(functional_model), batch["masksub_keep_indices"])
     functional_gradients = {n: p.grad for n, p in functional_model.named_parameters() if p.grad is not None}
     assert_same_gradients(functional_gradients, probe.gradients[0])
     assert torch.isfinite(main_loss) and torch.isfinite(sub_loss)

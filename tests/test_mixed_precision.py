@@ -9,8 +9,8 @@ import torch
 from helpers import TEST_DEVICE, GradientProbe, ListDataset, image_items, tiny_vit, training_args
 from transformers import TrainerCallback
 
-import masksub_hf.training.trainer
 from masksub_hf import MaskSubTrainer
+from masksub_hf.objectives import ClassificationObjective
 
 INIT_SCALE = 2.0**12
 
@@ -63,8 +63,8 @@ def test_fp16_overflow_in_either_branch_skips_the_step_once(tmp_path, monkeypatc
         return loss * float("inf") if trainer_holder[0].state.global_step == 1 else loss
 
     if branch == "sub":
-        original = masksub_hf.training.trainer.sub_branch_loss
-        monkeypatch.setattr(masksub_hf.training.trainer, "sub_branch_loss",
+        original = ClassificationObjective.sub_loss_sum
+        monkeypatch.setattr(ClassificationObjective, "sub_loss_sum",
                             lambda *a, **k: overflow_on_second_step(original(*a, **k)))
     else:
         original = MaskSubTrainer.compute_loss

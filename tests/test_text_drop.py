@@ -161,18 +161,47 @@ def test_lora_trains_only_the_adapters_and_the_head(tmp_path):
 
 
 @pytest.mark.parametrize("head", [BertForQuestionAnswering, BertForMultipleChoice])
-def test_heads_without_a_sub_loss_are_a_one_line_error(tmp_path, head):
+@pytest.mark.parametrize("mode", ["auto", "text", "text_drop", "dropout", "droppath"])
+def test_heads_without_an_objective_are_a_one_line_error_in_every_mode(tmp_path, head, mode):
+    """Before: dropout and droppath trained them (QA failed at its first step with KeyError 'logits')."""
     tokenizer = word_tokenizer(tmp_path, REVIEWS)
     model = head(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                            num_attention_heads=2, intermediate_size=64))
-    for mode in ("auto", "text", "text_drop"):
-        with pytest.raises(ValueError, match="MaskSub's text modes train sequence and token classifiers") as error:
-            masking_for(model, mode, 0.15, tokenizer)
-        assert "\n" not in str(error.value) and head.__name__ in str(error.value)
+                            num_attention_heads=2, intermediate_size=64, hidden_dropout_prob=0.1))
+    args = training_args(tmp_path / "out", masksub_ratio=0.15, masksub_mode=mode)
+    with pytest.raises(ValueError, match="MaskSub has no sub-branch objective for") as error:
+        MaskSubTrainer(model=model, args=args, processing_class=tokenizer)
+    assert "\n" not in str(error.value) and head.__name__ in str(error.value)
 
 
-def test_a_language_model_head_is_refused_too():
+@pytest.mark.parametrize("mode", ["auto", "dropout"])
+def test_a_language_model_head_is_refused_too(tmp_path, mode):
+    """Before: under dropout GPT2LMHeadModel trained silently, soft cross-entropy over padding and -100 positions."""
     tokenizer = bpe_tokenizer(REVIEWS)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64))
-    with pytest.raises(ValueError, match="GPT2LMHeadModel is not one"):
-        masking_for(model, "auto", 0.15, tokenizer)
+    with pytest.raises(ValueError, match="no sub-branch objective for GPT2LMHeadModel"):
+        MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode=mode),
+                       processing_class=tokenizer)
+
+
+def test_token_drop_keeps_the_token_a_decoder_pools_when_pad_is_eos():
+    """pad_token = eos_token and rows ending in an attended eos (the usual Llama / Qwen set-up): transformers pools at
+    the rightmost token that is not the pad id, the one before the eos. Before: dropped in 96 of 200 draws."""
+    tokenizer = bpe_tokenizer(REVIEWS, padding_side="right")
+    tokenizer.pad_token = tokenizer.eos_token
+    model = tiny_decoder("qwen2", len(tokenizer), tokenizer.pad_token_id).eval()
+    texts = [" ".join(text.split()[:6 + 2 * row]) + tokenizer.eos_token for row, text in enumerate(REVIEWS[:4])]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    rows = torch.arange(4)
+    ends_in_eos = batch["input_ids"][rows, batch["attention_mask"].sum(1) - 1] == tokenizer.eos_token_id
+    assert ends_in_eos.all()
+    positions = torch.arange(batch["input_ids"].shape[1]).expand(4, -1)
+    pooled = positions.masked_fill(batch["input_ids"] == tokenizer.pad_token_id, -1).amax(1)
+    masking = masking_for(model, "text_drop", 0.5, tokenizer)
+    for draw in range(200):
+        dropped = masking.draw(batch, [draw * 4 + row for row in range(4)])
+        assert dropped.any() and not dropped[rows, pooled].any(), draw
+    with masking.apply(model, dict(batch), dropped) as sub_inputs:
+        sub_ids = sub_inputs["input_ids"]
+        sub_positions = torch.arange(sub_ids.shape[1]).expand(4, -1)
+        sub_pooled = sub_positions.masked_fill(sub_ids == tokenizer.pad_token_id, -1).amax(1)
+        assert torch.equal(sub_inputs["position_ids"][rows, sub_pooled], pooled)  # the same token, by the same rule

@@ -3,8 +3,8 @@
 - ``token_sub_loss``: unsupervised positions (label -100) and padding add nothing; under token drop each kept
   token is compared with the main prediction at its own position, not a neighbour's;
 - a MaskSubTrainer step (BERT with ``[MASK]`` and with token drop; a Qwen2 decoder with token drop, left
-  padding), gradient accumulation 2, equals a plain PyTorch step written out token by token, with both losses
-  normalised over the labelled tokens of the accumulated batch.
+  padding), gradient accumulation 2, equals a plain PyTorch step written out token by token, each loss a mean over
+  its branch's labelled tokens in the accumulated batch.
 """
 
 import copy
@@ -18,7 +18,7 @@ from transformers import (BertConfig, BertForTokenClassification, DataCollatorFo
                           Qwen2ForTokenClassification)
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.objectives.token_classification import token_sub_loss
+from masksub_hf.objectives.token_classification import token_sub_loss_sum
 
 NUM_TAGS = 3
 
@@ -28,25 +28,24 @@ def test_unsupervised_positions_and_neighbours_carry_no_target():
     main = torch.randn(2, 5, NUM_TAGS, generator=generator)
     sub = torch.randn(2, 5, NUM_TAGS, generator=generator)
     labels = torch.tensor([[-100, 1, -100, 2, 0], [0, -100, 1, -100, -100]])
-    base = token_sub_loss(sub, main, labels)
+    base = token_sub_loss_sum(sub, main, labels)
     changed = main.clone()
     changed[labels == -100] += 100.0  # what the main branch says where nothing is supervised does not matter
-    assert torch.equal(token_sub_loss(sub, changed, labels), base)
+    assert torch.equal(token_sub_loss_sum(sub, changed, labels), base)
     expected = [-(torch.softmax(main[b, t], -1) * torch.log_softmax(sub[b, t], -1)).sum()
                 for b in range(2) for t in range(5) if labels[b, t] != -100]
-    torch.testing.assert_close(base, torch.stack(expected).mean())
-    torch.testing.assert_close(token_sub_loss(sub, main, labels, num_items=10), torch.stack(expected).sum() / 10)
+    torch.testing.assert_close(base, torch.stack(expected).sum())
     # Token drop: row 0 keeps positions 1 and 3, row 1 keeps 0 and 2; the sub tokens map back to them only.
     kept = torch.tensor([[1, 3], [0, 2]])
     dropped_sub = sub[:, :2]
     mapped = [-(torch.softmax(main[b, kept[b, j]], -1) * torch.log_softmax(dropped_sub[b, j], -1)).sum()
               for b in range(2) for j in range(2)]
-    torch.testing.assert_close(token_sub_loss(dropped_sub, main, labels, kept=kept), torch.stack(mapped).mean())
+    torch.testing.assert_close(token_sub_loss_sum(dropped_sub, main, labels, kept=kept), torch.stack(mapped).sum())
     neighbours = main.clone()
     neighbours[:, [2, 4]] += 100.0  # positions 2 (row 0) and 4 are neighbours of kept tokens, not kept ones
     neighbours[1, 1] += 100.0
-    assert torch.equal(token_sub_loss(dropped_sub, neighbours, labels, kept=kept),
-                       token_sub_loss(dropped_sub, main, labels, kept=kept))
+    assert torch.equal(token_sub_loss_sum(dropped_sub, neighbours, labels, kept=kept),
+                       token_sub_loss_sum(dropped_sub, main, labels, kept=kept))
 
 
 def tagged_items(tokenizer):
@@ -81,9 +80,13 @@ def model_and_tokenizer(family, tmp_path):
 
 
 def reference_gradients(model, batches, mode):
-    """Both branches written out token by token; each loss summed over the accumulated batch's labelled tokens
-    and divided by their count (Trainer's normalisation for token classifiers)."""
+    """Both branches written out token by token; the main loss summed over the accumulated batch's labelled tokens
+    and divided by their count, the sub loss over the labelled tokens the sub branch predicts (all under [MASK],
+    the kept ones under token drop) and divided by theirs."""
     count = sum(int((batch["labels"] != -100).sum()) for batch in batches)
+    sub_count = count if mode == "text" else sum(
+        int(((batch["labels"] != -100) & batch["attention_mask"].bool() & ~batch["masksub_drop_mask"]).sum())
+        for batch in batches)
     for batch in batches:
         batch = dict(batch)
         labels = batch.pop("labels")
@@ -104,7 +107,7 @@ def reference_gradients(model, batches, mode):
                 if labels[row, position] != -100:
                     target = torch.softmax(main_logits[row, position].detach(), -1)
                     sub_terms.append(-(target * torch.log_softmax(logits[j], -1)).sum())
-        sub_loss = torch.stack(sub_terms).sum() / count
+        sub_loss = torch.stack(sub_terms).sum() / sub_count
         (0.5 * main_loss + 0.5 * sub_loss).backward()
     return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 

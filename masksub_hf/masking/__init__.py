@@ -24,9 +24,6 @@ from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit, token_drop
 
 MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "text_drop", "dropout", "droppath")
 TEXT_MODES = ("text", "text_drop")
-# Text heads MaskSub has a sub loss for: one prediction per sequence, or per token
-# (masksub_hf.objectives.token_classification).
-TEXT_HEADS = ("ForSequenceClassification", "ForTokenClassification")
 MASK_KEY_PREFIX = "masksub_"
 # transformers CNNs that auto mode masks with zero-filled pixel blocks
 PIXEL_FAMILIES = ("resnet", "convnext", "convnextv2")
@@ -62,18 +59,6 @@ def auto_mode(model_or_config):
     if getattr(model_or_config, "main_input_name", None) == "input_ids":
         return "text"
     return None
-
-
-def _check_text_head(model_or_config, mode):
-    """A one-line error for text heads MaskSub has no sub loss for (question answering, multiple choice,
-    generation): their outputs are neither one prediction per sequence nor one per token."""
-    if not isinstance(model_or_config, nn.Module):
-        return
-    name = type(peft_base_model(model_or_config)).__name__
-    if not name.endswith(TEXT_HEADS):
-        raise ValueError(f"masksub_mode={mode!r}: MaskSub's text modes train sequence and token classifiers "
-                         f"(*ForSequenceClassification, *ForTokenClassification); {name} is not one (question "
-                         "answering, multiple choice and generation heads are not supported).")
 
 
 def _unsupported(model_or_config, mode):
@@ -113,8 +98,7 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
                                in ("pixel_values", None)):
         return PixelMasking(ratio, block_size)
     if chosen in TEXT_MODES and getattr(model_or_config, "main_input_name", None) == "input_ids":
-        _check_text_head(model_or_config, mode)
-        return text_masking(tokenizer, ratio, mode)
+        return text_masking(tokenizer, ratio, mode, getattr(config, "pad_token_id", None))
     if chosen in ("dropout", "droppath"):
         if not is_model:
             return Masking()  # the sub branch sees the clean batch: nothing to draw

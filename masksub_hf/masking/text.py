@@ -7,8 +7,9 @@
   explicit ``position_ids``. Any tokenizer (decoder-only models have no mask token), and cheaper: the sub
   pass runs on ``1 - ratio`` of the tokens.
 
-Special tokens and padding are never chosen; ``TokenDrop`` also never drops a row's last real token, where
-decoder ``*ForSequenceClassification`` heads pool (encoders pool at CLS, a special token).
+Special tokens and padding are never chosen; ``TokenDrop`` also never drops the token a sequence classifier
+pools: decoder heads pool at the rightmost token that is not the pad id (with ``pad_token == eos_token``, the
+token before a trailing eos), encoders at CLS, a special token.
 """
 
 import contextlib
@@ -24,15 +25,21 @@ def real_tokens(input_ids, attention_mask):
     return attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
 
 
-def choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator=None, keep_last_real=False):
-    """``(B, L)`` booleans: ``round(ratio * n)`` of each row's ``n`` eligible tokens (real, not special, and not the
-    row's last real token when ``keep_last_real``), chosen uniformly from the row's noise."""
+def pooled_positions(input_ids, attention_mask, pad_token_id):
+    """``(B, 1)``: where a decoder ``*ForSequenceClassification`` head pools, by transformers' rule: the rightmost
+    token whose id is not ``pad_token_id``; without a pad id, the row's last real token."""
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    poolable = real_tokens(input_ids, attention_mask) if pad_token_id is None else input_ids != pad_token_id
+    return positions.masked_fill(~poolable, -1).amax(dim=1, keepdim=True)
+
+
+def choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator=None, protected=None):
+    """``(B, L)`` booleans: ``round(ratio * n)`` of each row's ``n`` eligible tokens (real, not special, and not at
+    the row's ``protected`` position, ``(B, 1)``), chosen uniformly from the row's noise."""
     real = real_tokens(input_ids, attention_mask)
     eligible = real & ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
-    if keep_last_real:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        last_real = positions.masked_fill(~real, -1).amax(dim=1, keepdim=True)
-        eligible &= positions != last_real
+    if protected is not None:
+        eligible &= torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0) != protected
     num_chosen = num_masked(eligible.sum(dim=1), ratio)
     # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
     noise = uniform_noise(input_ids.shape, generator).to(input_ids.device).masked_fill(~eligible, 2.0)
@@ -128,7 +135,8 @@ def _takes_position_ids(model):
 
 
 class TokenDrop(Masking):
-    """Sub-branch inputs without a ``ratio`` of each row's real, non-special tokens (never its last real one)."""
+    """Sub-branch inputs without a ``ratio`` of each row's real, non-special tokens (never the one a sequence
+    classifier pools: ``pad_token_id`` is the model's, which decides where it pools)."""
 
     key = "masksub_drop_mask"
     mode = "text_drop"
@@ -147,8 +155,9 @@ class TokenDrop(Masking):
         return cls(list(tokenizer.all_special_ids), ratio, tokenizer.pad_token_id)
 
     def draw(self, batch, generator=None) -> torch.Tensor:
-        return choose_tokens(batch["input_ids"], batch.get("attention_mask"), self.special_token_ids, self.ratio,
-                             generator, keep_last_real=True)
+        input_ids, attention_mask = batch["input_ids"], batch.get("attention_mask")
+        return choose_tokens(input_ids, attention_mask, self.special_token_ids, self.ratio, generator,
+                             protected=pooled_positions(input_ids, attention_mask, self.pad_token_id))
 
     @staticmethod
     def kept_positions(inputs, dropped):
@@ -168,15 +177,18 @@ class TokenDrop(Masking):
         yield drop_tokens(inputs, dropped, pad)
 
 
-def text_masking(tokenizer, ratio: float, mode: str = "auto") -> Masking:
+def text_masking(tokenizer, ratio: float, mode: str = "auto", pad_token_id=None) -> Masking:
     """The text masking for ``tokenizer``: ``text`` (``[MASK]``), ``text_drop``, or ``auto``: ``[MASK]`` when the
     tokenizer has a mask token (or none is known yet: ``TokenMasking`` then asks for one when it draws), token
-    drop when it has none (decoder-only models' tokenizers)."""
+    drop when it has none (decoder-only models' tokenizers). ``pad_token_id``: the model's (its config's), where
+    it differs from the tokenizer's."""
     if mode == "auto":
         inner = getattr(tokenizer, "tokenizer", tokenizer)
         mode = "text_drop" if inner is not None and inner.mask_token_id is None else "text"
     if mode == "text":
         return TokenMasking.from_tokenizer(tokenizer, ratio)
     if mode == "text_drop":
-        return TokenDrop.from_tokenizer(tokenizer, ratio)
+        drop = TokenDrop.from_tokenizer(tokenizer, ratio)
+        drop.pad_token_id = pad_token_id if pad_token_id is not None else drop.pad_token_id
+        return drop
     raise ValueError(f"text masking mode must be 'auto', 'text' or 'text_drop', got {mode!r}.")

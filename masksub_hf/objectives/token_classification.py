@@ -8,34 +8,58 @@ learns its token's prediction, from context. Under token drop (``text_drop``) a 
 each kept token is compared with the main prediction at its own original position (never a neighbour's:
 ``kept`` maps the repacked sequence back), and dropped tokens add nothing.
 
-Each supervised token weighs what it weighs in the main loss: the per-token soft cross-entropy is summed and
-divided by the number of labelled tokens of the accumulated batch (``num_items_in_batch``, Trainer's
-normaliser), or averaged over this micro-batch's labelled tokens when there is none.
+Items: the main branch's are the labelled tokens; the sub branch's are the labelled tokens it predicts (all of
+them under ``[MASK]``, the kept ones under token drop). Each loss is a mean over its own items, so the sub
+branch weighs ``masksub_sub_weight`` whatever the ratio.
 """
 
-from ..masking import peft_base_model
+import contextlib
+
+import torch.nn.functional as F
+
+from ..masking import TokenDrop
+from .base import Objective, sub_logits
 from .losses import soft_cross_entropy_per_item
 
-
-def is_token_classifier(model) -> bool:
-    return type(peft_base_model(model)).__name__.endswith("ForTokenClassification")
+HEADS = ("ForTokenClassification",)
 
 
-def token_sub_loss(sub_logits, main_logits, labels, kept=None, num_items=None):
-    """Soft cross-entropy of each supervised token's sub logits to its detached main logits.
+def sub_positions(inputs, labels, masking, mask):
+    """``(kept, supervised)``: the original position of each sub-branch token (``None``: the same positions, as
+    under ``[MASK]``; -1 marks padding) and, per sub-branch token, whether it has a target."""
+    if not isinstance(masking, TokenDrop):
+        return None, labels != -100
+    kept = masking.kept_positions(inputs, mask)
+    return kept, labels.gather(1, kept.clamp(min=0)).ne(-100) & kept.ge(0)
+
+
+def token_sub_loss_sum(sub, main, labels, kept=None):
+    """Soft cross-entropy of each supervised token's sub logits to its detached main logits, summed.
 
     Args:
-        sub_logits: ``(B, W, C)``; ``main_logits``: ``(B, L, C)``; ``labels``: ``(B, L)``, -100 unsupervised.
-        kept: ``(B, W)`` original position of each sub token, -1 for padding (token drop); ``None``: ``W == L``,
-            the same positions (``[MASK]``).
-        num_items: the labelled tokens of the accumulated batch, or ``None`` (mean over this batch's).
+        sub: ``(B, W, C)``; ``main``: ``(B, L, C)``; ``labels``: ``(B, L)``, -100 unsupervised.
+        kept: ``(B, W)`` original position of each sub token, -1 for padding (token drop); ``None``: ``W == L``.
     """
     if kept is not None:
         index = kept.clamp(min=0)
-        main_logits = main_logits.gather(1, index.unsqueeze(-1).expand(-1, -1, main_logits.shape[-1]))
+        main = main.gather(1, index.unsqueeze(-1).expand(-1, -1, main.shape[-1]))
         labels = labels.gather(1, index).masked_fill(kept < 0, -100)
-    supervised = labels != -100
-    total = soft_cross_entropy_per_item(sub_logits, main_logits).masked_fill(~supervised, 0.0).sum()
-    if num_items is not None:
-        return total / num_items
-    return total / supervised.sum().clamp(min=1)
+    return soft_cross_entropy_per_item(sub, main).masked_fill(labels == -100, 0.0).sum()
+
+
+class TokenClassificationObjective(Objective):
+
+    def main_items(self, batch, labels):
+        return (labels != -100).sum()
+
+    def sub_items(self, batch, labels, masking, mask):
+        return sub_positions(batch, labels, masking, mask)[1].sum()
+
+    def main_loss_sum(self, outputs, labels):
+        logits = outputs["logits"].float()
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten().to(logits.device), reduction="sum")
+
+    def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
+        logits = sub_logits(model, inputs, masking, mask, forward_context)
+        kept, _ = sub_positions(inputs, labels, masking, mask)
+        return token_sub_loss_sum(logits, targets["logits"], labels.to(logits.device), kept)

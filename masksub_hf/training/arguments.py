@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..masking import MASKSUB_MODES
-from ..objectives.losses import SUB_LOSSES
+from ..objectives.losses import SUB_LOSSES_PER_ITEM
 
-MASKSUB_LOSSES = ("auto", *SUB_LOSSES)
+MASKSUB_LOSSES = ("auto", *SUB_LOSSES_PER_ITEM)
 
 
 @dataclass

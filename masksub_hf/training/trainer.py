@@ -14,30 +14,27 @@ prediction are Trainer's too: no sub branch. The bookkeeping around the step liv
 """
 
 import contextlib
-import functools
 import logging
 import os
-import weakref
 
 import datasets
 import torch
-import torch.nn.functional as F
 from accelerate.utils import DistributedType
 from transformers import Trainer
 from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..functional import sub_branch_loss
-from ..masking import MASK_KEY_PREFIX, TokenDrop, masking_for
-from ..objectives.clip import clip_sub_branch_loss, is_dual_encoder
-from ..objectives.losses import sub_loss_for
-from ..objectives.token_classification import is_token_classifier, token_sub_loss
+from ..functional import StepItems, batch_items, masksub_step
+from ..masking import MASK_KEY_PREFIX, masking_for
+from ..objectives import objective_for
+from ..objectives.clip import is_dual_encoder
 from ..pipeline.samplers import RepeatedAugSampler
 from ..pipeline.seeding import SEED_KEY, SampleSeedEpochCallback, SeedsBesideBatch, SeededDataset
 from ..recipes.layer_decay import param_groups_layer_decay
 from ..recipes.optim import create_optimizer
 from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
+from .main_loss import MainLossReading
 from .checkpoint import load_owned, reload_converted_weights, save_owned
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
@@ -77,8 +74,8 @@ class MaskSubTrainer(Trainer):
         if not isinstance(args, MaskSubTrainingArguments):
             raise TypeError(f"MaskSubTrainer needs MaskSubTrainingArguments, got {type(args).__name__}.")
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
-        self.masking = None
-        self._masking_built_for = None  # (weak reference to the model, the settings) the masking was built for
+        self.masking = self.objective = self._step_items = self._gradient_marks = None
+        self._masking_built_for = None  # (the model, the settings) the masking was built for
         self._owned_gradient_callback = None
         self.branch_logs = BranchLogs()
         if args.masksub_log_grad_norm and args.world_size > 1:
@@ -105,20 +102,24 @@ class MaskSubTrainer(Trainer):
         args = self.args
         args.validate_masksub()
         unwrapped = self.accelerator.unwrap_model(self.model)
-        settings = (args.masksub_ratio, args.masksub_mode, args.masksub_block_size, id(self._tokenizer()))
+        settings = (args.masksub_ratio, args.masksub_mode, args.masksub_block_size, args.masksub_loss,
+                    id(self._tokenizer()), id(self.compute_loss_func))
         built_for = self._masking_built_for
-        if built_for is not None and built_for[0]() is unwrapped and built_for[1] == settings:
+        if built_for is not None and built_for[0] is unwrapped and built_for[1] == settings:
             return
         if self.masking is not None:
             self.masking.remove_hooks()  # never left on a model that no longer trains
-        self.masking = None
+        self.masking = self.objective = None
         if self._owned_gradient_callback is not None:
             self.remove_callback(self._owned_gradient_callback)
             self._owned_gradient_callback = None
-        # CLIP-style dual encoders: the sub branch distils the image-text similarity matrix
-        # (masksub_hf.objectives.clip).
         self.is_dual_encoder = is_dual_encoder(unwrapped)
         if args.masksub_ratio > 0:
+            # The head's objective first: a head MaskSub has none for fails here, in every masksub_mode.
+            sub_loss = getattr(self.compute_loss_func, "masksub_sub_loss", "auto") if args.masksub_loss == "auto" \
+                else args.masksub_loss  # under auto, the sub loss a recipe's main loss names (sigmoid under BCE)
+            self.objective = objective_for(unwrapped, sub_loss)
+            self.main_loss = MainLossReading(self)
             if self.is_dual_encoder and self.accelerator.distributed_type in (DistributedType.DEEPSPEED,
                                                                                 DistributedType.FSDP):
                 raise ValueError("MaskSub for dual encoders runs on one process or DDP, not DeepSpeed or FSDP.")
@@ -131,7 +132,7 @@ class MaskSubTrainer(Trainer):
                 self.add_callback(self._owned_gradient_callback)
         if args.layer_decay is not None:  # an unsupported model fails here
             param_groups_layer_decay(unwrapped, args.learning_rate, args.weight_decay, args.layer_decay)
-        self._masking_built_for = (weakref.ref(unwrapped), settings)
+        self._masking_built_for = (unwrapped, settings)
 
     def _configure_sample_seeds(self):
         """The epoch callback of per-sample seeds, there exactly when ``masksub_sample_seeds`` is on."""
@@ -162,6 +163,7 @@ class MaskSubTrainer(Trainer):
         try:
             return super().train(*args, **kwargs)
         finally:
+            self._step_items = None
             if self.masking is not None:
                 self.masking.remove_hooks()
 
@@ -286,72 +288,78 @@ class MaskSubTrainer(Trainer):
             if key and key not in self._signature_columns:
                 self._signature_columns.append(key)
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # The micro-batches of one optimizer step: each gets its mask (when the collator drew none), and the step
+        # counts both branches' items over all of them and all processes, which the step divides by.
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.masking is not None and batch_samples:
+            for batch in batch_samples:
+                self._add_mask(batch)
+            self._step_items = self._count_items(batch_samples, num_items_in_batch)
+        return batch_samples, num_items_in_batch
+
+    def _add_mask(self, batch):
+        """Draw the batch's mask into it, from its samples' seeds when they came along, unless the collator drew it."""
+        if self.masking.key is not None and self.masking.key not in batch:
+            inputs, masks = split_masks(batch)
+            seeds = masks.get(SEED_KEY)
+            batch[self.masking.key] = self.masking.draw(inputs, None if seeds is None else seeds.tolist())
+
+    def _count_items(self, batches, num_items_in_batch):
+        """``(StepItems, trainer_share)``: the items of ``batches`` on all processes (one all-reduce), and the part of
+        the main items ``num_items_in_batch`` counts (1 unless Trainer counted this process's only)."""
+        counted_here = (num_items_in_batch is not None and self.accelerator.num_processes > 1
+                        and not self.args.average_tokens_across_devices)
+        counts = [0.0, 0.0, float(num_items_in_batch) if counted_here else 0.0]
+        for batch in batches:
+            inputs, masks = split_masks(batch)
+            main, sub = batch_items(self.objective, inputs, self.masking, masks.get(self.masking.key))
+            counts[0], counts[1] = counts[0] + float(main), counts[1] + float(sub)
+        counts = torch.tensor(counts, device=self.args.device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        share = float(num_items_in_batch) / counts[2].item() if counted_here else 1.0
+        return StepItems(counts[0], counts[1], self.accelerator.num_processes), share
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         inputs, masks = split_masks(inputs)
         if self.masking is None:
             return super().training_step(model, inputs, num_items_in_batch)
-
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
+        if self._step_items is None:  # called outside Trainer's loop: this micro-batch is the step
+            self._add_mask(masks := {**inputs, **masks})
+            self._step_items = self._count_items([masks], None)
         mask = masks.get(self.masking.key) if self.masking.key else None
-        if mask is None:  # no MaskSub collator: drawn here, from the samples' seeds when they came along
-            seeds = masks.get(SEED_KEY)
-            mask = self.masking.draw(inputs, None if seeds is None else seeds.tolist())
-        unwrapped = self.accelerator.unwrap_model(model)
-        args = self.args
+        items, trainer_share = self._step_items
+        labels = inputs.get("labels")
+        local_items = self.objective.main_items(inputs, labels)
 
-        if self.is_dual_encoder:
-            inputs = {**inputs, "return_loss": True}
-        if args.masksub_log_grad_norm:
-            before_main = self._flat_gradients(model)
-        with self._main_branch_without_sync(model):
-            with self.compute_loss_context_manager():
-                main_loss, outputs = self.compute_loss(
-                    model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-                )
-            # What the sub branch learns from, detached: logits, or a dual encoder's similarities and text.
-            keys = ("logits_per_image", "text_embeds") if self.is_dual_encoder else ("logits",)
-            main_targets = {key: outputs[key].detach() for key in keys}
-            del outputs
-            main_scaled_for_ga = self._main_loss_is_scaled_for_ga(num_items_in_batch)
-            if main_scaled_for_ga and self._token_head_ignores_num_items(unwrapped, main_loss, main_targets, inputs,
-                                                                        num_items_in_batch):
-                # A micro-batch mean: as the sum over its labelled tokens / those of the accumulated batch.
-                main_loss = main_loss * (inputs["labels"] != -100).sum() / num_items_in_batch
-            main_loss = self._scale_for_accumulation(main_loss, main_scaled_for_ga)
-            self._backward(args.masksub_main_weight * main_loss)
-        if args.masksub_log_grad_norm:
-            after_main = self._flat_gradients(model)
+        def main_branch(model, main_inputs):  # Trainer's loss, as a sum over this micro-batch's items
+            loss, outputs = self.compute_loss(model, main_inputs, return_outputs=True,
+                                              num_items_in_batch=num_items_in_batch)
+            loss = loss.mean() if self.args.n_gpu > 1 else loss  # DataParallel returns one loss per device
+            return self.main_loss.as_sum(loss, outputs, labels, self.objective, local_items, num_items_in_batch,
+                                         items.main, trainer_share), outputs
 
-        sub_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "return_loss", *self.label_names)}
-        if self.is_dual_encoder:
-            sub_scaled_for_ga = False
-            sub_loss = clip_sub_branch_loss(model, sub_inputs, main_targets, self.masking, mask,
-                                            forward_context=self.compute_loss_context_manager)
-        else:
-            loss_fn, sub_scaled_for_ga = self._sub_loss_fn(unwrapped, inputs, mask,
-                                                           num_items_in_batch if main_scaled_for_ga else None)
-            sub_loss = sub_branch_loss(model, sub_inputs, main_targets["logits"], self.masking, mask, loss_fn,
-                                       forward_context=self.compute_loss_context_manager)
-        sub_loss = self._scale_for_accumulation(sub_loss, scaled_for_ga=sub_scaled_for_ga)
-        self._backward(args.masksub_sub_weight * sub_loss)
-        if self.is_dual_encoder:
-            # Its sub forward runs on the bare model (only the image tower), outside DDP's reducer:
-            # all gradients are averaged here, in one all-reduce per optimizer step.
-            average_gradients_by_hand(self.accelerator, [*model.parameters(), *self._owned_parameters()])
-        else:
-            average_gradients_by_hand(self.accelerator, self._owned_parameters())
+        self._gradient_marks = [self._flat_gradients(model)] if self.args.masksub_log_grad_norm else None
+        main_loss, sub_loss = masksub_step(
+            model, inputs, self.masking, self.objective, mask, items=items, main_branch=main_branch,
+            main_weight=self.args.masksub_main_weight, sub_weight=self.args.masksub_sub_weight,
+            backward=self._backward, main_no_sync=lambda: self._main_branch_without_sync(model),
+            forward_context=self.compute_loss_context_manager)
+        # What DDP did not average: the whole model when the sub forward bypassed it, else owned parameters.
+        bypassed = [*model.parameters()] if self.objective.sub_bypasses_wrapper else []
+        average_gradients_by_hand(self.accelerator, [*bypassed, *self._owned_parameters()])
 
-        main_loss, sub_loss = main_loss.detach(), sub_loss.detach()
         branch_values = {"main_loss": main_loss, "sub_loss": sub_loss}
-        if args.masksub_log_grad_norm:
-            # each branch's (weighted) contribution to this step's gradient, summed over micro-batches
-            branch_values.update(main_grad_norm=(after_main - before_main).norm(),
-                                 sub_grad_norm=(self._flat_gradients(model) - after_main).norm())
+        if self._gradient_marks is not None:  # each branch's (weighted) gradient, summed over micro-batches
+            before, after_main, after_sub = self._gradient_marks
+            branch_values.update(main_grad_norm=(after_main - before).norm(), sub_grad_norm=(after_sub - after_main).norm())
         self.branch_logs.add(self.current_gradient_accumulation_steps, **branch_values)
-        return args.masksub_main_weight * main_loss + args.masksub_sub_weight * sub_loss
+        return self.args.masksub_main_weight * main_loss + self.args.masksub_sub_weight * sub_loss
 
     @contextlib.contextmanager
     def _main_branch_without_sync(self, model):
@@ -379,72 +387,14 @@ class MaskSubTrainer(Trainer):
         finally:
             state._set_sync_gradients(True)
 
-    def _sub_loss_fn(self, unwrapped, inputs, mask, num_items_in_batch):
-        """``(the sub loss, whether it is already normalised over the accumulated batch)``.
-
-        Token classifiers: per supervised token, normalised as the main loss
-        (``masksub_hf.objectives.token_classification``)."""
-        if not is_token_classifier(unwrapped):
-            return sub_loss_for(self._sub_loss_name(), unwrapped.config), False
-        # As the main loss: this process's sum / all processes' labelled tokens, times the processes (DDP then
-        # averages), or, where the main loss is a micro-batch mean (num_items_in_batch None), a mean.
-        num_items = None if num_items_in_batch is None else num_items_in_batch / self._token_loss_scale()
-        kept = self.masking.kept_positions(inputs, mask) if isinstance(self.masking, TokenDrop) else None
-        return functools.partial(token_sub_loss, labels=inputs["labels"], kept=kept, num_items=num_items), \
-            num_items is not None
-
-    def _token_loss_scale(self):
-        """The factor Trainer multiplies a loss normalised by ``num_items_in_batch`` with (the processes)."""
-        return self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
-
-    def _token_head_ignores_num_items(self, unwrapped, main_loss, main_targets, inputs, num_items_in_batch):
-        """Whether a token classifier's own loss is a mean over this micro-batch's labelled tokens although it takes
-        ``num_items_in_batch`` (BERT-family heads use ``CrossEntropyLoss()``; transformers' generic heads sum and
-        divide by it). Read off the loss itself: which of the two normalisations of its cross-entropy it equals."""
-        if (not is_token_classifier(unwrapped) or num_items_in_batch is None or self.compute_loss_func is not None
-                or self.label_smoother is not None):
-            return False
-        logits, labels = main_targets["logits"], inputs["labels"].to(main_targets["logits"].device)
-        summed = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="sum")
-        as_sum = summed / num_items_in_batch * self._token_loss_scale()
-        as_mean = summed / (labels != -100).sum().clamp(min=1) * self._token_loss_scale()
-        return bool((main_loss.detach() - as_mean).abs() < (main_loss.detach() - as_sum).abs())
-
-    def _sub_loss_name(self):
-        """``--masksub_loss``; under ``auto``, the one a recipe's main loss names (sigmoid targets under BCE)."""
-        if self.args.masksub_loss == "auto":
-            return getattr(self.compute_loss_func, "masksub_sub_loss", "auto")
-        return self.args.masksub_loss
-
     def _flat_gradients(self, model):
         return flat_gradients([*model.parameters(), *self._owned_parameters()])
-
-    def _main_loss_is_scaled_for_ga(self, num_items_in_batch):
-        """Whether the main loss is already normalised over the whole accumulated batch.
-
-        Trainer's rule, with one correction: transformers' classification heads ignore
-        ``num_items_in_batch`` for regression and multi-label losses (per-micro-batch means), which
-        Trainer would then over-weight by the accumulation steps. MaskSub keeps accumulation exact.
-        """
-        if self.loss_is_scaled_for_ga is not None:
-            return self.loss_is_scaled_for_ga
-        if self.compute_loss_func is not None or (self.label_smoother is not None and num_items_in_batch is not None):
-            return True
-        problem_type = getattr(self.accelerator.unwrap_model(self.model).config, "problem_type", None)
-        if problem_type in ("regression", "multi_label_classification"):
-            return False
-        return self.model_accepts_loss_kwargs and num_items_in_batch is not None
-
-    def _scale_for_accumulation(self, loss, scaled_for_ga):
-        if self.args.n_gpu > 1:
-            loss = loss.mean()  # DataParallel returns one loss per device
-        if not scaled_for_ga:
-            loss = loss / self.current_gradient_accumulation_steps
-        return loss
 
     def _backward(self, loss):
         kwargs = {"scale_wrt_gas": False} if self.accelerator.distributed_type == DistributedType.DEEPSPEED else {}
         self.accelerator.backward(loss, **kwargs)
+        if self._gradient_marks is not None:
+            self._gradient_marks.append(self._flat_gradients(self.model_wrapped))
 
     def log(self, logs, start_time=None):
         # Training logs carry "loss"; add the branches' values, averaged like it (window, processes).

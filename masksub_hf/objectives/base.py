@@ -1,0 +1,73 @@
+"""What every sub-branch objective shares: the interface, and the sub forward through a masking.
+
+An objective is the method's second half for one kind of head. Per micro-batch it says which items its two losses
+average over (rows, labelled tokens), gives each loss as a *sum* over those items, and the detached main-branch
+targets the sub branch learns. The step (``masksub_hf.functional.masksub_step``) then applies one rule to both
+branches: each sum is divided by the items of the whole accumulated batch on all processes, so that one
+optimizer step equals the method on the global batch.
+"""
+
+import contextlib
+from collections.abc import Mapping
+
+from ..masking import peft_base_model, timm_model_of
+
+
+def unwrap(model):
+    """The model inside a DDP / FSDP wrapper (``.module``), else ``model``."""
+    return getattr(model, "module", model)
+
+
+def model_outputs(model, inputs):
+    """``model``'s outputs on a batch dict, as a mapping: transformers models take ``**inputs``; bare timm models
+    take the pixels and give the logits."""
+    if timm_model_of(unwrap(model)) is unwrap(model):
+        return {"logits": model(inputs["pixel_values"])}
+    outputs = model(**inputs)
+    return outputs if isinstance(outputs, Mapping) else {"logits": outputs}
+
+
+def sub_logits(model, inputs, masking, mask, forward_context=contextlib.nullcontext):
+    """The sub branch's logits: ``inputs`` masked by ``masking`` (whatever it changes acts inside this call only)."""
+    with masking.apply(unwrap(model), inputs, mask) as sub_inputs, forward_context():
+        return model_outputs(model, sub_inputs)["logits"]
+
+
+def head_name(model):
+    return type(peft_base_model(unwrap(model))).__name__
+
+
+class Objective:
+    """One head kind's sub-branch objective.
+
+    - ``main_items(batch, labels)`` / ``sub_items(batch, labels, masking, mask)``: how many items each branch's
+      loss averages over in this micro-batch (integer tensors);
+    - ``main_loss_sum(outputs, labels)``: the head's usual loss summed over its items (the main branch of a plain
+      loop, and what a model's own loss is compared with to read its normalisation);
+    - ``targets(outputs)``: the detached main outputs the sub branch learns;
+    - ``sub_loss_sum(model, inputs, labels, targets, masking, mask, forward_context)``: the sub forward and its
+      relaxed loss summed over its items (``inputs`` without labels);
+    - ``main_inputs(inputs)``: what the main forward gets (a dual encoder asks for its loss);
+    - ``sub_bypasses_wrapper``: the sub forward runs on the bare model, outside DDP's reducer (its gradients are
+      averaged by hand).
+    """
+
+    sub_bypasses_wrapper = False
+
+    def main_inputs(self, inputs):
+        return dict(inputs)
+
+    def targets(self, outputs):
+        return {"logits": outputs["logits"].detach()}
+
+    def main_items(self, batch, labels):
+        raise NotImplementedError
+
+    def sub_items(self, batch, labels, masking, mask):
+        return self.main_items(batch, labels)
+
+    def main_loss_sum(self, outputs, labels):
+        raise NotImplementedError
+
+    def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
+        raise NotImplementedError
