@@ -1,0 +1,253 @@
+"""The exactness matrix's cases: every head kind x masking MaskSub supports, each with a reference in plain torch.
+
+A case builds a tiny model, 7 training items and the collator a user would pass. Its reference takes one
+micro-batch exactly as the trainer received it (the collator's output, with the mask MaskSub drew for it) and
+returns two vectors written out in torch ops, with the mask applied by hand (no MaskSub code): the main branch's
+loss per item (row, labelled token, image-text pair) and the sub branch's loss per item it predicts. The method
+on the whole step is then ``0.5 * mean(all main items) + 0.5 * mean(all sub items)`` over every micro-batch of
+every process (``reference_gradients``). Shared by tests/test_exactness.py and its 2-process script.
+"""
+
+import contextlib
+import copy
+
+import torch
+import torch.nn.functional as F
+import transformers
+from helpers import bpe_tokenizer, tiny_vit, word_tokenizer
+from test_clip import pair_items, reference_image_embeds, tiny_clip
+from test_equivalence import reference_vit_logits
+from test_families import TokenProbe, hf_model, patch_mask
+from test_text_drop import REVIEWS, row_by_row_logits, tiny_decoder
+from test_token_classification import model_and_tokenizer, tagged_items
+
+from masksub_hf import MaskSubTextCollator
+
+ITEMS, BLOCK = 7, 8
+SETUPS = {  # name: (processes, per-device batch, accumulation): 7 items, so the last micro-batch is smaller
+    "ga1": (1, 8, 1),
+    "ga2": (1, 4, 2),
+    "ddp_ga2": (2, 2, 2),  # rows per process 4 and 3 (even_batches off), labelled tokens unequal too
+}
+
+
+def soft_ce(sub, main):
+    return -(torch.softmax(main.detach().float(), -1) * torch.log_softmax(sub.float(), -1)).sum(-1)
+
+
+def image_items(labels, seed=0):
+    pixels = torch.randn(ITEMS, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    return [{"pixel_values": pixels[i], "labels": labels[i]} for i in range(ITEMS)]
+
+
+def row_losses(kind, main, sub, labels):
+    """Per-row main and sub losses of a one-prediction-per-input head (transformers' loss for ``kind``)."""
+    main, sub = main.float(), sub.float()
+    if kind == "ce":
+        return F.cross_entropy(main, labels, reduction="none"), soft_ce(sub, main)
+    if kind == "bce":
+        return (F.binary_cross_entropy_with_logits(main, labels, reduction="none").mean(-1),
+                F.binary_cross_entropy_with_logits(sub, main.detach().sigmoid(), reduction="none").mean(-1))
+    return (main.squeeze(-1) - labels) ** 2, ((sub - main.detach()) ** 2).mean(-1)
+
+
+class Case:
+    mode, ratio, args, token = "auto", 0.5, {}, None  # token: the mask token, where MaskSub owns one
+
+    def collator(self):
+        return None
+
+
+class VitRows(Case):
+    """ViT, patch tokens dropped (the trainer draws the masks); single-label, multi-label BCE, regression."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def build(self, tmp_path):
+        generator = torch.Generator().manual_seed(1)
+        if self.kind == "bce":
+            return tiny_vit(3, "multi_label_classification"), image_items(torch.randint(0, 2, (ITEMS, 3),
+                                                                                       generator=generator).float())
+        if self.kind == "mse":
+            return tiny_vit(1, "regression"), image_items(torch.randn(ITEMS, generator=generator))
+        return tiny_vit(3), image_items(torch.randint(0, 3, (ITEMS,), generator=generator))
+
+    def reference(self, model, batch):
+        main = reference_vit_logits(model, batch["pixel_values"])
+        sub = reference_vit_logits(model, batch["pixel_values"], batch["masksub_keep_indices"])
+        return row_losses(self.kind, main, sub, batch["labels"])
+
+
+class BlockImages(Case):
+    """ResNet with zero-filled pixel blocks; Swin with a (MaskSub-owned) mask token through bool_masked_pos."""
+
+    args = {"masksub_block_size": BLOCK}
+
+    def __init__(self, family):
+        self.family = family
+
+    def build(self, tmp_path):
+        labels = torch.randint(0, 3, (ITEMS,), generator=torch.Generator().manual_seed(1))
+        return hf_model(self.family), image_items(labels)
+
+    def reference(self, model, batch):
+        pixels, blocks = batch["pixel_values"], batch["masksub_block_mask"]
+        main = model(pixel_values=pixels).logits
+        if self.family == "resnet":
+            sub = model(pixel_values=pixels * (1 - patch_mask(blocks, BLOCK).unsqueeze(1).float())).logits
+        else:
+            model.swin.embeddings.mask_token = self.token  # transformers' own masked-image path
+            masked = patch_mask(blocks, BLOCK // model.config.patch_size).flatten(1)
+            sub = model.classifier(model.swin(pixel_values=pixels, bool_masked_pos=masked).pooler_output)
+        return row_losses("ce", main, sub, batch["labels"])
+
+
+def review_items(tokenizer, eos=""):
+    return [{**tokenizer(" ".join(text.split()[:5 + 2 * i]) + eos), "labels": i % 2}
+            for i, text in enumerate(REVIEWS[:ITEMS])]
+
+
+class TextRows(Case):
+    """Sequence classifiers: BERT with [MASK] or token drop; a Qwen2 decoder with token drop, left padding and
+    pad == eos (rows end in an attended eos; the head pools the token before it)."""
+
+    ratio = 0.3
+
+    def __init__(self, family, mode):
+        self.family, self.mode = family, mode
+
+    def build(self, tmp_path):
+        if self.family == "bert":
+            self.tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
+            torch.manual_seed(0)
+            config = transformers.BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=64,
+                                             hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                             intermediate_size=64, hidden_dropout_prob=0.0,
+                                             attention_probs_dropout_prob=0.0, num_labels=2)
+            return transformers.BertForSequenceClassification(config), review_items(self.tokenizer)
+        self.tokenizer = bpe_tokenizer(REVIEWS, padding_side="left")
+        self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = tiny_decoder("qwen2", len(self.tokenizer), self.tokenizer.pad_token_id)
+        return model, review_items(self.tokenizer, eos=self.tokenizer.eos_token)
+
+    def collator(self):
+        return MaskSubTextCollator(self.tokenizer, self.ratio, mode=self.mode)
+
+    def reference(self, model, batch):
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        main = model(**inputs).logits
+        if self.mode == "text":
+            sub = model(**{**inputs, "input_ids": batch["masksub_input_ids"]}).logits
+        else:
+            sub = row_by_row_logits(model, inputs, batch["masksub_drop_mask"])
+        return row_losses("ce", main, sub, batch["labels"])
+
+
+class TokenTags(Case):
+    """Token classifiers: BERT with [MASK] or token drop; each labelled token an item (the sub branch's: the
+    labelled tokens it predicts)."""
+
+    ratio = 0.3
+
+    def __init__(self, family, mode):
+        self.family, self.mode = family, mode
+
+    def build(self, tmp_path):
+        model, self.tokenizer = model_and_tokenizer(self.family, tmp_path)
+        return model, tagged_items(self.tokenizer)[:ITEMS]
+
+    def collator(self):
+        base = transformers.DataCollatorForTokenClassification(self.tokenizer)
+        return MaskSubTextCollator(self.tokenizer, self.ratio, mode=self.mode, base_collator=base)
+
+    def reference(self, model, batch):
+        labels, attention = batch["labels"], batch["attention_mask"]
+        main = model(input_ids=batch["input_ids"], attention_mask=attention).logits
+        main_losses = F.cross_entropy(main[labels != -100].float(), labels[labels != -100], reduction="none")
+        sub_losses = []
+        for row in range(labels.shape[0]):
+            if self.mode == "text":
+                logits = model(input_ids=batch["masksub_input_ids"][row][None], attention_mask=attention[row][None])
+                positions = list(range(labels.shape[1]))
+            else:
+                dropped = batch["masksub_drop_mask"][row]
+                positions = [i for i in range(labels.shape[1]) if attention[row, i] and not dropped[i]]
+                kept = torch.tensor(positions)
+                logits = model(input_ids=batch["input_ids"][row, kept][None], position_ids=kept[None])
+            for j, position in enumerate(positions):
+                if labels[row, position] != -100:
+                    sub_losses.append(soft_ce(logits.logits[0, j], main[row, position]))
+        return main_losses, torch.stack(sub_losses)
+
+
+class ClipPairs(Case):
+    """CLIP: images only masked (patch tokens dropped); each image-text pair an item of the micro-batch's matrix."""
+
+    def build(self, tmp_path):
+        return tiny_clip(), pair_items()[:ITEMS]
+
+    def reference(self, model, batch):
+        main = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], return_loss=True)
+        logits = main.logits_per_image.float()
+        pairs = torch.arange(len(logits))
+        main_losses = 0.5 * (F.cross_entropy(logits, pairs, reduction="none")
+                             + F.cross_entropy(logits.t(), pairs, reduction="none"))
+        image = reference_image_embeds(model, batch["pixel_values"], batch["masksub_keep_indices"])
+        image = image / image.norm(dim=-1, keepdim=True)
+        sub = (model.logit_scale.exp() * image @ main.text_embeds.detach().t()).float()
+        return main_losses, 0.5 * (soft_ce(sub, logits) + soft_ce(sub.t(), logits.t()))
+
+
+CASES = {
+    "vit_tokens_ce": lambda: VitRows("ce"),
+    "vit_tokens_bce": lambda: VitRows("bce"),
+    "vit_tokens_mse": lambda: VitRows("mse"),
+    "resnet_pixels": lambda: BlockImages("resnet"),
+    "swin_mask_token": lambda: BlockImages("swin"),
+    "bert_mask": lambda: TextRows("bert", "text"),
+    "bert_token_drop": lambda: TextRows("bert", "text_drop"),
+    "qwen2_token_drop_left_pad_eos": lambda: TextRows("qwen2", "text_drop"),
+    "bert_tokens_mask": lambda: TokenTags("bert", "text"),
+    "bert_tokens_drop": lambda: TokenTags("bert", "text_drop"),
+    "clip": ClipPairs,
+}
+
+
+def run_case(name, setup, precision, tmp_path, training_args, trainer_class):
+    """Train one optimizer step; ``(case, initial model, trainer, gradients before the step, batches seen here)``."""
+    from helpers import ListDataset
+
+    case = CASES[name]()
+    model, items = case.build(tmp_path)
+    initial = copy.deepcopy(model)
+    processes, batch, accumulation = SETUPS[setup]
+    args = training_args(tmp_path / f"{name}_{setup}_{precision}", per_device_train_batch_size=batch,
+                         gradient_accumulation_steps=accumulation, max_steps=1, masksub_ratio=case.ratio,
+                         masksub_mode=case.mode, bf16=precision == "bf16", optim="sgd",
+                         accelerator_config={"even_batches": False}, **case.args)
+    trainer = trainer_class(model=model, args=args, train_dataset=ListDataset(items), data_collator=case.collator())
+    probe = TokenProbe(trainer._owned_parameters)  # the model's gradients and an owned mask token's
+    trainer.add_callback(probe)
+    if trainer._owned_parameters():
+        case.token = torch.nn.Parameter(trainer._owned_parameters()[0].detach().clone())
+    trainer.train()
+    return case, initial, trainer, probe.gradients[0]
+
+
+def reference_gradients(case, model, batches, precision):
+    """One backward of ``0.5 * mean(main items) + 0.5 * mean(sub items)`` over every micro-batch of the step."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    main, sub = [], []
+    for batch in batches:
+        with autocast:
+            main_losses, sub_losses = case.reference(model, batch)
+        main.append(main_losses.float())
+        sub.append(sub_losses.float())
+    main, sub = torch.cat(main), torch.cat(sub)
+    (0.5 * main.sum() / len(main) + 0.5 * sub.sum() / len(sub)).backward()
+    gradients = {n: p.grad for n, p in model.named_parameters() if p.grad is not None and p is not case.token}
+    if case.token is not None:
+        gradients["owned.0"] = case.token.grad
+    return gradients

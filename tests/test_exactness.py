@@ -1,0 +1,86 @@
+"""The exactness matrix: one optimizer step's gradients equal the method on the whole global batch, written here in
+plain torch, for every head kind x masking MaskSub supports (``exactness_cases.CASES``) x {one micro-batch;
+accumulation 2 with a smaller last micro-batch; 2 gloo processes x accumulation 2 with unequal rows and labelled
+tokens per process} x {fp32; bf16 autocast}.
+
+The method: ``0.5 * (main loss averaged over every row / labelled token / pair of all micro-batches and
+processes) + 0.5 * (sub loss averaged the same way over the items the sub branch predicts)``. The reference
+reads only the batches the collator made (with the masks MaskSub drew for them, applied here by hand), never
+another MaskSub configuration. Tolerance, relative to each tensor's largest gradient: 1e-5 in fp32, 5e-2 under bf16 autocast (the
+trainer's two backward passes and the reference's one round bf16 values differently; measured up to 3%). A branch
+normalised wrongly is off by 30% or more.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from exactness_cases import CASES, reference_gradients, run_case
+from helpers import launch, training_args
+
+from masksub_hf import MaskSubTrainer
+
+# (relative tolerance, floor of a tensor's scale as a fraction of the step's largest gradient)
+TOLERANCE = {"fp32": (1e-5, 1e-3), "bf16": (5e-2, 1e-2)}
+SCRIPT = Path(__file__).parent / "scripts" / "exactness_ddp.py"
+
+
+class RecordingTrainer(MaskSubTrainer):
+    """Keeps every micro-batch as the step receives it: the collator's output plus the mask drawn for it."""
+
+    recorded = ()
+
+    def get_batch_samples(self, *args, **kwargs):
+        batches, num_items = super().get_batch_samples(*args, **kwargs)
+        self.recorded = [*self.recorded, *({k: v.detach().cpu().clone() for k, v in batch.items()
+                                            if torch.is_tensor(v)} for batch in batches)]
+        return batches, num_items
+
+
+def assert_gradients_equal(actual, expected, precision, label):
+    """Each tensor's largest difference within a tolerance of its largest gradient, floored at a fraction of the
+    step's largest: a gradient that is zero in exact arithmetic, like a key bias's, is rounding noise."""
+    assert actual.keys() == expected.keys(), (label, sorted(actual.keys() ^ expected.keys()))
+    tolerance, floor = TOLERANCE[precision]
+    floor *= max(gradient.abs().max().item() for gradient in expected.values())
+    for name, gradient in expected.items():
+        scale = max(gradient.abs().max().item(), floor)
+        difference = (actual[name].float() - gradient.float()).abs().max().item()
+        assert difference <= tolerance * scale, f"{label} {name}: {difference:.3g} > {tolerance} x {scale:.3g}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("setup", ["ga1", "ga2"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_one_process(tmp_path, name, setup, precision):
+    case, initial, trainer, gradients = run_case(name, setup, precision, tmp_path, training_args, RecordingTrainer)
+    assert len(trainer.recorded) == {"ga1": 1, "ga2": 2}[setup]
+    expected = reference_gradients(case, initial, trainer.recorded, precision)
+    assert_gradients_equal(gradients, expected, precision, f"{name}/{setup}/{precision}")
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """Every case and precision trained in one 2-process launch: per case, each rank's batches, rank 0's gradients."""
+    folder = tmp_path_factory.mktemp("exactness_ddp")
+    launch([SCRIPT, "--use_cpu", "--output_dir", folder], port=29531, timeout=900)
+    return folder, json.loads((folder / "launch.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_two_processes_with_accumulation(tmp_path, two_processes, name, precision):
+    folder, launched = two_processes
+    assert launched == {"distributed_type": "MULTI_CPU", "num_processes": 2}
+    result = torch.load(folder / f"{name}_{precision}.pt", weights_only=False)  # written by our own script
+    batches = [batch for rank in (0, 1) for batch in result["batches"][rank]]
+    rows = [sum(len(batch["labels"] if "labels" in batch else batch["pixel_values"]) for batch in result["batches"][rank])
+            for rank in (0, 1)]
+    assert len(batches) == 4 and rows == [4, 3], rows  # unequal processes
+    case = CASES[name]()
+    if result["token"] is not None:
+        case.token = torch.nn.Parameter(result["token"])
+    expected = reference_gradients(case, result["initial"], batches, precision)
+    assert_gradients_equal(result["gradients"], expected, precision, f"{name}/ddp_ga2/{precision}")
