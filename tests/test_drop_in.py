@@ -8,6 +8,7 @@ a tokenizer in the collator, callbacks, checkpoint rotation, resume, ``model_ini
 early stopping, ``train()`` twice, ``predict``.
 """
 
+import json
 import os
 import pickle
 
@@ -354,3 +355,44 @@ def test_a_collator_drawing_at_another_ratio_is_a_one_line_error(tmp_path):
     with pytest.raises(ValueError, match=r"draws masks as TokenMasking at ratio 0.15 .* masksub_ratio 0.3") as error:
         trainer.train()
     assert "\n" not in str(error.value)
+
+
+class TrialLog(TrainerCallback):
+    """Each training run's ratio and the token counts of its training forwards, written to a file: Ray runs each
+    trial in a worker process of its own."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.lengths = tokens_per_forward(model)
+        self.ratio = getattr(args, "masksub_ratio", None)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        with open(self.path, "a") as file:
+            file.write(json.dumps([self.ratio, self.lengths]) + "\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arm", ["trainer", "on"])
+def test_ray_tune_runs_each_trial_at_its_own_ratio(tmp_path, monkeypatch, arm):
+    """Before: MaskSubTrainer could not be serialised for Ray's workers (it kept a weak reference to the model)."""
+    from ray import tune
+
+    tests = os.path.dirname(os.path.abspath(__file__))  # Ray's workers unpickle the tests' callbacks and datasets
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
+
+    log = tmp_path / "trials.jsonl"
+    trainer = make_trainer(arm, tmp_path / "out", None, max_steps=1, trainer_kwargs=dict(
+        model_init=lambda trial=None: tiny_vit(), train_dataset=images(), eval_dataset=images(8, seed=1),
+        callbacks=[TrialLog(str(log))]))
+    name = "masksub_ratio" if arm == "on" else "learning_rate"
+    values = [0.25, 0.75] if arm == "on" else [1e-3, 1e-2]
+    trainer.hyperparameter_search(hp_space=lambda _: {name: tune.grid_search(values)}, backend="ray", n_trials=1,
+                                  direction="minimize", resources_per_trial={"cpu": 1},
+                                  storage_path=str(tmp_path / "ray"))
+    runs = sorted(json.loads(line) for line in log.read_text().splitlines())
+    if arm == "trainer":
+        assert runs == [[None, [17]], [None, [17]]]
+    else:  # the main forward sees 17 tokens, the sub forward 1 + the patches the trial's ratio keeps
+        assert runs == [[0.25, [17, 13]], [0.75, [17, 5]]], runs

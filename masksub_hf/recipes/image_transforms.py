@@ -9,8 +9,18 @@ random erasing. With no recipe flag it is exactly the HF example's transform.
 
 from PIL import Image, ImageOps
 from timm.data.transforms_factory import transforms_imagenet_train
-from torchvision.transforms import (CenterCrop, Compose, InterpolationMode, Lambda, Normalize, RandomCrop,
-                                    RandomHorizontalFlip, RandomResizedCrop, Resize, ToTensor)
+from torchvision.transforms import (
+    CenterCrop,
+    Compose,
+    InterpolationMode,
+    Lambda,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    Resize,
+    ToTensor,
+)
 
 CROPS = ("random_resized_crop", "shift", "simple_random_crop", "none")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")

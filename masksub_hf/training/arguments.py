@@ -2,11 +2,13 @@
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from transformers import TrainingArguments
 
 from ..masking import MASKSUB_MODES
 from ..objectives.losses import SUB_LOSSES_PER_ITEM
+from .process_group import noting_a_started_group
 
 MASKSUB_LOSSES = ("auto", *SUB_LOSSES_PER_ITEM)
 
@@ -99,6 +101,12 @@ class MaskSubTrainingArguments(TrainingArguments):
         # Validate first: a bad MaskSub value should fail before any of TrainingArguments' set-up.
         self.validate_masksub()
         super().__post_init__()
+
+    @cached_property
+    def _setup_devices(self):
+        # Where Accelerate starts the process group under torchrun / accelerate launch: MaskSub ends it at exit.
+        with noting_a_started_group():
+            return TrainingArguments._setup_devices.func(self)
 
     def validate_masksub(self):
         """Check the MaskSub fields; ``MaskSubTrainer`` checks again what a trial or a user set since."""

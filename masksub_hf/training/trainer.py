@@ -29,15 +29,16 @@ from ..masking import MASK_KEY_PREFIX, masking_for
 from ..objectives import objective_for
 from ..objectives.clip import is_dual_encoder
 from ..pipeline.samplers import RepeatedAugSampler
-from ..pipeline.seeding import SEED_KEY, SampleSeedEpochCallback, SeedsBesideBatch, SeededDataset
+from ..pipeline.seeding import SEED_KEY, SampleSeedEpochCallback, SeededDataset, SeedsBesideBatch
 from ..recipes.layer_decay import param_groups_layer_decay
 from ..recipes.optim import create_optimizer
 from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
-from .main_loss import MainLossReading
 from .checkpoint import load_owned, reload_converted_weights, save_owned
+from .main_loss import MainLossReading
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
+from .process_group import noting_a_started_group, release_at_exit
 
 logger = logging.getLogger("masksub_hf")
 
@@ -73,8 +74,11 @@ class MaskSubTrainer(Trainer):
             args = MaskSubTrainingArguments(output_dir="trainer_output")
         if not isinstance(args, MaskSubTrainingArguments):
             raise TypeError(f"MaskSubTrainer needs MaskSubTrainingArguments, got {type(args).__name__}.")
-        super().__init__(model, args, *trainer_args, **trainer_kwargs)
-        self.masking = self.objective = self._step_items = self._gradient_marks = None
+        with noting_a_started_group():
+            super().__init__(model, args, *trainer_args, **trainer_kwargs)
+        release_at_exit(self)
+        # masksub_objective: the head kind's objective (Trainer's own `objective` is a hyperparameter search's value)
+        self.masking = self.masksub_objective = self._step_items = self._gradient_marks = None
         self._masking_built_for = None  # (the model, the settings) the masking was built for
         self._owned_gradient_callback = None
         self.branch_logs = BranchLogs()
@@ -109,7 +113,7 @@ class MaskSubTrainer(Trainer):
             return
         if self.masking is not None:
             self.masking.remove_hooks()  # never left on a model that no longer trains
-        self.masking = self.objective = None
+        self.masking = self.masksub_objective = None
         if self._owned_gradient_callback is not None:
             self.remove_callback(self._owned_gradient_callback)
             self._owned_gradient_callback = None
@@ -118,7 +122,7 @@ class MaskSubTrainer(Trainer):
             # The head's objective first: a head MaskSub has none for fails here, in every masksub_mode.
             sub_loss = getattr(self.compute_loss_func, "masksub_sub_loss", "auto") if args.masksub_loss == "auto" \
                 else args.masksub_loss  # under auto, the sub loss a recipe's main loss names (sigmoid under BCE)
-            self.objective = objective_for(unwrapped, sub_loss)
+            self.masksub_objective = objective_for(unwrapped, sub_loss)
             self.main_loss = MainLossReading(self)
             if self.is_dual_encoder and self.accelerator.distributed_type in (DistributedType.DEEPSPEED,
                                                                                 DistributedType.FSDP):
@@ -313,7 +317,7 @@ class MaskSubTrainer(Trainer):
         counts = [0.0, 0.0, float(num_items_in_batch) if counted_here else 0.0]
         for batch in batches:
             inputs, masks = split_masks(batch)
-            main, sub = batch_items(self.objective, inputs, self.masking, masks.get(self.masking.key))
+            main, sub = batch_items(self.masksub_objective, inputs, self.masking, masks.get(self.masking.key))
             counts[0], counts[1] = counts[0] + float(main), counts[1] + float(sub)
         counts = torch.tensor(counts, device=self.args.device)
         if self.accelerator.num_processes > 1:
@@ -335,23 +339,23 @@ class MaskSubTrainer(Trainer):
         mask = masks.get(self.masking.key) if self.masking.key else None
         items, trainer_share = self._step_items
         labels = inputs.get("labels")
-        local_items = self.objective.main_items(inputs, labels)
+        local_items = self.masksub_objective.main_items(inputs, labels)
 
         def main_branch(model, main_inputs):  # Trainer's loss, as a sum over this micro-batch's items
             loss, outputs = self.compute_loss(model, main_inputs, return_outputs=True,
                                               num_items_in_batch=num_items_in_batch)
             loss = loss.mean() if self.args.n_gpu > 1 else loss  # DataParallel returns one loss per device
-            return self.main_loss.as_sum(loss, outputs, labels, self.objective, local_items, num_items_in_batch,
+            return self.main_loss.as_sum(loss, outputs, labels, self.masksub_objective, local_items, num_items_in_batch,
                                          items.main, trainer_share), outputs
 
         self._gradient_marks = [self._flat_gradients(model)] if self.args.masksub_log_grad_norm else None
         main_loss, sub_loss = masksub_step(
-            model, inputs, self.masking, self.objective, mask, items=items, main_branch=main_branch,
+            model, inputs, self.masking, self.masksub_objective, mask, items=items, main_branch=main_branch,
             main_weight=self.args.masksub_main_weight, sub_weight=self.args.masksub_sub_weight,
             backward=self._backward, main_no_sync=lambda: self._main_branch_without_sync(model),
             forward_context=self.compute_loss_context_manager)
         # What DDP did not average: the whole model when the sub forward bypassed it, else owned parameters.
-        bypassed = [*model.parameters()] if self.objective.sub_bypasses_wrapper else []
+        bypassed = [*model.parameters()] if self.masksub_objective.sub_bypasses_wrapper else []
         average_gradients_by_hand(self.accelerator, [*bypassed, *self._owned_parameters()])
 
         branch_values = {"main_loss": main_loss, "sub_loss": sub_loss}
