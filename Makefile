@@ -38,6 +38,7 @@ demo: install
 	$(OFFLINE) $(PY) examples/mnist_demo.py --output_dir demo_output
 
 test: install
+	$(PY) -m ruff check .
 	$(OFFLINE) $(PY) -m pytest -q tests
 
 install-floor: $(FLOOR_VENV)/.installed

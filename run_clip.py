@@ -22,9 +22,17 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, train_evaluate_and_publish, trainer_error)
 from masksub_hf.objectives.clip import is_dual_encoder, retrieval_recalls, zero_shot_accuracy
+from masksub_hf.scripts.cli import (
+    ModelArguments,
+    UserInputError,
+    exits_on_user_error,
+    model_error,
+    parse_arguments,
+    setup_logging,
+    train_evaluate_and_publish,
+    trainer_error,
+)
 from masksub_hf.scripts.loading import check_columns, load_data_files, select_image_split
 
 logger = logging.getLogger("masksub_hf")

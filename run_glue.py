@@ -20,12 +20,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from datasets import ClassLabel, DatasetDict
-from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                          default_data_collator, set_seed)
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    default_data_collator,
+    set_seed,
+)
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, text_trainer, train_evaluate_and_publish)
+from masksub_hf.scripts.cli import (
+    ModelArguments,
+    UserInputError,
+    exits_on_user_error,
+    model_error,
+    parse_arguments,
+    setup_logging,
+    text_trainer,
+    train_evaluate_and_publish,
+)
 from masksub_hf.scripts.loading import TextDataArguments, label_kind, load_text_dataset, select_split, sentence_keys
 from masksub_hf.scripts.metrics import load_metric
 

@@ -20,13 +20,21 @@ from timm.data import Mixup
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, train_evaluate_and_publish, trainer_error)
-from masksub_hf.scripts.loading import ImageDataArguments, load_image_dataset, select_image_split
 from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_transform
-from masksub_hf.scripts.metrics import load_metric
 from masksub_hf.recipes.mixing import MixupCollator
 from masksub_hf.recipes.target_losses import TargetLoss
+from masksub_hf.scripts.cli import (
+    ModelArguments,
+    UserInputError,
+    exits_on_user_error,
+    model_error,
+    parse_arguments,
+    setup_logging,
+    train_evaluate_and_publish,
+    trainer_error,
+)
+from masksub_hf.scripts.loading import ImageDataArguments, load_image_dataset, select_image_split
+from masksub_hf.scripts.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
 TOP_K = 5

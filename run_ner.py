@@ -20,12 +20,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from datasets import ClassLabel, DatasetDict
-from transformers import (AutoConfig, AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                          set_seed)
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    set_seed,
+)
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.scripts.cli import (ModelArguments, UserInputError, exits_on_user_error, model_error, parse_arguments,
-                            setup_logging, text_trainer, train_evaluate_and_publish)
+from masksub_hf.scripts.cli import (
+    ModelArguments,
+    UserInputError,
+    exits_on_user_error,
+    model_error,
+    parse_arguments,
+    setup_logging,
+    text_trainer,
+    train_evaluate_and_publish,
+)
 from masksub_hf.scripts.loading import check_columns, check_data_files, load_data_files, select_split
 from masksub_hf.scripts.metrics import load_metric
 

@@ -17,10 +17,10 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import ViTConfig, ViTForImageClassification
 
-from masksub_hf.scripts.demo_data import mnist_digits
 from masksub_hf.functional import masksub_step
 from masksub_hf.masking import masking_for
 from masksub_hf.objectives import objective_for
+from masksub_hf.scripts.demo_data import mnist_digits
 
 
 def parse_args():

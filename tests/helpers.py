@@ -6,7 +6,13 @@ import subprocess
 import sys
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification, TrainerCallback, ViTConfig, ViTForImageClassification
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    TrainerCallback,
+    ViTConfig,
+    ViTForImageClassification,
+)
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainingArguments
 from masksub_hf.scripts.demo_data import ListDataset  # noqa: F401  (re-exported for the tests)

@@ -4,10 +4,21 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, ConvNextImageProcessor,
-                          ResNetConfig, ResNetForImageClassification, SwinConfig, SwinForImageClassification,
-                          TimmWrapperConfig, TimmWrapperForImageClassification, ViTConfig, ViTForImageClassification,
-                          ViTImageProcessor)
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    ConvNextImageProcessor,
+    ResNetConfig,
+    ResNetForImageClassification,
+    SwinConfig,
+    SwinForImageClassification,
+    TimmWrapperConfig,
+    TimmWrapperForImageClassification,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTImageProcessor,
+)
 
 from masksub_hf.scripts.demo_data import mnist_digits, rotten_tomatoes
 

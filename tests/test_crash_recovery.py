@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from script_fixtures import mnist_imagefolder, rotten_tomatoes_csv, tiny_bert_dir, tiny_vit_dir
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.training.checkpoint import is_complete_checkpoint
 from masksub_hf.scripts.cli import last_checkpoint
+from masksub_hf.training.checkpoint import is_complete_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--do_train", "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--save_strategy",

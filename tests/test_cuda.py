@@ -14,8 +14,8 @@ from helpers import tiny_bert, tiny_vit
 from transformers import ResNetConfig, ResNetForImageClassification
 
 from masksub_hf.functional import masksub_step
-from masksub_hf.objectives import objective_for
 from masksub_hf.masking import PixelMasking, TokenMasking, masking_for
+from masksub_hf.objectives import objective_for
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu.py)")
 

@@ -15,9 +15,19 @@ import pickle
 import pytest
 import torch
 from helpers import ListDataset, image_items, review_items, tiny_bert, tiny_vit
-from transformers import (AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
-                          TrainerCallback, TrainingArguments, ViltImageProcessor, ViltProcessor, ViTImageProcessor,
-                          Wav2Vec2FeatureExtractor, default_data_collator)
+from transformers import (
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    ViltImageProcessor,
+    ViltProcessor,
+    ViTImageProcessor,
+    Wav2Vec2FeatureExtractor,
+    default_data_collator,
+)
 
 from masksub_hf import MaskSubImageCollator, MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.pipeline.seeding import SampleSeedEpochCallback

@@ -19,8 +19,8 @@ from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.functional import masksub_step
-from masksub_hf.objectives import objective_for
 from masksub_hf.masking import PixelMasking, masking_for
+from masksub_hf.objectives import objective_for
 
 SIZE, BLOCK, NUM_SAMPLES = 32, 8, 8  # 8-px blocks: a 4 x 4 block grid, 8 of 16 masked at ratio 0.5
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.0)

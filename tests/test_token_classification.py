@@ -14,8 +14,13 @@ import torch
 import torch.nn.functional as F
 from helpers import GradientProbe, ListDataset, RecordingCollator, bpe_tokenizer, training_args, word_tokenizer
 from test_text_drop import REVIEWS
-from transformers import (BertConfig, BertForTokenClassification, DataCollatorForTokenClassification, Qwen2Config,
-                          Qwen2ForTokenClassification)
+from transformers import (
+    BertConfig,
+    BertForTokenClassification,
+    DataCollatorForTokenClassification,
+    Qwen2Config,
+    Qwen2ForTokenClassification,
+)
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.objectives.token_classification import token_sub_loss_sum
