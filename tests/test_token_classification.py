@@ -84,7 +84,7 @@ def model_and_tokenizer(family, tmp_path):
     return Qwen2ForTokenClassification(config), tokenizer
 
 
-def reference_gradients(model, batches, mode):
+def reference_gradients(model, batches, mode, main_weight=0.5):
     """Both branches written out token by token; the main loss summed over the accumulated batch's labelled tokens
     and divided by their count, the sub loss over the labelled tokens the sub branch predicts (all under [MASK],
     the kept ones under token drop) and divided by theirs."""
@@ -113,7 +113,7 @@ def reference_gradients(model, batches, mode):
                     target = torch.softmax(main_logits[row, position].detach(), -1)
                     sub_terms.append(-(target * torch.log_softmax(logits[j], -1)).sum())
         sub_loss = torch.stack(sub_terms).sum() / sub_count
-        (0.5 * main_loss + 0.5 * sub_loss).backward()
+        (main_weight * main_loss + 0.5 * sub_loss).backward()
     return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
@@ -133,3 +133,48 @@ def test_gradients_match_a_token_by_token_reference_over_accumulated_batches(tmp
     assert expected.keys() == probe.gradients[0].keys()
     for name, gradient in expected.items():
         torch.testing.assert_close(probe.gradients[0][name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
+class PoppingTrainer(MaskSubTrainer):
+    """A custom ``compute_loss`` as transformers' documentation writes one: it pops the labels from its inputs."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = F.cross_entropy(outputs.logits.flatten(0, 1), labels.flatten())  # a micro-batch mean
+        return (loss, outputs) if return_outputs else loss
+
+
+@pytest.mark.parametrize("mode", ["text", "text_drop"])
+@pytest.mark.parametrize("main_loss", ["label_smoothing", "popping_compute_loss"])
+def test_main_losses_that_take_the_labels_away(tmp_path, mode, main_loss):
+    """Trainer's label smoothing and a compute_loss that pops "labels" (before: KeyError 'labels' at step 1); under
+    accumulation both branches as the method: label smoothing divides by the step's labelled tokens, the popping
+    loss is a micro-batch mean that MaskSub reads as one."""
+    model, tokenizer = model_and_tokenizer("bert", tmp_path)
+    reference, sub_reference = copy.deepcopy(model), copy.deepcopy(model)
+    collator = RecordingCollator(tokenizer, 0.3, mode=mode, base_collator=DataCollatorForTokenClassification(tokenizer))
+    probe = GradientProbe()
+    smoothing = 0.1 if main_loss == "label_smoothing" else 0.0
+    args = training_args(tmp_path / "out", per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=1,
+                         masksub_ratio=0.3, masksub_mode=mode, label_smoothing_factor=smoothing)
+    trainer_class = PoppingTrainer if main_loss == "popping_compute_loss" else MaskSubTrainer
+    trainer_class(model=model, args=args, train_dataset=ListDataset(tagged_items(tokenizer)[:5]),
+                  data_collator=collator, callbacks=[probe]).train()
+    assert [len(batch["labels"]) for batch in collator.batches] == [3, 2]
+
+    count = sum(int((batch["labels"] != -100).sum()) for batch in collator.batches)
+    smoothed_main = []
+    for batch in collator.batches:  # the main loss written out: (1 - e) * nll + e * mean over classes of -log p
+        labels = batch["labels"]
+        log_probs = torch.log_softmax(reference(input_ids=batch["input_ids"],
+                                                attention_mask=batch["attention_mask"]).logits, -1)[labels != -100]
+        nll = -log_probs.gather(1, labels[labels != -100].unsqueeze(1)).squeeze(1)
+        smoothed_main.append((1 - smoothing) * nll - smoothing * log_probs.mean(-1))
+    main_part = 0.5 * torch.cat(smoothed_main).sum() / count
+    main_part.backward()
+    sub_only = reference_gradients(sub_reference, collator.batches, mode, main_weight=0.0)
+    assert sub_only.keys() == probe.gradients[0].keys()
+    for name, gradient in sub_only.items():
+        expected = gradient + dict(reference.named_parameters())[name].grad
+        torch.testing.assert_close(probe.gradients[0][name], expected, rtol=1e-4, atol=1e-6, msg=name)
