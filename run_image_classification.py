@@ -136,7 +136,7 @@ def set_drop_path_rate(config, rate):
         config.model_args = {**(config.model_args or {}), "drop_path_rate": rate}
     elif hasattr(config, "drop_path_rate"):
         config.drop_path_rate = rate
-    else:
+    elif rate > 0:  # 0 asks for no drop-path: what a model without it already does
         raise UserInputError(f"--drop_path_rate: {config.model_type} models have no drop-path (BEiT, Swin, ConvNeXt, "
                              "timm models have); drop the flag.")
 

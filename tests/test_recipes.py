@@ -30,7 +30,7 @@ from masksub_hf.recipes.target_losses import TargetLoss
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import run_image_classification  # noqa: E402
-from masksub_hf.scripts.cli import UserInputError  # noqa: E402
+from masksub_hf.scripts.cli import UserInputError, parse_arguments  # noqa: E402
 
 NUM_CLASSES = 5
 
@@ -299,8 +299,22 @@ def test_drop_path_rate_reaches_models_that_have_it_and_is_refused_for_others(tm
     timm_config = AutoConfig.from_pretrained(tiny_timm_vit_dir(tmp_path / "timm"))
     run_image_classification.set_drop_path_rate(timm_config, 0.2)
     assert timm_config.model_args["drop_path_rate"] == 0.2 and timm_config.model_args["depth"] == 2
+    vit = AutoConfig.from_pretrained(tiny_vit_dir(tmp_path / "vit"))
     with pytest.raises(UserInputError, match="--drop_path_rate"):
-        run_image_classification.set_drop_path_rate(AutoConfig.from_pretrained(tiny_vit_dir(tmp_path / "vit")), 0.1)
+        run_image_classification.set_drop_path_rate(vit, 0.1)
+    run_image_classification.set_drop_path_rate(vit, 0.0)  # DeiT-III S's recipe line: no drop-path, as the model has
+    assert not hasattr(vit, "drop_path_rate")
+
+
+def test_every_documented_crop_is_a_flag_value(tmp_path):
+    """Before: --augmentation simple_random_crop (docs/recipes.md, the --three_augment help) was an invalid choice."""
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.png").write_bytes(b"")
+    for crop in ("random_resized_crop", "simple_random_crop", "shift", "none"):
+        parsed = parse_arguments(run_image_classification.ARGUMENT_TYPES, args=[
+            "--train_dir", str(tmp_path), "--model_name_or_path", "unused", "--output_dir", "unused",
+            "--augmentation", crop])
+        assert [a.augmentation for a in parsed if hasattr(a, "augmentation")] == [crop]
 
 
 def test_odd_batch_size_with_mixing_is_refused():

@@ -11,6 +11,7 @@ import PIL.Image
 from datasets import ClassLabel, DatasetDict, Image, Sequence, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
+from ..recipes.image_transforms import CROPS
 from .cli import UserInputError
 
 logger = logging.getLogger("masksub_hf")
@@ -166,8 +167,9 @@ class ImageDataArguments:
     augmentation: str = field(
         default="random_resized_crop",
         metadata={"help": "Training augmentation: 'random_resized_crop' (the HF example's: RandomResizedCrop and "
-                  "horizontal flips), 'shift' (random shifts by up to 1/16 of the size: digits, small images) "
-                  "or 'none'.", "choices": ["random_resized_crop", "shift", "none"]},
+                  "horizontal flips), 'simple_random_crop' (DeiT-III's: resize, random crop with 4 px reflected, "
+                  "flips), 'shift' (random shifts by up to 1/16 of the size: digits, small images) or 'none'.",
+                  "choices": list(CROPS)},
     )
     check_images: bool = field(
         default=True,
