@@ -235,7 +235,8 @@ def main(args=None):
     card = {"finetuned_from": model_args.model_name_or_path or model_args.vision_model_name_or_path,
             "tasks": "contrastive-image-text-modeling", "tags": ["clip", "contrastive-image-text"]}
     train_evaluate_and_publish(trainer, training_args, train_dataset, {"": eval_dataset} if eval_dataset else {},
-                               card, extra_eval_metrics=retrieval_and_zero_shot)
+                               card, extra_eval_metrics=retrieval_and_zero_shot,
+                               arguments=(model_args, data_args, training_args))
     if training_args.do_train and trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)  # the tokenizer is saved by the Trainer
 

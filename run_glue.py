@@ -177,7 +177,8 @@ def main(args=None):
     if data_args.task_name is not None:
         card.update(language="en", dataset_tags="glue", dataset_args=data_args.task_name,
                     dataset=f"GLUE {data_args.task_name.upper()}")
-    train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card)
+    train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card,
+                               arguments=(model_args, data_args, training_args))
 
     if training_args.do_predict:
         predict(trainer, dataset, data_args, kind, label_list, training_args.output_dir)

@@ -255,7 +255,8 @@ def main(args=None):
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "image-classification",
             "dataset": data_args.dataset_name, "tags": ["image-classification", "vision"]}
-    train_evaluate_and_publish(trainer, training_args, train_dataset, {"": eval_dataset}, card)
+    train_evaluate_and_publish(trainer, training_args, train_dataset, {"": eval_dataset}, card,
+                               arguments=(model_args, data_args, recipe, training_args))
 
 
 if __name__ == "__main__":

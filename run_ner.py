@@ -189,7 +189,8 @@ def main(args=None):
                            compute_metrics)
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "token-classification"}
-    train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card)
+    train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card,
+                               arguments=(model_args, data_args, training_args))
 
     if training_args.do_predict:
         data = select_split(dataset, "test", data_args.max_predict_samples, "--do_predict")

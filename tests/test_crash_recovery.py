@@ -26,7 +26,7 @@ KILL_AFTER = "checkpoint-5"  # mid-epoch: 96 samples, 12 steps an epoch
 
 
 def command(script, output_dir, script_args):
-    return [sys.executable, str(ROOT / script), "--output_dir", str(output_dir), *script_args, *COMMON]
+    return [sys.executable, str(ROOT / script), "--output_dir", str(output_dir), *COMMON, *script_args]
 
 
 def run(script, output_dir, script_args):
@@ -120,3 +120,33 @@ def test_last_checkpoint_skips_those_left_incomplete_by_a_kill(tmp_path):
     assert is_complete_checkpoint(complete)
     args = MaskSubTrainingArguments(output_dir=str(tmp_path), do_train=True, report_to="none")
     assert last_checkpoint(args) == str(complete)
+
+
+@pytest.mark.slow
+def test_a_rerun_with_other_settings_stops_instead_of_resuming(tmp_path):
+    """Before: a ratio-0 "baseline" rerun into a MaskSub run's folder resumed its checkpoint silently (a mixed run).
+    Now: one line naming the changed flags and the ways on; --overwrite_output_dir starts over; an explicit
+    --resume_from_checkpoint resumes anyway; the same command still resumes (the kill tests above)."""
+    train_dir, validation_dir = mnist_imagefolder(tmp_path / "data", train=96, validation=16)
+    model, output = tiny_vit_dir(tmp_path / "vit"), tmp_path / "out"
+    common = ["--model_name_or_path", str(model), "--train_dir", str(train_dir), "--validation_dir",
+              str(validation_dir), "--ignore_mismatched_sizes"]
+    run("run_image_classification.py", output, [*common, "--masksub_ratio", "0.5"])
+    baseline = [*common, "--masksub_ratio", "0", "--num_train_epochs", "4"]
+    refused = subprocess.run(command("run_image_classification.py", output, baseline), capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    message = refused.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: --output_dir") and "--masksub_ratio 0.5 -> 0.0" in message, message
+    assert "--num_train_epochs 2.0 -> 4.0" in message and "--overwrite_output_dir" in message, message
+    assert "--resume_from_checkpoint" in message and "/checkpoint-" in message, message
+
+    started_over = run("run_image_classification.py", output, [*baseline, "--overwrite_output_dir"])
+    assert "resuming training" not in started_over.stdout
+    fresh = run("run_image_classification.py", tmp_path / "fresh", baseline)
+    assert_same_weights(tmp_path / "fresh", output)  # the same as a run in a new folder: nothing of the old run
+    assert "resuming training" not in fresh.stdout
+
+    anyway = run("run_image_classification.py", output,
+                 [*common, "--masksub_ratio", "0.5", "--resume_from_checkpoint", str(output / "checkpoint-10")])
+    assert f"Loading model from {output / 'checkpoint-10'}" in anyway.stdout + anyway.stderr

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 
@@ -150,34 +151,115 @@ def model_error(error: Exception) -> UserInputError:
     return UserInputError(f"--model_name_or_path / --config_name: cannot load: {str(error).splitlines()[0]}")
 
 
-def last_checkpoint(training_args):
-    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the newest complete one in ``--output_dir``.
+RUN_ARGUMENTS = "run_arguments.json"  # in --output_dir: the settings of the run its checkpoints belong to
+# Flags that do not change what a run trains: a rerun may change them and still resume.
+NOT_TRAINING = {
+    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "do_train", "do_eval", "do_predict", "run_name",
+    "logging_dir", "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter",
+    "report_to", "disable_tqdm", "log_level", "log_level_replica", "save_strategy", "save_steps",
+    "save_total_limit", "save_only_model", "eval_strategy", "eval_steps", "eval_delay", "eval_on_start",
+    "per_device_eval_batch_size", "eval_accumulation_steps", "load_best_model_at_end", "metric_for_best_model",
+    "greater_is_better", "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
+    "hub_always_push", "hub_revision", "token", "cache_dir", "dataloader_num_workers", "dataloader_prefetch_factor",
+    "dataloader_persistent_workers", "max_eval_samples", "max_predict_samples", "validation_file", "validation_dir",
+    "test_file", "check_images",
+}
+
+
+def run_settings(arguments):
+    """``{flag: value}`` of every argument dataclass, as JSON would hold them."""
+    settings = {}
+    for parsed in arguments:
+        values = parsed.to_dict() if hasattr(parsed, "to_dict") else dataclasses.asdict(parsed)
+        settings.update(values)
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _recorded_settings(output_dir, checkpoint):
+    """The settings the run in ``output_dir`` was started with, or None if they cannot be read."""
+    recorded = os.path.join(output_dir, RUN_ARGUMENTS)
+    if os.path.isfile(recorded):
+        with open(recorded, encoding="utf-8") as file:
+            return json.load(file)
+    try:  # a run started before run_arguments.json existed: its checkpoint's training arguments
+        import torch
+
+        return run_settings([torch.load(os.path.join(checkpoint, "training_args.bin"), weights_only=False)])
+    except Exception:  # noqa: BLE001 (a file written by another version, or none)
+        return None
+
+
+def last_checkpoint(training_args, arguments=()):
+    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the newest complete one in ``--output_dir``
+    if that run's settings are this one's (``arguments``: the script's argument dataclasses, training's included).
 
     A job killed while saving leaves a checkpoint without a whole ``trainer_state.json`` (Trainer writes it last)
     or with a cut weights file; that one is skipped with a warning, and training resumes from the one before.
+    A rerun with other settings stops with one line; ``--overwrite_output_dir`` starts over (the checkpoints go).
     """
     if training_args.resume_from_checkpoint is not None or not training_args.do_train:
         return training_args.resume_from_checkpoint
     if not os.path.isdir(training_args.output_dir):
         return None
-    for checkpoint in reversed(sort_checkpoints(training_args.output_dir)):  # newest first
+    checkpoints = sort_checkpoints(training_args.output_dir)
+    if training_args.overwrite_output_dir:
+        if training_args.should_save:
+            for checkpoint in checkpoints:
+                shutil.rmtree(checkpoint, ignore_errors=True)
+        return None
+    for checkpoint in reversed(checkpoints):  # newest first
         if is_complete_checkpoint(checkpoint):
-            logger.info(f"Checkpoint detected, resuming training from {checkpoint}.")
+            check_same_run(training_args.output_dir, checkpoint, arguments)
+            logger.warning(f"Checkpoint detected, resuming training from {checkpoint} (same settings; "
+                           "--overwrite_output_dir starts over).")
             return checkpoint
         logger.warning(f"Skipping the incomplete checkpoint {checkpoint} (its {TRAINER_STATE_NAME} does not parse "
                        "or a weights file is cut: the job was stopped while saving it).")
     return None
 
 
+def check_same_run(output_dir, checkpoint, arguments):
+    """Stop with one line when the run in ``output_dir`` had other settings than this one."""
+    if not arguments:
+        return
+    recorded, current = _recorded_settings(output_dir, checkpoint), run_settings(arguments)
+    if recorded is None:
+        differences = "its settings cannot be read"
+    else:
+        changed = sorted(flag for flag in current.keys() & recorded.keys()
+                         if flag not in NOT_TRAINING and current[flag] != recorded[flag])
+        if not changed:
+            return
+        differences = ", ".join(f"--{flag} {recorded[flag]} -> {current[flag]}" for flag in changed[:6])
+        differences += f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+    raise UserInputError(
+        f"--output_dir {output_dir} holds a run with other settings ({os.path.basename(checkpoint)}: {differences}): "
+        f"give a new --output_dir, --overwrite_output_dir to start over there, or --resume_from_checkpoint "
+        f"{checkpoint} to resume it anyway.")
+
+
+def record_run_settings(training_args, arguments):
+    """Write this run's settings into ``--output_dir``, where a rerun compares its own with them."""
+    if arguments and training_args.do_train and training_args.should_save:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        with open(os.path.join(training_args.output_dir, RUN_ARGUMENTS), "w", encoding="utf-8") as file:
+            json.dump(run_settings(arguments), file, indent=1, sort_keys=True)
+
+
 def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card_kwargs,
-                               extra_eval_metrics=None):
+                               extra_eval_metrics=None, arguments=()):
     """The common tail of the scripts: train, save, evaluate, then write the model card or push to the Hub.
+
+    ``arguments``: the script's argument dataclasses (a rerun into the same ``--output_dir`` is checked against them).
 
     ``eval_datasets`` maps a metric-name suffix (``""``; ``"_mm"`` for MNLI mismatched) to a dataset;
     ``extra_eval_metrics()`` returns metrics computed outside ``Trainer.evaluate`` (CLIP retrieval).
     """
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+        checkpoint = last_checkpoint(training_args, arguments)
+        if checkpoint is None:
+            record_run_settings(training_args, arguments)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         metrics = {**result.metrics, "train_samples": len(train_dataset)}
         trainer.log_metrics("train", metrics)

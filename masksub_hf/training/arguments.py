@@ -96,6 +96,11 @@ class MaskSubTrainingArguments(TrainingArguments):
         },
     )
     repeated_aug_repeats: int = field(default=3, metadata={"help": "Copies of each sample under --repeated_aug (DeiT: 3)."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an --output_dir that holds a run: its checkpoints are deleted. Without it the "
+                  "scripts resume the newest checkpoint there when the settings are the run's, and stop when not."},
+    )
 
     def __post_init__(self):
         # Validate first: a bad MaskSub value should fail before any of TrainingArguments' set-up.
