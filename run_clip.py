@@ -26,6 +26,7 @@ from masksub_hf.objectives.clip import is_dual_encoder, retrieval_recalls, zero_
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
+    check_launch,
     exits_on_user_error,
     model_error,
     parse_arguments,
@@ -161,6 +162,7 @@ def main(args=None):
     model_args, data_args, training_args = parse_arguments(
         ARGUMENT_TYPES, args=args)
     training_args.remove_unused_columns = False  # the transform needs the image and caption columns
+    check_launch(training_args)
     setup_logging(training_args)
     set_seed(training_args.seed)
 

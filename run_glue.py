@@ -33,6 +33,7 @@ from masksub_hf import MaskSubTrainingArguments
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
+    check_launch,
     exits_on_user_error,
     model_error,
     parse_arguments,
@@ -85,6 +86,7 @@ def main(args=None):
         ARGUMENT_TYPES,
         defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args,
     )
+    check_launch(training_args)
     setup_logging(training_args)
     set_seed(training_args.seed)
 

@@ -26,6 +26,7 @@ from masksub_hf.recipes.target_losses import TargetLoss
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
+    check_launch,
     exits_on_user_error,
     model_error,
     parse_arguments,
@@ -190,6 +191,7 @@ def main(args=None):
     check_recipe(recipe, training_args)
     training_args.remove_unused_columns = False  # the transforms need the image column
 
+    check_launch(training_args)
     setup_logging(training_args)
     set_seed(training_args.seed)
 

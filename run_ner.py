@@ -32,6 +32,7 @@ from masksub_hf import MaskSubTrainingArguments
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
+    check_launch,
     exits_on_user_error,
     model_error,
     parse_arguments,
@@ -102,6 +103,7 @@ def label_list_of(dataset, column):
 def main(args=None):
     model_args, data_args, training_args = parse_arguments(ARGUMENT_TYPES, defaults={"masksub_ratio": BERT_MASK_RATIO},
                                                            args=args)
+    check_launch(training_args)
     setup_logging(training_args)
     set_seed(training_args.seed)
 

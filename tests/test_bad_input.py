@@ -198,3 +198,25 @@ def test_clip_skips_missing_and_corrupt_image_files(tmp_path, data, caplog):
     with caplog.at_level(logging.WARNING, logger="masksub_hf"):
         run_clip.main([*flags, "--output_dir", str(tmp_path / "out"), *COMMON[:1], *COMMON[2:]])
     assert any(r.getMessage().startswith("Skipping 2 unreadable image(s) of 32") for r in caplog.records)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="without --use_cpu a GPU machine forms the group")
+def test_processes_that_do_not_form_one_group_stop_with_one_line(tmp_path, data):
+    """`accelerate launch --multi_gpu --num_processes 2` without --use_cpu on a CPU machine: before, two independent
+    trainings wrote into the same --output_dir (the only sign a transformers warning)."""
+    import os
+    import subprocess
+
+    command = [sys.executable, str(ROOT / "run_glue.py"), "--model_name_or_path", str(data["bert"]),
+               "--train_file", str(data["text"]["train"]), "--validation_file", str(data["text"]["validation"]),
+               "--output_dir", str(tmp_path / "out"), "--do_train",
+               "--report_to", "none"]
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29561", "OMP_NUM_THREADS": "1"}
+    ranks = [subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}) for rank in (0, 1)]
+    for process in ranks:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, stderr[-2000:]
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "launched as 2 processes" in errors[0] and "--use_cpu" in errors[0], errors
+    assert not (tmp_path / "out").exists()

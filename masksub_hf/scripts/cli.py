@@ -81,6 +81,18 @@ def _read_recipe(path, dataclass_types):
     return values
 
 
+def check_launch(training_args):
+    """Stop with one line when the script was launched as several processes that do not form one group: each would
+    train alone on the whole data, all writing into the same ``--output_dir``."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size != launched:
+        raise UserInputError(
+            f"launched as {launched} processes, but they do not train as one (each process sees world size "
+            f"{training_args.world_size}): on CPU launch with `accelerate launch --multi_gpu --num_processes "
+            f"{launched} {os.path.basename(sys.argv[0])} ... --use_cpu` (docs/scripts.md); on GPUs, give each process "
+            "a GPU of its own.")
+
+
 def setup_logging(training_args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
