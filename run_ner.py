@@ -14,6 +14,7 @@ at every tagged token (``masksub_hf/objectives/token_classification.py``). Metri
 and token accuracy (conlleval's chunking, shipped offline).
 """
 
+import ast
 import logging
 import os
 from dataclasses import dataclass, field
@@ -90,6 +91,28 @@ class NerDataArguments:
 ARGUMENT_TYPES = (NerModelArguments, NerDataArguments, MaskSubTrainingArguments)
 
 
+def parse_list_columns(dataset, columns):
+    """csv holds each sample's words and tags as text (``['EU', 'rejects']``, as pandas writes lists, or JSON):
+    those columns become lists; a value that is not a list is refused naming its column, split and row."""
+    def parse(value, flag, column, split, row):
+        try:
+            parsed = ast.literal_eval(value) if isinstance(value, str) else value
+        except (ValueError, SyntaxError):
+            parsed = None
+        if not isinstance(parsed, (list, tuple)):
+            raise UserInputError(f"{flag}: column {column!r} of the {split} data, row {row}: expected a list such as "
+                                 f"['EU', 'rejects'], got {str(value)[:60]!r}.")
+        return list(parsed)
+
+    for split in dataset:
+        for flag, column in columns:
+            if getattr(dataset[split].features[column], "dtype", None) in ("string", "large_string"):
+                dataset[split] = dataset[split].map(
+                    lambda sample, row, flag=flag, column=column, split=split: {
+                        column: parse(sample[column], flag, column, split, row)}, with_indices=True)
+    return dataset
+
+
 def label_list_of(dataset, column):
     """``(tag names, whether the data holds class ids)``: a ``ClassLabel``'s names, else the sorted tags found in
     the training data."""
@@ -113,8 +136,9 @@ def main(args=None):
             raise UserInputError("--do_predict needs --test_file.")
         files["test"] = data_args.test_file
     dataset = load_data_files(files, model_args.cache_dir)
-    check_columns(dataset, [("--text_column_name", data_args.text_column_name),
-                            ("--label_column_name", data_args.label_column_name)], "--train_file / --validation_file")
+    columns = [("--text_column_name", data_args.text_column_name), ("--label_column_name", data_args.label_column_name)]
+    check_columns(dataset, columns, "--train_file / --validation_file")
+    dataset = parse_list_columns(dataset, columns)
     label_list, tags_are_ids = label_list_of(dataset, data_args.label_column_name)
     label_to_id = {str(label): i for i, label in enumerate(label_list)}
     tag_id = (lambda tag: tag) if tags_are_ids else (lambda tag: _tag_id(tag, label_to_id))

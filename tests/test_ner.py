@@ -99,3 +99,32 @@ def test_entity_metric_follows_conlleval_chunking():
     assert result["overall_accuracy"] == pytest.approx(6 / 9)
     assert result["PER"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "number": 2}
     assert result["LOC"]["recall"] == 0.0 and result["LOC"]["number"] == 2
+
+
+def test_csv_files_train_as_their_json_twins(tmp_path, ner_data, capsys):
+    """csv holds the word and tag lists as text (as pandas writes them): before, IndexError in tokenize_and_align.
+    Now the same data as csv trains to the json run's results, and a cell that is not a list is one line."""
+    import pandas as pd
+
+    files, model = ner_data
+    csv = {}
+    for split, path in files.items():
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        csv[split] = tmp_path / f"{split}.csv"
+        pd.DataFrame(rows).to_csv(csv[split], index=False)
+    _, from_json = run(tmp_path / "json", ner_data)
+    output = tmp_path / "csv"
+    run_ner.main(["--model_name_or_path", str(model), "--train_file", str(csv["train"]), "--validation_file",
+                  str(csv["validation"]), "--output_dir", str(output), *COMMON])
+    from_csv = json.loads((output / "all_results.json").read_text())
+    assert from_csv["eval_f1"] == from_json["eval_f1"] and from_csv["train_loss"] == from_json["train_loss"]
+
+    broken = pd.read_csv(csv["train"])
+    broken.loc[3, "ner_tags"] = "O O B-ENT"
+    broken.to_csv(tmp_path / "broken.csv", index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_ner.main(["--model_name_or_path", str(model), "--train_file", str(tmp_path / "broken.csv"),
+                      "--validation_file", str(csv["validation"]), "--output_dir", str(tmp_path / "b"), *COMMON])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(errors) == 1, errors
+    assert errors[0].startswith("error: --label_column_name: column 'ner_tags' of the train data, row 3"), errors
