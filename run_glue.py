@@ -187,7 +187,8 @@ def main(args=None):
 
 
 def predict(trainer, dataset, data_args, kind, label_list, output_dir):
-    """Write ``predict_results_<task>.txt`` (index, prediction) as transformers' run_glue.py does."""
+    """Write ``predict_results_<task>.txt`` (index, prediction) as transformers' run_glue.py does; where the test
+    data has labels, also its metrics (``predict_results.json``)."""
     names = ["test"] if "test" in dataset else []
     if data_args.task_name == "mnli":
         names = ["test_matched", "test_mismatched"]
@@ -195,7 +196,11 @@ def predict(trainer, dataset, data_args, kind, label_list, output_dir):
         raise UserInputError("--do_predict needs --test_file (or a task with a test split).")
     for name in names:
         data = select_split(dataset, name, data_args.max_predict_samples, "--do_predict")
-        logits = trainer.predict(data.remove_columns([c for c in ("labels",) if c in data.column_names])).predictions
+        output = trainer.predict(data, metric_key_prefix="predict")  # without gold labels: predictions only
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        if "labels" in data.column_names:
+            trainer.log_metrics("predict", output.metrics)
+            trainer.save_metrics("predict", output.metrics)
         if kind == "regression":
             predictions = [f"{value:3.3f}" for value in np.squeeze(logits, axis=-1)]
         elif kind == "multi_label":

@@ -106,7 +106,8 @@ def parse_list_columns(dataset, columns):
 
     for split in dataset:
         for flag, column in columns:
-            if getattr(dataset[split].features[column], "dtype", None) in ("string", "large_string"):
+            feature = dataset[split].features.get(column)
+            if getattr(feature, "dtype", None) in ("string", "large_string"):
                 dataset[split] = dataset[split].map(
                     lambda sample, row, flag=flag, column=column, split=split: {
                         column: parse(sample[column], flag, column, split, row)}, with_indices=True)
@@ -137,8 +138,11 @@ def main(args=None):
         files["test"] = data_args.test_file
     dataset = load_data_files(files, model_args.cache_dir)
     columns = [("--text_column_name", data_args.text_column_name), ("--label_column_name", data_args.label_column_name)]
-    check_columns(dataset, columns, "--train_file / --validation_file")
+    check_columns(DatasetDict({k: v for k, v in dataset.items() if k != "test"}), columns,
+                  "--train_file / --validation_file")  # a prediction file may have the words only
+    check_columns(dataset, columns[:1], "--train_file / --validation_file / --test_file")
     dataset = parse_list_columns(dataset, columns)
+    test_words = dataset["test"][data_args.text_column_name] if "test" in dataset else None
     label_list, tags_are_ids = label_list_of(dataset, data_args.label_column_name)
     label_to_id = {str(label): i for i, label in enumerate(label_list)}
     tag_id = (lambda tag: tag) if tags_are_ids else (lambda tag: _tag_id(tag, label_to_id))
@@ -167,6 +171,8 @@ def main(args=None):
     def tokenize_and_align(batch):
         encoded = tokenizer(batch[data_args.text_column_name], padding=padding, truncation=True,
                             max_length=data_args.max_seq_length, is_split_into_words=True)
+        if data_args.label_column_name not in batch:  # a prediction file: words only
+            return encoded
         labels = []
         for row, tags in enumerate(batch[data_args.label_column_name]):
             ids, previous = [], None
@@ -220,10 +226,19 @@ def main(args=None):
 
     if training_args.do_predict:
         data = select_split(dataset, "test", data_args.max_predict_samples, "--do_predict")
-        output = trainer.predict(data)
-        predictions, _ = tag_sequences(output.predictions, output.label_ids)
-        trainer.log_metrics("predict", output.metrics)
-        trainer.save_metrics("predict", output.metrics)
+        output = trainer.predict(data, metric_key_prefix="predict")
+        if output.label_ids is not None:  # gold tags: their metrics too
+            predictions, _ = tag_sequences(output.predictions, output.label_ids)
+            trainer.log_metrics("predict", output.metrics)
+            trainer.save_metrics("predict", output.metrics)
+        else:  # a prediction file: the tag of each word's first sub-token
+            predicted = np.argmax(output.predictions, axis=2)
+            predictions = []
+            for row, words in enumerate(test_words[:len(data)]):
+                word_ids = tokenizer(words, truncation=True, max_length=data_args.max_seq_length,
+                                     is_split_into_words=True).word_ids()
+                starts = [j for j, word in enumerate(word_ids) if word is not None and word != (word_ids[j - 1] if j else None)]
+                predictions.append([str(label_list[predicted[row, j]]) for j in starts])
         if trainer.is_world_process_zero():
             path = os.path.join(training_args.output_dir, "predictions.txt")
             with open(path, "w") as writer:

@@ -82,6 +82,7 @@ def one_run(variant, output_dir, port):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--worker", nargs=2, metavar=("VARIANT", "OUTPUT_DIR"))
     parser.add_argument("--output", default=str(RESULTS / "process_exit"))
     args = parser.parse_args()
@@ -91,11 +92,11 @@ def main():
 
     import torch
 
-    outcomes = {variant: [] for variant in VARIANTS}
+    outcomes = {variant: [] for variant in args.variants}
     started = time.time()
     with tempfile.TemporaryDirectory() as folder:
         for run in range(args.runs):
-            for index, variant in enumerate(VARIANTS):
+            for index, variant in enumerate(args.variants):
                 codes, tail = one_run(variant, Path(folder) / f"{variant}{run}", 29700 + (run * 3 + index) % 200)
                 outcomes[variant].append({"codes": codes, "error": tail})
                 print(f"run {run} {variant}: exit codes {codes}", flush=True)
@@ -105,7 +106,7 @@ def main():
               "seconds": round(time.time() - started), "summary": summary, "runs": outcomes}
     Path(args.output + ".json").write_text(json.dumps(result, indent=1))
     lines = [f"# Process exit ({result['date']}, torch {result['torch']}, `python benchmarks/process_exit.py "
-             f"--runs {args.runs}`)", "", "| variant | runs | non-zero exits |", "|---|---|---|"]
+             f"--runs {args.runs} --variants {' '.join(args.variants)}`)", "", "| variant | runs | non-zero exits |", "|---|---|---|"]
     lines += [f"| {variant} | {s['runs']} | {s['failed']} |" for variant, s in summary.items()]
     Path(args.output + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

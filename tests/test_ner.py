@@ -65,6 +65,7 @@ def test_run_ner_trains_evaluates_and_predicts(tmp_path, ner_data, ratio):
     assert logged and all(("sub_loss" in entry) == (ratio != "0") for entry in logged)
     predictions = (output / "predictions.txt").read_text().splitlines()
     assert len(predictions) == 16 and all(set(row.split()) <= {"O", "B-ENT", "I-ENT"} for row in predictions)
+    assert 0.0 <= json.loads((output / "predict_results.json").read_text())["predict_f1"] <= 1.0  # gold tags: scored
     assert ("MaskSub" in (output / "README.md").read_text()) == (ratio != "0")
     config = json.loads((output / "config.json").read_text())
     assert set(config["id2label"].values()) == {"B-ENT", "I-ENT", "O"}
@@ -128,3 +129,18 @@ def test_csv_files_train_as_their_json_twins(tmp_path, ner_data, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and len(errors) == 1, errors
     assert errors[0].startswith("error: --label_column_name: column 'ner_tags' of the train data, row 3"), errors
+
+
+def test_a_prediction_file_without_tags_is_tagged(tmp_path, ner_data):
+    """A test file with the words only: each word gets a predicted tag (no metrics: there is nothing to score)."""
+    files, model = ner_data
+    rows = [json.loads(line) for line in files["test"].read_text().splitlines()]
+    (tmp_path / "words.json").write_text("".join(json.dumps({"tokens": row["tokens"]}) + "\n" for row in rows))
+    output = tmp_path / "out"
+    run_ner.main(["--model_name_or_path", str(model), "--train_file", str(files["train"]), "--validation_file",
+                  str(files["validation"]), "--test_file", str(tmp_path / "words.json"), "--do_predict",
+                  "--output_dir", str(output), *COMMON])
+    tagged_rows = (output / "predictions.txt").read_text().splitlines()
+    assert [len(line.split()) for line in tagged_rows] == [len(row["tokens"]) for row in rows]
+    assert all(tag in ("O", "B-ENT", "I-ENT") for line in tagged_rows for tag in line.split())
+    assert not (output / "predict_results.json").exists()

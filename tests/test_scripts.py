@@ -241,3 +241,26 @@ def test_glue_script_refuses_unknown_validation_labels(tmp_path, string_label_fi
                        str(string_label_files["train"]), "--validation_file", str(string_label_files["unknown"]),
                        "--ignore_mismatched_sizes", "--output_dir", str(tmp_path / "out"), *COMMON])
     assert "['meh'] are not among the training labels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gold_labels", [True, False])
+def test_glue_predicts_files_without_labels_and_scores_those_with(tmp_path, gold_labels):
+    """Before: a test csv without a label column stopped with "labels ['None'] are not among the training labels"."""
+    import pandas as pd
+
+    files = rotten_tomatoes_csv(tmp_path / "data", train=64, validation=32, test=24)
+    frame = pd.read_csv(files["test"])
+    if not gold_labels:
+        frame.drop(columns=["label"]).to_csv(files["test"], index=False)
+    words = " ".join(pd.read_csv(files["train"])["sentence"]).lower().split()
+    output = tmp_path / "out"
+    run_glue.main(["--model_name_or_path", str(tiny_bert_dir(tmp_path / "bert", words)), "--ignore_mismatched_sizes",
+                   "--train_file", str(files["train"]), "--validation_file", str(files["validation"]),
+                   "--test_file", str(files["test"]), "--do_predict", "--max_seq_length", "48",
+                   "--output_dir", str(output), *COMMON])
+    predictions = (output / "predict_results_file.txt").read_text().splitlines()
+    assert len(predictions) == 25 and all(line.split("\t")[1] in ("0", "1") for line in predictions[1:])
+    scored = output / "predict_results.json"
+    assert scored.exists() == gold_labels
+    if gold_labels:
+        assert 0 <= read_json(scored)["predict_accuracy"] <= 1

@@ -67,10 +67,21 @@ def check_columns(dataset, flags_and_columns, data_flag):
 
 
 def load_data_files(data_files, cache_dir=None):
-    """``{split: csv or json file}`` (``--{split}_file``) as a ``DatasetDict``; unreadable files are user errors."""
+    """``{split: csv or json file}`` (``--{split}_file``) as a ``DatasetDict``; unreadable files are user errors.
+
+    The labelled splits are read together (the same columns); a ``test`` file on its own, since prediction
+    files may have no label column."""
     for split, path in data_files.items():
         if os.path.getsize(path) == 0 or (path.endswith(".csv") and _count_lines(path, stop_at=2) < 2):
             raise UserInputError(f"--{split}_file: {path} has no rows.")
+    labelled = {split: path for split, path in data_files.items() if split != "test"}
+    dataset = _read_files(labelled, cache_dir)
+    if "test" in data_files:
+        dataset["test"] = _read_files({"test": data_files["test"]}, cache_dir)["test"]
+    return dataset
+
+
+def _read_files(data_files, cache_dir):
     extension = next(iter(data_files.values())).rsplit(".", 1)[-1]
     try:
         return load_dataset("csv" if extension == "csv" else "json", data_files=data_files, cache_dir=cache_dir)
