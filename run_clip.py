@@ -220,7 +220,7 @@ def main(args=None):
                                             base_collator=collate)
         trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
                                  eval_dataset=eval_dataset, processing_class=tokenizer, data_collator=collator)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         raise trainer_error(error) from error
 
     def retrieval_and_zero_shot():

@@ -252,7 +252,7 @@ def main(args=None):
                                  eval_dataset=eval_dataset, compute_metrics=compute_metrics,
                                  processing_class=processor, data_collator=train_collator,
                                  compute_loss_func=loss_func)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         raise trainer_error(error) from error
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "image-classification",

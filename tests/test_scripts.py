@@ -157,6 +157,17 @@ def test_push_to_hub_uploads_a_masksub_model_card(tmp_path, mnist, monkeypatch):
     assert repo_id == "someone/vit-mnist-masksub"
     assert "- masksub" in card and "| `masksub_ratio` | 0.5 |" in card and "| `masksub_mode` | auto (tokens) |" in card
     assert "2306.11339" in card and "Accuracy:" in card  # the paper and the eval results
+    assert "| `masksub_loss` | auto (soft_ce) |" in card and "masksub_block_size" not in card  # no blocks under tokens
+    # The Hub's own card parser and repo-id rules: a local model folder is no base_model (before: its absolute path)
+    from huggingface_hub import ModelCard
+    from huggingface_hub.utils import validate_repo_id
+
+    metadata = ModelCard(card).data.to_dict()
+    for base_model in [metadata.get("base_model")] if metadata.get("base_model") else []:
+        validate_repo_id(base_model)
+    assert "base_model" not in metadata, metadata
+    assert "a fine-tuned version of a local model folder, `vit`, on the imagefolder dataset" in card, card
+    assert "huggingface.co//" not in card
 
 
 ERRORS = [
@@ -264,3 +275,15 @@ def test_glue_predicts_files_without_labels_and_scores_those_with(tmp_path, gold
     assert scored.exists() == gold_labels
     if gold_labels:
         assert 0 <= read_json(scored)["predict_accuracy"] <= 1
+
+
+def test_push_to_hub_offline_is_one_line(tmp_path, mnist, capsys, monkeypatch):
+    """Before: a 40-line traceback from Trainer creating the repository."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit) as exit_info:
+        run_image_classification.main([
+            "--model_name_or_path", str(mnist["vit"]), "--train_dir", str(mnist["train"]),
+            "--validation_dir", str(mnist["validation"]), "--output_dir", str(tmp_path / "out"),
+            "--ignore_mismatched_sizes", "--push_to_hub", "--hub_model_id", "someone/vit", *COMMON])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(errors) == 1 and errors[0].startswith("error: --push_to_hub:"), errors

@@ -53,6 +53,10 @@ class Objective:
     """
 
     sub_bypasses_wrapper = False
+    sub_loss = "soft_ce"  # what the sub branch's loss is, by the name --masksub_loss uses
+
+    def sub_loss_name(self):
+        return self.sub_loss
 
     def main_inputs(self, inputs):
         return dict(inputs)

@@ -42,6 +42,9 @@ class ClassificationObjective(Objective):
             self.sub_loss = sub_loss_name("auto", self.config)
         return self.sub_loss
 
+    def sub_loss_name(self):
+        return self._resolved()
+
     def main_items(self, batch, labels):
         return supervised_rows(batch, labels).sum()
 

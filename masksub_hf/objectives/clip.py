@@ -38,6 +38,7 @@ class DualEncoderObjective(Objective):
     """Its sub forward runs the bare model's image tower (``get_image_features``): outside DDP's reducer."""
 
     sub_bypasses_wrapper = True
+    sub_loss = "image-text similarity distillation"
 
     def main_inputs(self, inputs):
         return {**inputs, "return_loss": True}

@@ -136,8 +136,14 @@ class ModelArguments:
                 "trust_remote_code": self.trust_remote_code}
 
 
-def trainer_error(error: ValueError) -> UserInputError:
-    """A ``MaskSubTrainer`` set-up error as a user error naming its flag (``--masksub_mode`` unless it names one)."""
+def trainer_error(error: Exception) -> Exception:
+    """A ``MaskSubTrainer`` set-up error as a user error naming its flag: ``--push_to_hub`` when the Hub cannot be
+    reached (Trainer creates the repository first), else ``--masksub_mode`` unless the message names a flag."""
+    if isinstance(error, ConnectionError) or type(error).__module__.startswith(("huggingface_hub", "requests")):
+        return UserInputError(f"--push_to_hub: cannot reach the Hub ({str(error).splitlines()[0][:200]}); train "
+                              "without it and upload the --output_dir later (`hf upload`).")
+    if not isinstance(error, ValueError):
+        return error
     return UserInputError(str(error) if str(error).startswith("--") else f"--masksub_mode: {error}")
 
 
@@ -151,7 +157,7 @@ def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, 
                                            mode=training_args.masksub_mode)
         return MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                               compute_metrics=compute_metrics, processing_class=tokenizer, data_collator=collator)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         raise trainer_error(error) from error
 
 

@@ -17,16 +17,30 @@ def with_masksub_tag(tags):
     return tags + ([MASKSUB_TAG] if MASKSUB_TAG not in tags else [])
 
 
-def card_settings(args, auto_picked, dual_encoder):
-    """The run's MaskSub settings as the card shows them (``auto_picked``: the mode ``auto`` chose)."""
-    return {
+def card_settings(args, masking, objective):
+    """The run's MaskSub settings as the card shows them: what ``auto`` chose, the block size for block maskings."""
+    settings = {
         "masksub_ratio": args.masksub_ratio,
-        "masksub_mode": f"auto ({auto_picked})" if args.masksub_mode == "auto" else args.masksub_mode,
-        "masksub_loss": "image-text similarity distillation" if dual_encoder else args.masksub_loss,
+        "masksub_mode": f"auto ({masking.mode})" if args.masksub_mode == "auto" else args.masksub_mode,
+        "masksub_loss": f"auto ({objective.sub_loss_name()})" if args.masksub_loss == "auto"
+        else objective.sub_loss_name(),
         "masksub_main_weight": args.masksub_main_weight,
         "masksub_sub_weight": args.masksub_sub_weight,
-        "masksub_block_size": args.masksub_block_size or "default (32 px at 224 px)",
     }
+    if masking.mode in ("pixels", "mask_token"):
+        settings["masksub_block_size"] = args.masksub_block_size or "default (32 px at 224 px)"
+    return settings
+
+
+def name_local_base(output_dir, folder_name):
+    """Trainer's card says a model whose base is a local folder was "trained from scratch": name the folder."""
+    path = os.path.join(output_dir, "README.md")
+    with open(path) as card:
+        text = card.read()
+    text = text.replace("This model was trained from scratch", f"This model is a fine-tuned version of a local model "
+                        f"folder, `{folder_name}`,", 1)
+    with open(path, "w") as card:
+        card.write(text)
 
 
 def append_masksub_section(output_dir, settings):

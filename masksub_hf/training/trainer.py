@@ -36,7 +36,7 @@ from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import load_owned, reload_converted_weights, save_owned
 from .main_loss import MainLossReading
-from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, with_masksub_tag
+from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, name_local_base, with_masksub_tag
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .process_group import noting_a_started_group, release_at_exit
 
@@ -408,15 +408,22 @@ class MaskSubTrainer(Trainer):
 
     def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
                           tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
-        """Trainer's model card, plus the ``masksub`` tag, the MaskSub settings and the paper (TRL style)."""
+        """Trainer's model card, plus the ``masksub`` tag, the MaskSub settings and the paper (TRL style).
+
+        A ``finetuned_from`` that is a local folder stays out of the card's metadata (the Hub refuses local paths
+        as ``base_model``); the card's text names the folder."""
+        local_base = finetuned_from if finetuned_from and os.path.exists(finetuned_from) else None
         if self.masking is not None:
             tags = with_masksub_tag(tags)
         super().create_model_card(language=language, license=license, tags=tags, model_name=model_name,
-                                  finetuned_from=finetuned_from, tasks=tasks, dataset_tags=dataset_tags,
-                                  dataset=dataset, dataset_args=dataset_args)
-        if self.masking is not None and self.is_world_process_zero():
-            append_masksub_section(self.args.output_dir,
-                                   card_settings(self.args, self.masking.mode, self.is_dual_encoder))
+                                  finetuned_from=None if local_base else finetuned_from, tasks=tasks,
+                                  dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
+        if not self.is_world_process_zero():
+            return
+        if local_base:
+            name_local_base(self.args.output_dir, os.path.basename(os.path.normpath(local_base)))
+        if self.masking is not None:
+            append_masksub_section(self.args.output_dir, card_settings(self.args, self.masking, self.masksub_objective))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         # Evaluation never runs a sub branch; an eval batch from a MaskSub collator just loses its mask.
