@@ -50,12 +50,15 @@ COLLECTIVES = ("all_reduce", "reduce", "reduce_scatter_tensor", "all_gather_into
 
 
 def count_collectives(counts):
-    """Count calls of torch.distributed's collectives by name (DeepSpeed calls them from Python)."""
+    """Count calls of torch.distributed's collectives by name (DeepSpeed calls them from Python), on tensors of
+    more than 16 numbers: gradients, not the scalars of a gradient norm or MaskSub's per-step item counts."""
     for name in COLLECTIVES:
         original = getattr(torch.distributed, name)
 
         def counted(*args, _name=name, _original=original, **kwargs):
-            counts[_name] = counts.get(_name, 0) + 1
+            tensor = next((a for a in (*args, *kwargs.values()) if torch.is_tensor(a)), None)
+            if tensor is not None and tensor.numel() > 16:
+                counts[_name] = counts.get(_name, 0) + 1
             return _original(*args, **kwargs)
 
         setattr(torch.distributed, name, counted)
