@@ -7,6 +7,7 @@ by a collator) is replayed through per-sample seeds (``masksub_hf.pipeline.seedi
 with a real SIGKILL: ``test_crash_recovery.py``.
 """
 
+import logging
 import random
 import shutil
 
@@ -139,3 +140,15 @@ def test_resume_replays_numpy_augmentations_of_a_datasets_transform(tmp_path):
                     dataset_class=lambda items: items, **settings)
     for name, value in uninterrupted.items():
         assert torch.equal(value, resumed[name]), name
+
+
+def test_resume_says_every_weight_was_restored_instead_of_warning_of_missing_keys(tmp_path, caplog):
+    """Before: Trainer's "There were missing keys in the checkpoint model loaded: [...]" (its non-strict reload of
+    legacy key names), and no line saying MaskSub then restored every weight."""
+    items = image_items(32, torch.arange(32) % 3, num_keep=8)
+    train(tmp_path / "full", tiny_vit, items)
+    with caplog.at_level(logging.INFO):
+        train(tmp_path / "full", tiny_vit, items, resume=str(tmp_path / "full" / "checkpoint-4"))
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any(m.startswith(("There were missing keys", "There were unexpected keys")) for m in messages)
+    assert any(m.startswith(f"Every weight restored from {tmp_path / 'full' / 'checkpoint-4'}") for m in messages)

@@ -1,7 +1,9 @@
 """What MaskSub adds to checkpoints, and reloads that restore every weight (resume, best model)."""
 
+import contextlib
 import glob
 import json
+import logging
 import os
 import struct
 
@@ -56,7 +58,7 @@ def reload_converted_weights(model, checkpoint):
     (strictly) restores every weight exactly. Plain single-file checkpoints of transformers models only.
     """
     if not (os.path.isfile(os.path.join(checkpoint, "model.safetensors")) and isinstance(model, PreTrainedModel)):
-        return
+        return False
     restored, loading = type(model).from_pretrained(checkpoint, config=model.config, dtype=model.dtype,
                                                     output_loading_info=True)
     unrestored = [*loading["missing_keys"], *loading["mismatched_keys"]]  # from_pretrained would init them
@@ -64,3 +66,24 @@ def reload_converted_weights(model, checkpoint):
         raise RuntimeError(f"{checkpoint} does not hold every weight of {type(model).__name__}: "
                            f"{sorted(map(str, unrestored))[:5]} missing.")
     model.load_state_dict(restored.state_dict(), strict=True)
+    return True
+
+
+@contextlib.contextmanager
+def held_key_warnings():
+    """Hold back ``Trainer``'s "missing / unexpected keys" warnings of a non-strict reload; yields the held records,
+    which the caller emits again if it does not restore every weight itself."""
+    trainer_logger = logging.getLogger("transformers.trainer")
+    held = []
+
+    def hold(record):
+        if record.getMessage().startswith(("There were missing keys", "There were unexpected keys")):
+            held.append(record)
+            return False
+        return True
+
+    trainer_logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        trainer_logger.removeFilter(hold)

@@ -34,7 +34,7 @@ from ..recipes.layer_decay import param_groups_layer_decay
 from ..recipes.optim import create_optimizer
 from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
-from .checkpoint import load_owned, reload_converted_weights, save_owned
+from .checkpoint import held_key_warnings, load_owned, reload_converted_weights, save_owned
 from .main_loss import MainLossReading
 from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, name_local_base, with_masksub_tag
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
@@ -197,21 +197,29 @@ class MaskSubTrainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         # model_init may have built the model this run resumes: its masking (an owned mask token) first.
         self._configure_masking()
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self._restore_weights(resume_from_checkpoint, model)
+        with held_key_warnings() as held:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._restore_weights(resume_from_checkpoint, held, model)
 
     def _load_best_model(self):
         # load_best_model_at_end: Trainer's reload has the same non-strict gap as its resume.
-        super()._load_best_model()
-        self._restore_weights(self.state.best_model_checkpoint)
+        with held_key_warnings() as held:
+            super()._load_best_model()
+        self._restore_weights(self.state.best_model_checkpoint, held)
 
-    def _restore_weights(self, checkpoint, model=None):
+    def _restore_weights(self, checkpoint, held_warnings, model=None):
         """Every weight of ``checkpoint`` back in the model, and MaskSub's owned parameters (a mask token).
 
-        Sharded (FSDP, DeepSpeed) and PEFT-adapter reloads stay Trainer's."""
-        if not (self.is_fsdp_enabled or self.is_deepspeed_enabled):
-            reload_converted_weights(self.accelerator.unwrap_model(model if model is not None else self.model),
-                                     checkpoint)
+        Trainer's key-name warnings of its non-strict reload (``held_warnings``) are emitted only where no strict
+        reload follows: sharded (FSDP, DeepSpeed), PEFT-adapter and other reloads stay Trainer's."""
+        restored = not (self.is_fsdp_enabled or self.is_deepspeed_enabled) and reload_converted_weights(
+            self.accelerator.unwrap_model(model if model is not None else self.model), checkpoint)
+        if restored:
+            logger.info(f"Every weight restored from {checkpoint} (read by key name and loaded strictly; Trainer's "
+                        f"own reload {'reported keys under legacy names' if held_warnings else 'agreed'}).")
+        else:
+            for record in held_warnings:
+                logging.getLogger("transformers.trainer").handle(record)
         load_owned(checkpoint, self._owned_parameters())
 
     def get_train_dataloader(self):
