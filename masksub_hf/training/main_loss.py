@@ -37,8 +37,9 @@ class MainLossReading:
 
     def _stated(self, num_items_in_batch):
         trainer = self.trainer
-        if trainer.loss_is_scaled_for_ga is not None:
-            return ACCUMULATED if trainer.loss_is_scaled_for_ga else MEAN
+        stated = getattr(trainer, "loss_is_scaled_for_ga", None)  # transformers >= 5.23
+        if stated is not None:
+            return ACCUMULATED if stated else MEAN
         if num_items_in_batch is None:
             return MEAN
         if trainer.compute_loss_func is not None or trainer.label_smoother is not None:
@@ -50,7 +51,8 @@ class MainLossReading:
         trainer = self.trainer
         if (trainer.args.average_tokens_across_devices and num_items_in_batch is not None
                 and (trainer.model_accepts_loss_kwargs or trainer.compute_loss_func)):
-            return trainer.accelerator.num_processes // trainer.get_tp_size()
+            tensor_parallel = trainer.get_tp_size() if hasattr(trainer, "get_tp_size") else 1
+            return trainer.accelerator.num_processes // tensor_parallel
         return 1
 
     def as_sum(self, loss, outputs, labels, objective, local_items, num_items_in_batch, step_items, trainer_share):
