@@ -232,7 +232,12 @@ def run_case(name, setup, precision, tmp_path, training_args, trainer_class):
     trainer.add_callback(probe)
     if trainer._owned_parameters():
         case.token = torch.nn.Parameter(trainer._owned_parameters()[0].detach().clone())
+    trainer.linear_dtypes = set()  # what every linear layer computed in, both branches: bf16 autocast reaches both
+    hooks = [module.register_forward_hook(lambda m, a, out: trainer.linear_dtypes.add(out.dtype))
+             for module in model.modules() if isinstance(module, torch.nn.Linear)]
     trainer.train()
+    for hook in hooks:
+        hook.remove()
     return case, initial, trainer, probe.gradients[0]
 
 

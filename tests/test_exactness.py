@@ -56,6 +56,7 @@ def assert_gradients_equal(actual, expected, precision, label):
 def test_one_process(tmp_path, name, setup, precision):
     case, initial, trainer, gradients = run_case(name, setup, precision, tmp_path, training_args, RecordingTrainer)
     assert len(trainer.recorded) == {"ga1": 1, "ga2": 2}[setup]
+    assert trainer.linear_dtypes == {torch.bfloat16 if precision == "bf16" else torch.float32}
     expected = reference_gradients(case, initial, trainer.recorded, precision)
     assert_gradients_equal(gradients, expected, precision, f"{name}/{setup}/{precision}")
 

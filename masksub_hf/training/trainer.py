@@ -361,7 +361,7 @@ class MaskSubTrainer(Trainer):
             model, inputs, self.masking, self.masksub_objective, mask, items=items, main_branch=main_branch,
             main_weight=self.args.masksub_main_weight, sub_weight=self.args.masksub_sub_weight,
             backward=self._backward, main_no_sync=lambda: self._main_branch_without_sync(model),
-            forward_context=self.compute_loss_context_manager)
+            forward_context=self._forward_context)
         # What DDP did not average: the whole model when the sub forward bypassed it, else owned parameters.
         bypassed = [*model.parameters()] if self.masksub_objective.sub_bypasses_wrapper else []
         average_gradients_by_hand(self.accelerator, [*bypassed, *self._owned_parameters()])
@@ -372,6 +372,13 @@ class MaskSubTrainer(Trainer):
             branch_values.update(main_grad_norm=(after_main - before).norm(), sub_grad_norm=(after_sub - after_main).norm())
         self.branch_logs.add(self.current_gradient_accumulation_steps, **branch_values)
         return self.args.masksub_main_weight * main_loss + self.args.masksub_sub_weight * sub_loss
+
+    @contextlib.contextmanager
+    def _forward_context(self):
+        """Each branch's forward under Trainer's loss context and Accelerate's autocast: Accelerate puts autocast
+        on the prepared model's forward, which a dual encoder's sub branch (the bare image tower) bypasses."""
+        with self.compute_loss_context_manager(), self.accelerator.autocast():
+            yield
 
     @contextlib.contextmanager
     def _main_branch_without_sync(self, model):
