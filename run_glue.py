@@ -33,6 +33,7 @@ from masksub_hf import MaskSubTrainingArguments
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
+    build_model,
     check_launch,
     exits_on_user_error,
     model_error,
@@ -100,11 +101,10 @@ def main(args=None):
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
                                             num_labels=num_labels, finetuning_task=data_args.task_name,
                                             problem_type=problem_type, **model_args.hub_kwargs())
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path
+                                                  or model_args.config_name,
                                                   use_fast=model_args.use_fast_tokenizer, **model_args.hub_kwargs())
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **model_args.hub_kwargs())
+        model = build_model(AutoModelForSequenceClassification, model_args, config)
     except (OSError, ValueError, RuntimeError) as error:
         raise model_error(error) from error
 

@@ -13,11 +13,21 @@ Works with every family masksub-hf supports (ViT, DeiT, ResNet, ConvNeXt, Swin, 
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 
+import timm
 import torch
 from timm.data import Mixup
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    TimmWrapperConfig,
+    TimmWrapperImageProcessor,
+    set_seed,
+)
+from transformers.models.auto import image_processing_auto
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_transform
@@ -26,6 +36,7 @@ from masksub_hf.recipes.target_losses import TargetLoss
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
+    build_model,
     check_launch,
     exits_on_user_error,
     model_error,
@@ -43,10 +54,10 @@ TOP_K = 5
 
 @dataclass
 class ImageModelArguments(ModelArguments):
-    model_name_or_path: str | None = field(
-        default="google/vit-base-patch16-224-in21k",
-        metadata={"help": "Path to a local model or a model id on huggingface.co/models."},
-    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config name or path, if not the model's, or a timm architecture "
+                                        "(vit_small_patch16_224); alone (no --model_name_or_path) the model is built "
+                                        "from it with random weights: training from scratch."})
     image_processor_name: str | None = field(default=None, metadata={"help": "Image processor name or path."})
     drop_path_rate: float | None = field(
         default=None,
@@ -142,6 +153,34 @@ def set_drop_path_rate(config, rate):
                              "timm models have); drop the flag.")
 
 
+def image_config(model_args, **settings):
+    """The config: ``--config_name`` or the model's; a timm architecture name (``resnet50``) becomes a timm wrapper."""
+    name = model_args.config_name or model_args.model_name_or_path
+    if model_args.model_name_or_path is None and not os.path.exists(name) and timm.is_model(name):
+        return TimmWrapperConfig(architecture=name, **settings)
+    return AutoConfig.from_pretrained(name, **settings, **model_args.hub_kwargs())
+
+
+def image_processor(model_args, config):
+    """``--image_processor_name``, else the model's (or the config folder's); a model built from a config alone
+    without one gets its family's processor at the config's image size (timm: the architecture's data config)."""
+    name = model_args.image_processor_name or model_args.model_name_or_path or model_args.config_name
+    try:
+        return AutoImageProcessor.from_pretrained(name, **model_args.hub_kwargs())
+    except OSError:
+        if model_args.model_name_or_path is not None or model_args.image_processor_name is not None:
+            raise
+    if config.model_type == "timm_wrapper":
+        return TimmWrapperImageProcessor(pretrained_cfg=timm.models.get_pretrained_cfg(config.architecture).to_dict())
+    names = image_processing_auto.IMAGE_PROCESSOR_MAPPING_NAMES[config.model_type]
+    names = [name for name in (names.values() if isinstance(names, dict) else names) if name]
+    class_from_name = getattr(image_processing_auto, "get_image_processor_class_from_name", None) or \
+        image_processing_auto.image_processor_class_from_name  # its name before transformers 5.2x
+    processor_class = class_from_name(names[0])
+    size = getattr(config, "image_size", 224)
+    return processor_class(size={"height": size, "width": size} if isinstance(size, int) else size)
+
+
 def image_geometry(processor):
     """(size, mean, std) for the transforms, from a transformers or timm-wrapper image processor."""
     data_config = getattr(processor, "data_config", None)
@@ -200,16 +239,12 @@ def main(args=None):
     label2id, id2label = {label: i for i, label in enumerate(labels)}, dict(enumerate(labels))
 
     try:
-        config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
-                                            num_labels=len(labels), label2id=label2id, id2label=id2label,
-                                            finetuning_task="image-classification", **model_args.hub_kwargs())
+        config = image_config(model_args, num_labels=len(labels), label2id=label2id, id2label=id2label,
+                              finetuning_task="image-classification")
         if model_args.drop_path_rate is not None:
             set_drop_path_rate(config, model_args.drop_path_rate)
-        model = AutoModelForImageClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **model_args.hub_kwargs())
-        processor = AutoImageProcessor.from_pretrained(
-            model_args.image_processor_name or model_args.model_name_or_path, **model_args.hub_kwargs())
+        model = build_model(AutoModelForImageClassification, model_args, config)
+        processor = image_processor(model_args, config)
     except (OSError, ValueError, RuntimeError) as error:
         raise model_error(error) from error
 

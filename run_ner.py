@@ -33,6 +33,7 @@ from masksub_hf import MaskSubTrainingArguments
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
+    build_model,
     check_launch,
     exits_on_user_error,
     model_error,
@@ -154,11 +155,10 @@ def main(args=None):
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
                                             num_labels=len(label_list), **model_args.hub_kwargs())
         prefix_space = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path
+                                                  or model_args.config_name,
                                                   **prefix_space, **model_args.hub_kwargs())
-        model = AutoModelForTokenClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **model_args.hub_kwargs())
+        model = build_model(AutoModelForTokenClassification, model_args, config)
     except (OSError, ValueError, RuntimeError) as error:
         raise model_error(error) from error
     if not getattr(tokenizer, "is_fast", False):

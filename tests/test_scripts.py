@@ -287,3 +287,47 @@ def test_push_to_hub_offline_is_one_line(tmp_path, mnist, capsys, monkeypatch):
             "--ignore_mismatched_sizes", "--push_to_hub", "--hub_model_id", "someone/vit", *COMMON])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and len(errors) == 1 and errors[0].startswith("error: --push_to_hub:"), errors
+
+
+@pytest.mark.parametrize("source", ["config_folder", "timm_architecture"])
+def test_config_name_alone_trains_from_scratch(tmp_path, mnist, source, caplog):
+    """Before: --config_name alone fell back to google/vit-base-patch16-224-in21k, a model the user never named.
+    Now the model is built from the config with random weights: a folder holding only config.json (no image
+    processor: the family's, at the config's size), or a timm architecture name."""
+    import logging
+
+    from transformers import ViTConfig
+
+    if source == "config_folder":
+        ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64).save_pretrained(tmp_path / "config")
+        name = str(tmp_path / "config")
+    else:
+        name = "test_vit"  # a timm architecture (timm's tiny test ViT)
+    output = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="masksub_hf"):
+        run_image_classification.main([
+            "--config_name", name, "--train_dir", str(mnist["train"]), "--validation_dir", str(mnist["validation"]),
+            "--output_dir", str(output), *COMMON])
+    assert any(r.getMessage().startswith("Training from scratch") for r in caplog.records)
+    assert read_json(output / "all_results.json")["eval_samples"] == 64
+    assert all(entry["sub_loss"] > 0 for entry in logged_losses(output))
+    card = (output / "README.md").read_text()
+    assert "trained from scratch" in card and "base_model" not in card
+    AutoModelForImageClassification.from_pretrained(output)
+
+
+def test_text_config_name_alone_trains_from_scratch(tmp_path, caplog):
+    """run_glue.py with --config_name alone: the tokenizer from that folder, the model new (random weights)."""
+    import logging
+
+    import pandas as pd
+
+    files = rotten_tomatoes_csv(tmp_path / "data", train=64, validation=32, test=0)
+    folder = tiny_bert_dir(tmp_path / "bert", " ".join(pd.read_csv(files["train"])["sentence"]).lower().split())
+    output = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="masksub_hf"):
+        run_glue.main(["--config_name", str(folder), "--train_file", str(files["train"]), "--validation_file",
+                       str(files["validation"]), "--max_seq_length", "48", "--output_dir", str(output), *COMMON])
+    assert any(r.getMessage().startswith("Training from scratch: a new bert model") for r in caplog.records)
+    assert 0 <= read_json(output / "all_results.json")["eval_accuracy"] <= 1

@@ -116,7 +116,9 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Path to a local model or a model id on huggingface.co/models."}
     )
-    config_name: str | None = field(default=None, metadata={"help": "Config name or path, if not the model's."})
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config name or path, if not the model's; alone (no --model_name_or_path) "
+                                        "the model is built from it with random weights: training from scratch."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and data are stored."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
     token: str | None = field(default=None, metadata={"help": "Hub token (default: the one of `hf auth login`)."})
@@ -128,12 +130,24 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        if self.model_name_or_path is None:
-            raise UserInputError("--model_name_or_path is required.")
+        if self.model_name_or_path is None and self.config_name is None:
+            raise UserInputError("give --model_name_or_path (a model to fine-tune), or --config_name alone to train "
+                                 "from scratch.")
 
     def hub_kwargs(self):
         return {"cache_dir": self.cache_dir, "revision": self.model_revision, "token": self.token,
                 "trust_remote_code": self.trust_remote_code}
+
+
+def build_model(auto_model_class, model_args, config):
+    """The model: ``--model_name_or_path``'s weights, or with ``--config_name`` alone a new model with random weights
+    (training from scratch, as transformers' language-modelling examples do)."""
+    if model_args.model_name_or_path is None:
+        logger.info(f"Training from scratch: a new {config.model_type} model from --config_name {model_args.config_name}.")
+        return auto_model_class.from_config(config)
+    return auto_model_class.from_pretrained(model_args.model_name_or_path, config=config,
+                                            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+                                            **model_args.hub_kwargs())
 
 
 def trainer_error(error: Exception) -> Exception:

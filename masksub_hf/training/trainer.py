@@ -430,9 +430,17 @@ class MaskSubTrainer(Trainer):
         local_base = finetuned_from if finetuned_from and os.path.exists(finetuned_from) else None
         if self.masking is not None:
             tags = with_masksub_tag(tags)
-        super().create_model_card(language=language, license=license, tags=tags, model_name=model_name,
-                                  finetuned_from=None if local_base else finetuned_from, tasks=tasks,
-                                  dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
+        config = getattr(self.model, "config", None)
+        built_from_config = finetuned_from is None and getattr(config, "_name_or_path", None) == ""
+        if built_from_config:  # Trainer would name an empty base model ("[](https://huggingface.co/)"); a folder
+            config._name_or_path = os.curdir  # name reads as "trained from scratch"
+        try:
+            super().create_model_card(language=language, license=license, tags=tags, model_name=model_name,
+                                      finetuned_from=None if local_base else finetuned_from, tasks=tasks,
+                                      dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
+        finally:
+            if built_from_config:
+                config._name_or_path = ""
         if not self.is_world_process_zero():
             return
         if local_base:
