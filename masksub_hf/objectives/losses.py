@@ -1,7 +1,8 @@
 """Relaxed sub-branch losses: the sub branch learns the main branch's detached output, not the labels.
 
 Each ``*_per_item`` loss takes ``(sub_logits, main_logits)`` and returns one value per prediction (the last
-dimension holds the classes or outputs); the plain names average them over the predictions. The main logits are
+dimension holds the classes or outputs); ``soft_cross_entropy`` and ``sigmoid_binary_cross_entropy`` average them
+over the predictions (for plain loops). The main logits are
 detached here, so no gradient from the sub branch ever reaches the main branch's output (paper Eq. 3,
 stop-gradient).
 """
@@ -34,10 +35,6 @@ def soft_cross_entropy(sub_logits, main_logits):
 
 def sigmoid_binary_cross_entropy(sub_logits, main_logits):
     return sigmoid_binary_cross_entropy_per_item(sub_logits, main_logits).mean()
-
-
-def mean_squared_error(sub_logits, main_logits):
-    return squared_error_per_item(sub_logits, main_logits).mean()
 
 
 SUB_LOSSES_PER_ITEM = {
