@@ -355,7 +355,7 @@ def test_every_recipe_file_parses_with_its_script(path):
     script = path.read_text().splitlines()[0].split()[1].rstrip(":")  # first line: "# <script>: ..."
     module = importlib.import_module(script.removesuffix(".py"))
     data = {"run_clip": ["--train_file", "unused.csv", "--model_name_or_path", "unused"]}.get(
-        module.__name__, ["--dataset_name", "unused"])
+        module.__name__, ["--dataset_name", "unused", "--model_name_or_path", "unused"])  # the recipes' commands name it
     # The GPU recipes train in bf16, which TrainingArguments refuses on a machine without a GPU.
     parsed = parse_arguments(module.ARGUMENT_TYPES, args=[str(path), *data, "--output_dir", "unused", "--bf16", "false"])
     assert parsed[-1].masksub_ratio > 0
