@@ -63,8 +63,10 @@ def word_tokenizer(folder, sentences):
     words = sorted(set(re.findall(r"\w+|[^\w\s]", " ".join(sentences).lower())))  # BERT's word and punctuation split
     vocab = os.path.join(str(folder), "vocab.txt")
     os.makedirs(str(folder), exist_ok=True)
-    with open(vocab, "w") as file:
+    written = f"{vocab}.{os.getpid()}"  # whole, then renamed: 2-process scripts write the same file at once
+    with open(written, "w") as file:
         file.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    os.replace(written, vocab)
     tokenizer = BertTokenizerFast(vocab=vocab)  # transformers 5 silently ignores vocab_file= (every token [UNK])
     assert tokenizer.vocab_size == len(words) + 5, tokenizer.vocab_size
     return tokenizer
