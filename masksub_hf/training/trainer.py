@@ -341,11 +341,13 @@ class MaskSubTrainer(Trainer):
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
-        if self._step_items is None:  # called outside Trainer's loop: this micro-batch is the step
-            self._add_mask(masks := {**inputs, **masks})
-            self._step_items = self._count_items([masks], None)
+        step_items = self._step_items
+        if step_items is None:  # called outside Trainer's loop: this micro-batch alone is the step
+            masks = {**inputs, **masks}
+            self._add_mask(masks)
+            step_items = self._count_items([masks], None)
         mask = masks.get(self.masking.key) if self.masking.key else None
-        items, trainer_share = self._step_items
+        items, trainer_share = step_items
         labels = inputs.get("labels")
         local_items = self.masksub_objective.main_items(inputs, labels)
 
