@@ -79,7 +79,10 @@ class ClipDataArguments:
     check_images: bool = field(
         default=True,
         metadata={"help": "Open every image once before training and skip unreadable (corrupt, truncated, missing) "
-                  "ones with a warning and a count. False: no check."},
+                  "ones with a warning and a count; the result is cached with the dataset. False: no check."},
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for the image check (default: one)."}
     )
 
     def __post_init__(self):
@@ -195,8 +198,10 @@ def main(args=None):
                 "return_loss": True}
 
     def prepare(split, max_samples, needed_for):
-        return select_image_split(dataset, split, max_samples, needed_for, data_args.image_column,
-                                  data_args.check_images, image_flag="--image_column")
+        with training_args.main_process_first(desc="checking images"):  # the others read the check's cache
+            return select_image_split(dataset, split, max_samples, needed_for, data_args.image_column,
+                                      data_args.check_images, image_flag="--image_column",
+                                      num_proc=data_args.preprocessing_num_workers)
 
     train_dataset = eval_dataset = None
     if training_args.do_train:

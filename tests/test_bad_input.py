@@ -176,6 +176,34 @@ def test_unreadable_images_are_skipped_with_a_count_and_tiny_images_are_resized(
     assert '"train_samples": 65' in (output / "all_results.json").read_text()  # the 3x3 image trained
 
 
+def test_the_image_check_decodes_each_image_once_in_parallel_and_reads_its_cache_after(tmp_path, data, monkeypatch,
+                                                                                       capsys):
+    """ImageNet scale: before, every process decoded every image one at a time on every start (no cache, one
+    process, no progress bar). The check is a cached ``datasets`` map: a restart (or a process after the main one)
+    decodes nothing; ``num_proc`` workers find the same images."""
+    from datasets import load_dataset
+
+    from masksub_hf.scripts import loading
+
+    train = tmp_path / "train"
+    shutil.copytree(data["train"], train)
+    (train / "3" / "corrupt.png").write_bytes(b"not an image")
+    opened = []
+    real_open = loading.PIL.Image.open
+    monkeypatch.setattr(loading.PIL.Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+
+    def check(num_proc=None):
+        dataset = load_dataset("imagefolder", data_dir=str(train), cache_dir=str(tmp_path / "cache"))["train"]
+        return loading.drop_unreadable_images(dataset, "image", "train", num_proc=num_proc)
+
+    assert len(check()) == 64 and len(opened) == 65
+    assert "Checking the train images" in capsys.readouterr().err  # the progress bar
+    assert len(check()) == 64 and len(opened) == 65  # the second start: from the cache
+    monkeypatch.undo()
+    shutil.rmtree(tmp_path / "cache")
+    assert len(check(num_proc=2)) == 64
+
+
 def test_texts_longer_than_max_seq_length_are_truncated(tmp_path, data):
     frame = pd.read_csv(data["text"]["train"])
     frame.loc[0, "sentence"] = " ".join(["spoiler"] * 3000)  # far beyond the model's 128 positions

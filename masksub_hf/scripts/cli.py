@@ -194,7 +194,7 @@ NOT_TRAINING = {
     "greater_is_better", "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
     "hub_always_push", "hub_revision", "token", "cache_dir", "dataloader_num_workers", "dataloader_prefetch_factor",
     "dataloader_persistent_workers", "max_eval_samples", "max_predict_samples", "validation_file", "validation_dir",
-    "test_file", "check_images",
+    "test_file", "check_images", "preprocessing_num_workers",
 }
 
 

@@ -114,9 +114,17 @@ def _is_readable(image) -> bool:
         return False
 
 
-def drop_unreadable_images(data, image_column, split, flag="--image_column_name"):
-    """``data`` without its unreadable images (corrupt, truncated, missing files), each decoded once before
-    training; a warning counts them and names a few. A split with no readable image is an error."""
+def _readable_column(batch, image_column):
+    return {"readable": [_is_readable(image) for image in batch[image_column]]}
+
+
+def drop_unreadable_images(data, image_column, split, flag="--image_column_name", num_proc=None):
+    """``data`` without its unreadable images (corrupt, truncated, missing files); a warning counts them and
+    names a few. A split with no readable image is an error.
+
+    Each image is decoded once, in ``num_proc`` processes, behind a progress bar. The result is a ``datasets``
+    map, cached by the data's fingerprint: a restart, or a process that runs after the main one (the scripts
+    check under ``main_process_first``), reads the cache instead of decoding again."""
     feature = data.features[image_column]
     if isinstance(feature, Image):
         undecoded = data.cast_column(image_column, Image(decode=False))
@@ -124,8 +132,11 @@ def drop_unreadable_images(data, image_column, split, flag="--image_column_name"
         undecoded = data
     else:
         raise UserInputError(f"{flag}: column {image_column!r} holds {feature}, not images or image paths.")
-    # Row by row: reading the whole column at once would hold every image's bytes in memory.
-    readable = [_is_readable(row[image_column]) for row in undecoded.select_columns([image_column])]
+    # In batches of 64: a whole column at once would hold every image's bytes in memory.
+    readable = undecoded.select_columns([image_column]).map(
+        _readable_column, fn_kwargs={"image_column": image_column}, batched=True, batch_size=64,
+        remove_columns=[image_column], num_proc=num_proc if num_proc and num_proc > 1 else None,
+        desc=f"Checking the {split} images")["readable"]
     bad = [i for i, ok in enumerate(readable) if not ok]
     if not bad:
         return data
@@ -139,10 +150,10 @@ def drop_unreadable_images(data, image_column, split, flag="--image_column_name"
 
 
 def select_image_split(dataset, split, max_samples, needed_for, image_column, check_images, shuffle_seed=None,
-                       image_flag="--image_column_name"):
+                       image_flag="--image_column_name", num_proc=None):
     """``select_split``, then (``check_images``) without the split's unreadable images."""
     data = select_split(dataset, split, max_samples, needed_for, shuffle_seed)
-    return drop_unreadable_images(data, image_column, split, image_flag) if check_images else data
+    return drop_unreadable_images(data, image_column, split, image_flag, num_proc) if check_images else data
 
 
 def _has_files(directory):
@@ -185,7 +196,11 @@ class ImageDataArguments:
     check_images: bool = field(
         default=True,
         metadata={"help": "Decode every image once before training and skip unreadable (corrupt, truncated) ones "
-                  "with a warning and a count. False: no check; an unreadable image then stops training."},
+                  "with a warning and a count; the result is cached with the dataset. False: no check; an "
+                  "unreadable image then stops training."},
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for the image check (default: one)."}
     )
 
     def __post_init__(self):
