@@ -65,7 +65,7 @@ def imagefolder_case():
     from PIL import Image
     from transformers import ViTImageProcessor
 
-    import run_image_classification
+    from masksub_hf.scripts import run_image_classification
 
     images, labels = mnist_digits(seed=0)
     root = Path(tempfile.mkdtemp(prefix="masksub-data-path-"))

@@ -134,7 +134,7 @@ def image_task(work, quick, epochs=IMAGE_EPOCHS):
 
 def image_recipe_task(work, quick):
     data, model_dir = mnist_folders(work), tiny_vit(work)
-    args = [str(ROOT / "recipes" / "cpu" / "deit3_mnist.yaml"), "--model_name_or_path", str(model_dir),
+    args = [str(ROOT / "masksub_hf" / "recipes" / "configs" / "cpu" / "deit3_mnist.yaml"), "--model_name_or_path", str(model_dir),
             "--train_dir", str(data / "train"), "--validation_dir", str(data / "validation")]
     if quick:
         args += ["--num_train_epochs", "2"]

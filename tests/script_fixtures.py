@@ -132,3 +132,17 @@ def mnist_caption_csv(root, train=160, validation=64):
     pd.DataFrame(rows[:train]).to_csv(paths["train"], index=False)
     pd.DataFrame(rows[train:]).to_csv(paths["validation"], index=False)
     return paths
+
+
+def hub_card_metadata(card):
+    """The card's metadata as the Hub reads it (huggingface_hub's own parser); every base model a repo id."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.utils import validate_repo_id
+
+    metadata = ModelCard(card).data.to_dict()
+    bases = metadata.get("base_model") or []
+    for base_model in [bases] if isinstance(bases, str) else bases:
+        validate_repo_id(base_model)
+    assert "huggingface.co//" not in card and "](https://huggingface.co/)" not in card
+    return metadata
+

@@ -20,11 +20,9 @@ from script_fixtures import (
     tiny_vit_dir,
 )
 
+from masksub_hf.scripts import run_clip, run_glue, run_image_classification
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import run_clip  # noqa: E402
-import run_glue  # noqa: E402
-import run_image_classification  # noqa: E402
 
 COMMON = ["--do_train", "--do_eval", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
           "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--seed", "0", "--disable_tqdm", "true"]
@@ -75,9 +73,9 @@ CLIP = ["--vision_model_name_or_path", "{vit}", "--text_model_name_or_path", str
 
 # (case, script, flags, what the one-line error must name)
 REFUSED = [
-    ("ratio below 0", *image_run(None, "--masksub_ratio", "-0.1"), "masksub_ratio"),
-    ("ratio 1", *image_run(None, "--masksub_ratio", "1"), "masksub_ratio"),
-    ("ratio NaN", *image_run(None, "--masksub_ratio", "nan"), "masksub_ratio"),
+    ("ratio below 0", *image_run(None, "--masksub_ratio", "-0.1"), "--masksub_ratio"),
+    ("ratio 1", *image_run(None, "--masksub_ratio", "1"), "--masksub_ratio"),
+    ("ratio NaN", *image_run(None, "--masksub_ratio", "nan"), "--masksub_ratio"),
     ("mode unfit for the model", *image_run(None, "--masksub_mode", "text"), "--masksub_mode"),
     ("image column missing", *image_run(None, "--image_column_name", "picture"), "--image_column_name"),
     ("label column missing", *image_run(None, "--label_column_name", "digit"), "--label_column_name"),
@@ -106,8 +104,8 @@ REFUSED = [
     ("max_seq_length 0", *text_run([*TEXT_FILES, "--max_seq_length", "0"]), "--max_seq_length"),
     ("layer decay for a dual encoder", run_clip, [*CLIP, "--validation_file", "{captions_train}", "--layer_decay", "0.75"],
      "--layer_decay"),
-    ("layer decay above 1", *image_run(None, "--layer_decay", "1.5"), "layer_decay"),
-    ("unknown timm optimizer", *image_run(None, "--timm_optimizer", "lamp"), "timm_optimizer"),
+    ("layer decay above 1", *image_run(None, "--layer_decay", "1.5"), "--layer_decay"),
+    ("unknown timm optimizer", *image_run(None, "--timm_optimizer", "lamp"), "--timm_optimizer"),
     ("BCE threshold without BCE", *image_run(None, "--bce_target_thresh", "0.2"), "--bce_target_thresh"),
     ("binarised BCE with label smoothing", *image_run(None, "--bce_loss", "--label_smoothing_factor", "0.1"),
      "--label_smoothing_factor"),
@@ -155,7 +153,22 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path, data, capsys
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and named in errors[0], errors
+    # Every error starts with the flag (or the file) it is about; before, some read "masksub_ratio must ...".
+    assert errors[0].startswith(("error: --", f"error: {data['root']}")), errors
     assert snapshot(output) == before
+
+
+def test_a_head_masksub_has_no_objective_for_is_the_models_matter():
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from masksub_hf.objectives import objective_for
+    from masksub_hf.scripts.cli import trainer_error
+
+    with pytest.raises(ValueError) as raised:
+        objective_for(BertForQuestionAnswering(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                                                          intermediate_size=8)), "auto")
+    assert str(trainer_error(raised.value)).startswith("--model_name_or_path: MaskSub has no sub-branch objective "
+                                                       "for BertForQuestionAnswering")
 
 
 def test_unreadable_images_are_skipped_with_a_count_and_tiny_images_are_resized(tmp_path, data, caplog):

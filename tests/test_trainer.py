@@ -171,3 +171,21 @@ def test_deit_keeps_cls_and_distillation_tokens(model_class):
         logits = model(**sub_inputs).logits
     torch.testing.assert_close(dropped[:, :2], full[:, :2])
     assert lengths == [2 + 8] and logits.shape == (2, 3)
+
+
+def test_the_log_says_what_auto_chose(tmp_path, caplog):
+    """Before: the log read "mode auto" without naming the masking or sub loss that auto picked."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    resnet = ResNetForImageClassification(ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16],
+                                                       depths=[1, 1], num_labels=3, problem_type="multi_label_classification"))
+    with caplog.at_level("INFO", logger="masksub_hf"):
+        MaskSubTrainer(model=tiny_vit(), args=training_args(tmp_path, masksub_ratio=0.5))
+        MaskSubTrainer(model=resnet, args=training_args(tmp_path, masksub_ratio=0.3, masksub_mode="auto"))
+        MaskSubTrainer(model=tiny_vit(), args=training_args(tmp_path, masksub_ratio=0.0))
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("MaskSub")]
+    assert "MaskSub for ViTForImageClassification: ratio 0.5, mode auto (tokens), loss auto (soft_ce), " \
+           "main_weight 0.5, sub_weight 0.5" in lines
+    assert "MaskSub for ResNetForImageClassification: ratio 0.3, mode auto (pixels), loss auto (bce), main_weight " \
+           "0.5, sub_weight 0.5, block_size default (32 px at 224 px)" in lines
+    assert "MaskSub: ratio 0.0: off, every step is Trainer.training_step" in lines

@@ -18,6 +18,10 @@ from .clip import DualEncoderObjective, is_dual_encoder
 from .token_classification import TokenClassificationObjective
 
 
+class UnsupportedHead(ValueError):
+    """A head MaskSub has no sub-branch objective for (question answering, generation, ...)."""
+
+
 def objective_for(model, sub_loss="auto") -> Objective:
     """The objective for ``model``'s head; ``sub_loss`` (``masksub_loss``) applies to one-prediction-per-input heads."""
     bare = unwrap(model)
@@ -28,11 +32,12 @@ def objective_for(model, sub_loss="auto") -> Objective:
         return TokenClassificationObjective()
     if name.endswith(classification.HEADS) or timm_model_of(bare) is not None:
         return ClassificationObjective(getattr(bare, "config", None), sub_loss)
-    raise ValueError(
+    raise UnsupportedHead(
         f"MaskSub has no sub-branch objective for {name}: it trains classifiers with one prediction per input "
         f"(*{', *'.join(classification.HEADS)}, timm models), token classifiers (*ForTokenClassification) and "
         "CLIP-style dual encoders; question answering, multiple choice and generation heads are not supported.")
 
 
 __all__ = ["ClassificationObjective", "DualEncoderObjective", "Objective", "TokenClassificationObjective",
+           "UnsupportedHead",
            "objective_for"]

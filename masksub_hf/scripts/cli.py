@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 from transformers.trainer_utils import sort_checkpoints
 
+from ..objectives import UnsupportedHead
 from ..pipeline.collators import MaskSubTextCollator
+from ..training.arguments import MaskSubTrainingArguments
 from ..training.checkpoint import TRAINER_STATE_NAME, is_complete_checkpoint
 from ..training.trainer import MaskSubTrainer
 
@@ -52,20 +55,51 @@ def parse_arguments(dataclass_types, defaults=None, args=None):
         parser.set_defaults(**defaults)
     args = sys.argv[1:] if args is None else list(args)
     if args and args[0].endswith((".yaml", ".yml", ".json")):
-        parser.set_defaults(**_read_recipe(args[0], dataclass_types))
+        parser.set_defaults(**_read_recipe(recipe_path(args[0]), dataclass_types))
         args = args[1:]
     try:
         return parser.parse_args_into_dataclasses(args=args)
     except ValueError as error:
-        raise UserInputError(str(error).splitlines()[0]) from error
+        flags = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
+        raise UserInputError(flag_first(str(error).splitlines()[0], flags)) from error
+
+
+def flag_first(message, flags, otherwise=None):
+    """``message`` as a script's error: starting with the flag it is about. The library's errors name a setting
+    by its field (``masksub_ratio must be ...``): that becomes ``--masksub_ratio must be ...``; a message naming
+    no setting first is put after ``otherwise`` (when given)."""
+    first = re.split(r"[ =:,]", message, maxsplit=1)[0]
+    if first.startswith("--"):
+        return message
+    if first in flags:
+        return "--" + message
+    return f"{otherwise}: {message}" if otherwise else message
+
+
+SHIPPED_RECIPES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "configs")
+
+
+def shipped_recipes():
+    """The recipe files installed with the package, by name (``deit3_vit_s_400ep.yaml``, ``cpu/deit3_mnist.yaml``)."""
+    return sorted(os.path.relpath(os.path.join(folder, name), SHIPPED_RECIPES)
+                  for folder, _, names in os.walk(SHIPPED_RECIPES) for name in names if name.endswith(".yaml"))
+
+
+def recipe_path(name):
+    """A recipe file: ``name`` itself when it is a file, else the shipped recipe of that name (a leading
+    ``recipes/``, as the recipes' own comments write it, is the shipped folder)."""
+    if os.path.isfile(name):
+        return name
+    shipped = os.path.join(SHIPPED_RECIPES, name.removeprefix("recipes/"))
+    if os.path.isfile(shipped):
+        return shipped
+    raise UserInputError(f"{name}: no such file, nor a shipped recipe ({', '.join(shipped_recipes())}).")
 
 
 def _read_recipe(path, dataclass_types):
     """The ``{flag: value}`` of a recipe file, every key a flag of this script."""
     import yaml
 
-    if not os.path.isfile(path):
-        raise UserInputError(f"{path}: no such file.")
     with open(path, encoding="utf-8") as file:
         try:
             values = json.load(file) if path.endswith(".json") else yaml.safe_load(file)
@@ -158,7 +192,10 @@ def trainer_error(error: Exception) -> Exception:
                               "without it and upload the --output_dir later (`hf upload`).")
     if not isinstance(error, ValueError):
         return error
-    return UserInputError(str(error) if str(error).startswith("--") else f"--masksub_mode: {error}")
+    # A head MaskSub has no objective for is the model's matter; any other set-up error is the masking's.
+    otherwise = "--model_name_or_path" if isinstance(error, UnsupportedHead) else "--masksub_mode"
+    flags = {f.name for f in dataclasses.fields(MaskSubTrainingArguments)}
+    return UserInputError(flag_first(str(error), flags, otherwise))
 
 
 def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_dataset, compute_metrics):
@@ -278,6 +315,15 @@ def record_run_settings(training_args, arguments):
             json.dump(run_settings(arguments), file, indent=1, sort_keys=True)
 
 
+def card_data(dataset_name, *paths):
+    """The model card's data: ``{"dataset": a Hub name}``, or ``{"local_data": file and folder names}`` for local
+    data (the Hub refuses local paths in card metadata; the card's text names them)."""
+    if dataset_name is not None and not os.path.exists(dataset_name):
+        return {"dataset": dataset_name}
+    local = [os.path.basename(os.path.normpath(path)) for path in (dataset_name, *paths) if path is not None]
+    return {"local_data": local} if local else {}
+
+
 def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card_kwargs,
                                extra_eval_metrics=None, arguments=()):
     """The common tail of the scripts: train, save, evaluate, then write the model card or push to the Hub.
@@ -304,7 +350,8 @@ def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datas
             combined.update({f"{name}{suffix}": value for name, value in metrics.items()})
         if extra_eval_metrics is not None:
             extra = extra_eval_metrics()
-            trainer.log(extra)  # into the log history, where the model card reads eval results
+            # One log entry with the evaluation's own metrics: the model card reads the last one holding eval_loss.
+            trainer.log({**{name: value for name, value in combined.items() if name.startswith("eval_")}, **extra})
             combined.update(extra)
         trainer.log_metrics("eval", combined)
         trainer.save_metrics("eval", combined)

@@ -1,6 +1,7 @@
 """The model card's MaskSub section: the ``masksub`` tag, the run's settings and the paper (TRL style)."""
 
 import os
+import re
 
 MASKSUB_TAG = "masksub"
 PAPER_CITATION = """@inproceedings{heo2025masksub,
@@ -32,15 +33,52 @@ def card_settings(args, masking, objective):
     return settings
 
 
-def name_local_base(output_dir, folder_name):
-    """Trainer's card says a model whose base is a local folder was "trained from scratch": name the folder."""
+def describe_base(base):
+    """A base model as the card's text names it: a Hub link, or a local folder by its name (never its path)."""
+    if os.path.exists(base):
+        return f"a local model folder, `{os.path.basename(os.path.normpath(base))}`"
+    return f"[{base}](https://huggingface.co/{base})"
+
+
+def rewrite_card_text(output_dir, bases=None, local_data=None, log_history=()):
+    """What Trainer's card text cannot say, said in ``output_dir/README.md``:
+
+    - ``bases`` (``{role: base}``; role "" for a single model): Trainer says a model whose base is a local folder
+      (kept out of the metadata) or that has several bases (a dual encoder's towers) was "trained from scratch";
+    - ``local_data`` (file or folder names): Trainer says "an unknown dataset";
+    - a run evaluated only after training leaves "Training results" empty: the logged losses go there."""
     path = os.path.join(output_dir, "README.md")
     with open(path) as card:
         text = card.read()
-    text = text.replace("This model was trained from scratch", f"This model is a fine-tuned version of a local model "
-                        f"folder, `{folder_name}`,", 1)
+    if bases:
+        named = " and ".join(describe_base(base) + (f" ({role})" if role else "") for role, base in bases.items())
+        text = text.replace("This model was trained from scratch", f"This model is a fine-tuned version of {named},", 1)
+    if local_data:
+        text = text.replace("an unknown dataset.", "local data (" + ", ".join(f"`{name}`" for name in local_data)
+                            + ").", 1)
+    text = re.sub(r"### Training results\n\s*\n(?=### )", lambda _: "### Training results\n\n"
+                  + logged_losses_table(log_history) + "\n", text, count=1)
     with open(path, "w") as card:
         card.write(text)
+
+
+def logged_losses_table(log_history, rows=10):
+    """The training losses of at most ``rows`` logged steps, evenly spaced, the last included (with each branch's
+    loss under MaskSub); the run was evaluated after training only (results above)."""
+    logged = [entry for entry in log_history if "loss" in entry and "step" in entry]
+    if not logged:
+        return "Evaluated after training only (results above); no training loss was logged.\n"
+    picked = sorted({round(i * (len(logged) - 1) / max(rows - 1, 1)) for i in range(min(rows, len(logged)))})
+    columns = [("Step", "step"), ("Epoch", "epoch"), ("Training loss", "loss"), ("Main branch", "main_loss"),
+               ("Sub branch", "sub_loss")]
+    columns = [(title, key) for title, key in columns if key in logged[-1]]
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for entry in (logged[i] for i in picked):
+        lines.append("| " + " | ".join(f"{entry[key]:.4g}" if isinstance(entry[key], float) else str(entry[key])
+                                        for _, key in columns) + " |")
+    return ("Evaluated after training only (results above); the training loss at "
+            f"{len(picked)} of the {len(logged)} logged steps (all of them: `trainer_state.json`):\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def append_masksub_section(output_dir, settings):

@@ -36,7 +36,7 @@ from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import held_key_warnings, load_owned, reload_converted_weights, save_owned
 from .main_loss import MainLossReading
-from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, name_local_base, with_masksub_tag
+from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, rewrite_card_text, with_masksub_tag
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .process_group import noting_a_started_group, release_at_exit
 
@@ -58,8 +58,17 @@ def log_engine(args, accelerator):
         # Accelerate drops the FSDP plugin without a word on CPU and runs DDP (or one process).
         logger.warning(f"FSDP was asked for, but Accelerate runs {engine.value} with {processes} process(es): "
                        f"FSDP needs GPUs. Training goes on as {engine.value}, unsharded.")
-    logger.info(f"MaskSub: ratio {args.masksub_ratio}, mode {args.masksub_mode}; engine {engine.value}, "
-                f"{processes} process(es)")
+    logger.info(f"MaskSub: engine {engine.value}, {processes} process(es)")
+
+
+def log_settings(args, model, masking, objective):
+    """Say what trains, ``auto`` resolved: the line a user checks before a long run."""
+    if masking is None:
+        logger.info(f"MaskSub: ratio {args.masksub_ratio}: off, every step is Trainer.training_step")
+        return
+    settings = card_settings(args, masking, objective)
+    logger.info(f"MaskSub for {type(model).__name__}: "
+                + ", ".join(f"{name.removeprefix('masksub_')} {value}" for name, value in settings.items()))
 
 
 class MaskSubTrainer(Trainer):
@@ -137,6 +146,7 @@ class MaskSubTrainer(Trainer):
         if args.layer_decay is not None:  # an unsupported model fails here
             param_groups_layer_decay(unwrapped, args.learning_rate, args.weight_decay, args.layer_decay)
         self._masking_built_for = (unwrapped, settings)
+        log_settings(args, unwrapped, self.masking, self.masksub_objective)
 
     def _configure_sample_seeds(self):
         """The epoch callback of per-sample seeds, there exactly when ``masksub_sample_seeds`` is on."""
@@ -424,29 +434,38 @@ class MaskSubTrainer(Trainer):
         super().log(logs, start_time)
 
     def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
-                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
+                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None, local_data=None):
         """Trainer's model card, plus the ``masksub`` tag, the MaskSub settings and the paper (TRL style).
 
-        A ``finetuned_from`` that is a local folder stays out of the card's metadata (the Hub refuses local paths
-        as ``base_model``); the card's text names the folder."""
-        local_base = finetuned_from if finetuned_from and os.path.exists(finetuned_from) else None
+        ``finetuned_from`` may name several bases by role (``{"vision tower": ..., "text tower": ...}``); a local
+        folder among them stays out of the card's metadata (the Hub refuses local paths as ``base_model``) and
+        the text names it. ``local_data``: the names of local files or folders trained on (no Hub dataset)."""
+        bases = dict(finetuned_from) if isinstance(finetuned_from, dict) else \
+            ({"": finetuned_from} if finetuned_from else {})
+        single = next(iter(bases.values())) if len(bases) == 1 else None
+        hub_base = single if single and not os.path.exists(single) else None
         if self.masking is not None:
             tags = with_masksub_tag(tags)
+        if local_data:  # nothing for Trainer to infer a Hub dataset from ("imagefolder" is none)
+            dataset_tags, dataset, dataset_args = [], [], []
         config = getattr(self.model, "config", None)
-        built_from_config = finetuned_from is None and getattr(config, "_name_or_path", None) == ""
-        if built_from_config:  # Trainer would name an empty base model ("[](https://huggingface.co/)"); a folder
-            config._name_or_path = os.curdir  # name reads as "trained from scratch"
+        # Trainer names the config's _name_or_path when given no base: an empty one reads "[](https://huggingface.co/)",
+        # and bases it is not told about are the text's to name. A folder name reads as "trained from scratch".
+        hide_name = config is not None and hub_base is None and (bases or getattr(config, "_name_or_path", None) == "")
+        saved_name = getattr(config, "_name_or_path", None)
+        if hide_name:
+            config._name_or_path = os.curdir
         try:
             super().create_model_card(language=language, license=license, tags=tags, model_name=model_name,
-                                      finetuned_from=None if local_base else finetuned_from, tasks=tasks,
-                                      dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
+                                      finetuned_from=hub_base, tasks=tasks, dataset_tags=dataset_tags,
+                                      dataset=dataset, dataset_args=dataset_args)
         finally:
-            if built_from_config:
-                config._name_or_path = ""
+            if hide_name:
+                config._name_or_path = saved_name
         if not self.is_world_process_zero():
             return
-        if local_base:
-            name_local_base(self.args.output_dir, os.path.basename(os.path.normpath(local_base)))
+        rewrite_card_text(self.args.output_dir, bases if hub_base is None else None, local_data,
+                          self.state.log_history)
         if self.masking is not None:
             append_masksub_section(self.args.output_dir, card_settings(self.args, self.masking, self.masksub_objective))
 
