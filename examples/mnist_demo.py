@@ -40,6 +40,9 @@ class DemoArguments:
     patch_size: int = field(default=8, metadata={"help": "Patch size on the 32-px (padded) digits."})
     learning_rate: float = field(default=2e-3)
     logging_steps: int = field(default=20)
+    threads: int = field(
+        default=2, metadata={"help": "torch's intra-op threads, fixed: the thread count changes the rounding of "
+                                     "every sum, and the baseline arm's accuracy with it (docs/benchmarks.md#demo)."})
 
 
 def build_model(seed, hidden_size=128, num_hidden_layers=6, patch_size=4):
@@ -110,6 +113,7 @@ def main():
         demo.train_samples, demo.eval_samples, demo.num_train_epochs, demo.logging_steps = 256, 200, 2, 2
         demo.seeds = "0,1"
     seeds = [int(seed) for seed in demo.seeds.split(",")]
+    torch.set_num_threads(demo.threads)  # the same table on any machine with this CPU kind, whatever its core count
     images, labels = mnist_digits(seed=0)  # one split for every seed: the seeds vary the training runs
     end = demo.train_samples + demo.eval_samples
     train = Digits(images[: demo.train_samples], labels[: demo.train_samples], train=True)
@@ -128,13 +132,14 @@ def main():
     os.makedirs(demo.output_dir, exist_ok=True)
     with open(os.path.join(demo.output_dir, "results.json"), "w") as f:
         json.dump({"runs": results, "paired_gain_points": gains, "mean_gain": mean, "ci95_half_width": half_width,
-                   "settings": vars(demo)}, f, indent=2)
+                   "settings": vars(demo), "threads_used": torch.get_num_threads()}, f, indent=2)
     first = os.path.join(demo.output_dir, f"seed{seeds[0]}")
     plots = plot_run(os.path.join(first, f"masksub_{demo.masksub_ratio}"), os.path.join(first, "masksub_0.0"),
                      demo.output_dir)
 
     print(f"\nMNIST ({demo.train_samples} train / {demo.eval_samples} val), ViT {demo.hidden_size} x "
-          f"{demo.num_hidden_layers} from scratch, {demo.num_train_epochs:g} epochs, {len(seeds)} paired seeds")
+          f"{demo.num_hidden_layers} from scratch, {demo.num_train_epochs:g} epochs, {len(seeds)} paired seeds, "
+          f"{demo.threads} threads")
     print(f"{'seed':<6}{'baseline':>10}{'masksub':>10}{'gain':>8}{'main loss':>11}{'sub loss':>10}")
     for seed, gain in zip(seeds, gains):
         base, masksub = results[seed]["baseline"], results[seed]["masksub"]
