@@ -241,6 +241,25 @@ def test_clip_skips_missing_and_corrupt_image_files(tmp_path, data, caplog):
     assert any(r.getMessage().startswith("Skipping 2 unreadable image(s) of 32") for r in caplog.records)
 
 
+def test_relative_image_paths_that_do_not_resolve_say_from_where_they_were_read(tmp_path, data, capsys, monkeypatch):
+    """A newcomer's csv of paths relative to the csv's folder, run from another folder: the error says where from."""
+    import os
+
+    frame = pd.read_csv(data["captions"]["train"])
+    frame["image_path"] = [os.path.relpath(path, data["captions"]["train"].parent) for path in frame["image_path"]]
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    flags = [flag.format(**paths(data)) for flag in CLIP]
+    flags[flags.index("--train_file") + 1] = str(tmp_path / "train.csv")
+    with pytest.raises(SystemExit):
+        run_clip.main([*flags, "--output_dir", str(tmp_path / "out"), *COMMON[:1], *COMMON[2:]])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: --image_column: none of the 32 images of the train data can be read (paths are read as "
+                      f"written: {frame['image_path'][0]!r} from the current folder, {elsewhere})."], errors
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="without --use_cpu a GPU machine forms the group")
 def test_processes_that_do_not_form_one_group_stop_with_one_line(tmp_path, data):
     """`accelerate launch --multi_gpu --num_processes 2` without --use_cpu on a CPU machine: before, two independent

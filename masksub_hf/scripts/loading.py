@@ -141,7 +141,10 @@ def drop_unreadable_images(data, image_column, split, flag="--image_column_name"
     if not bad:
         return data
     if len(bad) == len(data):
-        raise UserInputError(f"{flag}: none of the {len(data)} images of the {split} data can be read.")
+        first = undecoded[0][image_column]
+        where = (f" (paths are read as written: {first!r} from the current folder, {os.getcwd()})"
+                 if isinstance(first, str) and not os.path.isabs(first) else "")
+        raise UserInputError(f"{flag}: none of the {len(data)} images of the {split} data can be read{where}.")
     images = [undecoded[i][image_column] for i in bad[:3]]
     names = [str(image["path"] if isinstance(image, dict) else image) for image in images]
     logger.warning(f"Skipping {len(bad)} unreadable image(s) of {len(data)} in the {split} data "
