@@ -189,3 +189,22 @@ def test_the_log_says_what_auto_chose(tmp_path, caplog):
     assert "MaskSub for ResNetForImageClassification: ratio 0.3, mode auto (pixels), loss auto (bce), main_weight " \
            "0.5, sub_weight 0.5, block_size default (32 px at 224 px)" in lines
     assert "MaskSub: ratio 0.0: off, every step is Trainer.training_step" in lines
+
+
+def test_the_cards_loss_table_takes_a_history_whose_branch_losses_stop_midway():
+    """A run resumed with --resume_from_checkpoint at ratio 0 logs main/sub losses for its first steps only; the card
+    crashed on it (KeyError 'main_loss')."""
+    from masksub_hf.training.model_card import logged_losses_table
+
+    history = [{"loss": 1.5, "main_loss": 1.0, "sub_loss": 2.0, "step": 2, "epoch": 0.5},
+               {"loss": 1.25, "step": 4, "epoch": 1.0}, {"train_runtime": 3.0, "step": 4}]
+    table = logged_losses_table(history)
+    assert "| 2 | 0.5 | 1.5 | 1 | 2 |" in table and "| 4 | 1 | 1.25 |  |  |" in table
+
+
+def test_the_cards_loss_table_spreads_its_rows_and_ends_at_the_last_logged_step():
+    from masksub_hf.training.model_card import logged_losses_table
+
+    table = logged_losses_table([{"loss": float(step), "step": step, "epoch": step / 10} for step in range(1, 31)])
+    steps = [int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and "Step" not in line]
+    assert steps[0] == 1 and steps[-1] == 30 and len(steps) == 10 and steps == sorted(set(steps))

@@ -68,14 +68,17 @@ def logged_losses_table(log_history, rows=10):
     logged = [entry for entry in log_history if "loss" in entry and "step" in entry]
     if not logged:
         return "Evaluated after training only (results above); no training loss was logged.\n"
-    picked = sorted({round(i * (len(logged) - 1) / max(rows - 1, 1)) for i in range(min(rows, len(logged)))})
+    shown = min(rows, len(logged))
+    picked = sorted({round(i * (len(logged) - 1) / max(shown - 1, 1)) for i in range(shown)} | {len(logged) - 1})
     columns = [("Step", "step"), ("Epoch", "epoch"), ("Training loss", "loss"), ("Main branch", "main_loss"),
                ("Sub branch", "sub_loss")]
-    columns = [(title, key) for title, key in columns if key in logged[-1]]
+    rows = [logged[i] for i in picked]
+    # A run resumed at another ratio logs the branch losses at some steps only: their cells stay empty elsewhere.
+    columns = [(title, key) for title, key in columns if any(key in entry for entry in rows)]
     lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for entry in (logged[i] for i in picked):
-        lines.append("| " + " | ".join(f"{entry[key]:.4g}" if isinstance(entry[key], float) else str(entry[key])
-                                        for _, key in columns) + " |")
+    for entry in rows:
+        cells = (entry.get(key, "") for _, key in columns)
+        lines.append("| " + " | ".join(f"{cell:.4g}" if isinstance(cell, float) else str(cell) for cell in cells) + " |")
     return ("Evaluated after training only (results above); the training loss at "
             f"{len(picked)} of the {len(logged)} logged steps (all of them: `trainer_state.json`):\n\n"
             + "\n".join(lines) + "\n")
