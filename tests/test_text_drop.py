@@ -223,3 +223,26 @@ def test_token_drop_keeps_the_token_a_decoder_pools_when_pad_is_eos():
         sub_positions = torch.arange(sub_ids.shape[1]).expand(4, -1)
         sub_pooled = sub_positions.masked_fill(sub_ids == tokenizer.pad_token_id, -1).amax(1)
         assert torch.equal(sub_inputs["position_ids"][rows, sub_pooled], pooled)  # the same token, by the same rule
+
+
+@pytest.mark.parametrize("family", ["bloom", "mpt"])
+def test_alibi_models_are_refused_at_construction_not_at_the_first_step(tmp_path, family):
+    """Bloom and MPT place tokens by ALiBi, without position_ids: token drop cannot keep the kept tokens' positions.
+    Before: `auto` (a tokenizer without a mask token) chose text_drop and stopped at the first training step."""
+    from transformers import BloomConfig, BloomForSequenceClassification, MptConfig, MptForSequenceClassification
+
+    tokenizer = bpe_tokenizer(REVIEWS)
+    if family == "bloom":
+        model = BloomForSequenceClassification(BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=1,
+                                                           n_head=2, pad_token_id=0, num_labels=2))
+    else:
+        model = MptForSequenceClassification(MptConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2,
+                                                       pad_token_id=0, num_labels=2))
+    for mode in ("auto", "text_drop"):
+        with pytest.raises(ValueError, match="keeps each token's position through position_ids") as error:
+            MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode=mode),
+                           processing_class=tokenizer)
+        assert "\n" not in str(error.value) and "'dropout'" in str(error.value)
+    trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode="dropout"),
+                             processing_class=tokenizer)
+    assert trainer.masking.mode == "dropout"

@@ -19,7 +19,7 @@ from .base import Masking, num_masked, peft_base_model
 from .mask_token import MASK_TOKEN_FAMILIES, MaskTokenMasking
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
-from .text import TokenDrop, TokenMasking, text_masking
+from .text import TokenDrop, TokenMasking, check_takes_position_ids, text_masking
 from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit, token_drop_config
 
 MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "text_drop", "dropout", "droppath")
@@ -98,7 +98,10 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
                                in ("pixel_values", None)):
         return PixelMasking(ratio, block_size)
     if chosen in TEXT_MODES and getattr(model_or_config, "main_input_name", None) == "input_ids":
-        return text_masking(tokenizer, ratio, mode, getattr(config, "pad_token_id", None))
+        masking = text_masking(tokenizer, ratio, mode, getattr(config, "pad_token_id", None))
+        if is_model and isinstance(masking, TokenDrop):  # decided here, not at the first step
+            check_takes_position_ids(model_or_config)
+        return masking
     if chosen in ("dropout", "droppath"):
         if not is_model:
             return Masking()  # the sub branch sees the clean batch: nothing to draw

@@ -130,8 +130,13 @@ class TokenMasking(Masking):
         yield {**inputs, "input_ids": masked_input_ids.to(inputs["input_ids"].device)}
 
 
-def _takes_position_ids(model):
-    return "position_ids" in inspect.signature(peft_base_model(model).forward).parameters
+def check_takes_position_ids(model):
+    """Token drop keeps each kept token's position by passing ``position_ids``: a model whose forward does not take
+    them (ALiBi models such as Bloom and MPT) would see the kept tokens shifted together, a different input."""
+    if "position_ids" not in inspect.signature(peft_base_model(model).forward).parameters:
+        raise ValueError(f"masksub_mode='text_drop' keeps each token's position through position_ids, which "
+                         f"{type(model).__name__}.forward does not take; use masksub_mode='text' with a tokenizer "
+                         "that has a mask token, or 'dropout' (DropSub).")
 
 
 class TokenDrop(Masking):
@@ -168,9 +173,7 @@ class TokenDrop(Masking):
 
     @contextlib.contextmanager
     def apply(self, model, inputs, dropped: torch.Tensor):
-        if not _takes_position_ids(model):
-            raise ValueError(f"masksub_mode='text_drop' keeps each token's position through position_ids, which "
-                             f"{type(model).__name__}.forward does not take; use masksub_mode='text'.")
+        check_takes_position_ids(model)  # also checked when the masking is built for a model
         # Pad with the id the model pools by: decoder heads pool at the last token that is not padding.
         pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         pad = pad if pad is not None else (self.pad_token_id if self.pad_token_id is not None else 0)
