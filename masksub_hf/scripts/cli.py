@@ -316,12 +316,13 @@ def record_run_settings(training_args, arguments):
 
 
 def card_data(dataset_name, *paths):
-    """The model card's data: ``{"dataset": a Hub name}``, or ``{"local_data": file and folder names}`` for local
-    data (the Hub refuses local paths in card metadata; the card's text names them)."""
+    """The model card's data: ``{"dataset": a Hub name}``, or ``{"local_data": folder and file names}`` for a local
+    ``--dataset_name`` or, without one, the data files ``paths`` (the Hub refuses local paths in card metadata;
+    the card's text names them). A ``--dataset_name`` is what the scripts load, files given beside it are not."""
     if dataset_name is not None and not os.path.exists(dataset_name):
         return {"dataset": dataset_name}
-    local = [os.path.basename(os.path.normpath(path)) for path in (dataset_name, *paths) if path is not None]
-    return {"local_data": local} if local else {}
+    local = [dataset_name] if dataset_name is not None else [path for path in paths if path is not None]
+    return {"local_data": [os.path.basename(os.path.normpath(path)) for path in local]} if local else {}
 
 
 def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card_kwargs,

@@ -1,6 +1,7 @@
 """Data loading for the scripts, in the conventions of transformers' examples: Hub datasets, image
 folders, csv/json files. Every problem a user can cause is a ``UserInputError`` naming the flag."""
 
+import contextlib
 import glob
 import io
 import logging
@@ -123,8 +124,8 @@ def drop_unreadable_images(data, image_column, split, flag="--image_column_name"
     names a few. A split with no readable image is an error.
 
     Each image is decoded once, in ``num_proc`` processes, behind a progress bar. The result is a ``datasets``
-    map, cached by the data's fingerprint: a restart, or a process that runs after the main one (the scripts
-    check under ``main_process_first``), reads the cache instead of decoding again."""
+    map, cached by the data's fingerprint: a restart, or a process that runs after the main one
+    (``select_image_split`` checks under ``main_process_first``), reads the cache instead of decoding again."""
     feature = data.features[image_column]
     if isinstance(feature, Image):
         undecoded = data.cast_column(image_column, Image(decode=False))
@@ -153,10 +154,16 @@ def drop_unreadable_images(data, image_column, split, flag="--image_column_name"
 
 
 def select_image_split(dataset, split, max_samples, needed_for, image_column, check_images, shuffle_seed=None,
-                       image_flag="--image_column_name", num_proc=None):
-    """``select_split``, then (``check_images``) without the split's unreadable images."""
+                       image_flag="--image_column_name", num_proc=None, main_process_first=None):
+    """``select_split``, then (``check_images``) without the split's unreadable images.
+
+    ``main_process_first``: ``TrainingArguments.main_process_first``; the main process checks, the others then
+    read the check's cache."""
     data = select_split(dataset, split, max_samples, needed_for, shuffle_seed)
-    return drop_unreadable_images(data, image_column, split, image_flag, num_proc) if check_images else data
+    if not check_images:
+        return data
+    with main_process_first(desc="checking images") if main_process_first else contextlib.nullcontext():
+        return drop_unreadable_images(data, image_column, split, image_flag, num_proc)
 
 
 def _has_files(directory):

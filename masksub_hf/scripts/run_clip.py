@@ -200,10 +200,10 @@ def main(args=None):
                 "return_loss": True}
 
     def prepare(split, max_samples, needed_for):
-        with training_args.main_process_first(desc="checking images"):  # the others read the check's cache
-            return select_image_split(dataset, split, max_samples, needed_for, data_args.image_column,
-                                      data_args.check_images, image_flag="--image_column",
-                                      num_proc=data_args.preprocessing_num_workers)
+        return select_image_split(dataset, split, max_samples, needed_for, data_args.image_column,
+                                  data_args.check_images, image_flag="--image_column",
+                                  num_proc=data_args.preprocessing_num_workers,
+                                  main_process_first=training_args.main_process_first)
 
     train_dataset = eval_dataset = None
     if training_args.do_train:

@@ -181,8 +181,7 @@ def main(args=None):
         card.update(language="en", dataset_tags="glue", dataset_args=data_args.task_name,
                     dataset=f"GLUE {data_args.task_name.upper()}")
     else:
-        card.update(card_data(data_args.dataset_name, *([] if data_args.dataset_name else
-                                                         [data_args.train_file, data_args.validation_file])))
+        card.update(card_data(data_args.dataset_name, data_args.train_file, data_args.validation_file))
     train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card,
                                arguments=(model_args, data_args, training_args))
 

@@ -254,10 +254,10 @@ def main(args=None):
                                                        data_args.augmentation, recipe)
 
     def prepare(split, max_samples, needed_for, transform):
-        with training_args.main_process_first(desc="checking images"):  # the others read the check's cache
-            data = select_image_split(dataset, split, max_samples, needed_for, data_args.image_column_name,
-                                      data_args.check_images, training_args.seed,
-                                      num_proc=data_args.preprocessing_num_workers)
+        data = select_image_split(dataset, split, max_samples, needed_for, data_args.image_column_name,
+                                  data_args.check_images, training_args.seed,
+                                  num_proc=data_args.preprocessing_num_workers,
+                                  main_process_first=training_args.main_process_first)
         data.set_transform(transform)
         return data
 

@@ -68,15 +68,15 @@ def logged_losses_table(log_history, rows=10):
     logged = [entry for entry in log_history if "loss" in entry and "step" in entry]
     if not logged:
         return "Evaluated after training only (results above); no training loss was logged.\n"
-    shown = min(rows, len(logged))
-    picked = sorted({round(i * (len(logged) - 1) / max(shown - 1, 1)) for i in range(shown)} | {len(logged) - 1})
+    shown = min(rows, len(logged))  # spaced from the first to the last logged step
+    picked = sorted({round(i * (len(logged) - 1) / max(shown - 1, 1)) for i in range(shown)})
+    entries = [logged[i] for i in picked]
     columns = [("Step", "step"), ("Epoch", "epoch"), ("Training loss", "loss"), ("Main branch", "main_loss"),
                ("Sub branch", "sub_loss")]
-    rows = [logged[i] for i in picked]
     # A run resumed at another ratio logs the branch losses at some steps only: their cells stay empty elsewhere.
-    columns = [(title, key) for title, key in columns if any(key in entry for entry in rows)]
+    columns = [(title, key) for title, key in columns if any(key in entry for entry in entries)]
     lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for entry in rows:
+    for entry in entries:
         cells = (entry.get(key, "") for _, key in columns)
         lines.append("| " + " | ".join(f"{cell:.4g}" if isinstance(cell, float) else str(cell) for cell in cells) + " |")
     return ("Evaluated after training only (results above); the training loss at "
