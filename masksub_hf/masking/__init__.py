@@ -1,12 +1,13 @@
 """Masking for the sub branch, one module per model family (see ``base.Masking`` for the interface).
 
-``masking_for`` picks one: ``masksub_mode="auto"`` chooses by model family, other modes force one.
+``masking_for`` picks one: ``masksub_mode="auto"`` chooses by what the model is (``structure``: ViT-like
+embeddings, embeddings taking ``bool_masked_pos``, an image stem), other modes force one.
 
-| mode         | what the sub branch gets                                   | models                                 |
+| mode         | what the sub branch gets                                   | models (``auto``, first that fits)     |
 |--------------|------------------------------------------------------------|----------------------------------------|
-| ``tokens``     | ``ratio`` of the patch tokens dropped after pos-embedding  | HF ViT / DeiT / CLIP, ViT dual encoders, timm ViT |
-| ``pixels``     | ``ratio`` of 32-px blocks (at 224 px) zero-filled          | HF ResNet / ConvNeXt (V2), timm CNNs   |
-| ``mask_token`` | ``ratio`` of 32-px blocks replaced by a learnable token    | HF Swin (V1/V2), BEiT                  |
+| ``tokens``     | ``ratio`` of the patch tokens dropped after pos-embedding  | ViT-like: ViT, DeiT, DINOv2, SigLIP, CLIP, ..., timm ViTs |
+| ``mask_token`` | ``ratio`` of 32-px blocks replaced by a learnable token    | models taking ``bool_masked_pos``: Swin, BEiT, FocalNet, ... |
+| ``pixels``     | ``ratio`` of 32-px blocks (at 224 px) zero-filled          | every other image model: CNNs, hierarchical transformers |
 | ``text``       | ``ratio`` of the real tokens replaced by ``[MASK]``        | BERT-family text classifiers           |
 | ``text_drop``  | ``ratio`` of the real tokens removed, positions kept       | any text classifier (decoders too)     |
 | ``dropout``    | clean input, every dropout at 0.2 (DropSub)                | any model with ``nn.Dropout``          |
@@ -16,17 +17,16 @@
 from torch import nn
 
 from .base import Masking, num_masked, peft_base_model
-from .mask_token import MASK_TOKEN_FAMILIES, MaskTokenMasking
+from .mask_token import MaskTokenMasking
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
+from .structure import is_dual_encoder, mask_token_embeddings, module_tree, takes_image_grid, vit_embeddings
 from .text import TokenDrop, TokenMasking, check_takes_position_ids, text_masking
-from .tokens import TOKEN_DROP_FAMILIES, PatchTokenDrop, is_timm_vit, token_drop_config
+from .tokens import PatchTokenDrop, is_timm_vit
 
 MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "text_drop", "dropout", "droppath")
 TEXT_MODES = ("text", "text_drop")
 MASK_KEY_PREFIX = "masksub_"
-# transformers CNNs that auto mode masks with zero-filled pixel blocks
-PIXEL_FAMILIES = ("resnet", "convnext", "convnextv2")
 
 
 def timm_model_of(model):
@@ -37,39 +37,62 @@ def timm_model_of(model):
     return inner if type(inner).__module__.startswith("timm.") else None
 
 
-def _has_token_drop(config):
-    return getattr(token_drop_config(config), "model_type", None) in TOKEN_DROP_FAMILIES
-
-
-def auto_mode(model_or_config):
-    """The mode ``auto`` picks for a model (or a transformers config), or None if no family fits."""
+def image_modes(model_or_config):
+    """The image masking modes that fit a model (or a transformers config), in ``auto``'s order of choice."""
     timm_model = timm_model_of(model_or_config)
     if timm_model is not None:
         if is_timm_vit(timm_model):
-            return "tokens"
-        return None if hasattr(timm_model, "patch_embed") else "pixels"
-    config = getattr(model_or_config, "config", model_or_config)
-    model_type = getattr(config, "model_type", None)
-    if _has_token_drop(config):
-        return "tokens"
-    if model_type in MASK_TOKEN_FAMILIES:
-        return "mask_token"
-    if model_type in PIXEL_FAMILIES:
-        return "pixels"
-    if getattr(model_or_config, "main_input_name", None) == "input_ids":
-        return "text"
-    return None
+            return ["tokens", "pixels"]
+        return [] if hasattr(timm_model, "patch_embed") else ["pixels"]
+    model = module_tree(model_or_config)
+    is_image_model = getattr(model, "main_input_name", None) != "input_ids" or is_dual_encoder(model)
+    if not is_image_model or not takes_image_grid(model):
+        return []
+    if _image_input(model) != "pixel_values":
+        return ["pixels"]  # ViT-like and masked-image paths read pixel_values
+    modes = ["tokens"] if vit_embeddings(model) is not None else []
+    if mask_token_embeddings(model) is not None:
+        modes.append("mask_token")
+    return modes + ["pixels"]
 
 
-def _unsupported(model_or_config, mode):
+def _image_input(model):
+    """The argument an image model reads its images from (a dual encoder: ``pixel_values``)."""
+    return "pixel_values" if is_dual_encoder(model) else getattr(model, "main_input_name", "pixel_values")
+
+
+def _is_text_model(model_or_config) -> bool:
+    return (timm_model_of(model_or_config) is None
+            and getattr(module_tree(model_or_config), "main_input_name", None) == "input_ids")
+
+
+def auto_mode(model_or_config):
+    """The mode ``auto`` picks for a model (or a transformers config), or None if none fits."""
+    modes = image_modes(model_or_config)
+    if modes:
+        return modes[0]
+    return "text" if _is_text_model(model_or_config) else None
+
+
+def _why_no_image_masking(model):
+    """Why no image masking fits ``model`` (a module tree), read from it."""
+    if timm_model_of(model) is not None:
+        return "it is a timm model with a patch embedding that is not a timm VisionTransformer"
+    main_input = getattr(model, "main_input_name", None)
+    if main_input == "input_ids" and not is_dual_encoder(model):
+        return "it reads input_ids: 'text' or 'text_drop' mask text"
+    return ("it reads pixel values already cut into patches (no Conv2d over the image channels): neither "
+            "pixel blocks nor patch tokens can be masked the paper's way")
+
+
+def _unsupported(model_or_config, mode, modes):
     config = getattr(model_or_config, "config", model_or_config)
-    name = type(model_or_config).__name__
+    model = model_or_config if timm_model_of(model_or_config) is not None else module_tree(model_or_config)
+    reason = f"modes that fit it: {modes}" if modes else _why_no_image_masking(model)
     return ValueError(
-        f"masksub_mode={mode!r} cannot mask {name} (model_type={getattr(config, 'model_type', None)!r}). "
-        f"Supported: 'tokens' for model types {sorted(TOKEN_DROP_FAMILIES)} and timm ViTs; 'mask_token' for "
-        f"{sorted(MASK_TOKEN_FAMILIES)}; 'pixels' for {list(PIXEL_FAMILIES)}, timm CNNs and any image model; "
-        "'text' for BERT-family models, 'text_drop' for any text classifier. 'dropout' (DropSub) and 'droppath' "
-        "(PathSub) work for any model."
+        f"masksub_mode={mode!r} cannot mask {type(model_or_config).__name__} "
+        f"(model_type={getattr(config, 'model_type', None)!r}): {reason}. 'dropout' (DropSub) fits any model with "
+        "nn.Dropout modules, 'droppath' (PathSub) any with drop-path modules."
     )
 
 
@@ -77,27 +100,30 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
     """The masking for ``model_or_config``.
 
     Given a model, the result can train it (it may own a mask token, see ``MaskTokenMasking``).
-    Given a config, it only draws masks (what a collator needs). Raises a ``ValueError`` naming the
-    model class and the supported families when the mode does not fit.
+    Given a config, it only draws masks (what a collator needs). Raises a one-line ``ValueError`` naming the
+    model class, why, and the modes that fit, when the mode does not fit.
     """
     is_model = isinstance(model_or_config, nn.Module)
-    chosen = auto_mode(model_or_config) if mode == "auto" else mode
     timm_model = timm_model_of(model_or_config)
-    config = getattr(model_or_config, "config", model_or_config)
-    model_type = getattr(config, "model_type", None)
+    if timm_model is None and not is_model:
+        model_or_config = module_tree(model_or_config)  # read its structure once; it draws masks only
+    modes = image_modes(model_or_config)
+    chosen = mode
+    if mode == "auto":
+        chosen = modes[0] if modes else ("text" if _is_text_model(model_or_config) else None)
 
-    if chosen == "tokens" and timm_model is not None and is_timm_vit(timm_model):
-        return PatchTokenDrop.from_timm(timm_model, ratio)
-    if chosen == "tokens" and timm_model is None and _has_token_drop(config):
-        return PatchTokenDrop.from_config(config, ratio)
-    if chosen == "mask_token" and timm_model is None and model_type in MASK_TOKEN_FAMILIES:
+    if chosen == "tokens" and chosen in modes:
+        if timm_model is not None:
+            return PatchTokenDrop.from_timm(timm_model, ratio)
+        return PatchTokenDrop.from_config(model_or_config, ratio)
+    if chosen == "mask_token" and chosen in modes:
         if is_model:
             return MaskTokenMasking.for_model(model_or_config, ratio, block_size)
-        return MaskTokenMasking(config, ratio, block_size)
-    if chosen == "pixels" and (timm_model is not None or getattr(model_or_config, "main_input_name", None)
-                               in ("pixel_values", None)):
-        return PixelMasking(ratio, block_size)
-    if chosen in TEXT_MODES and getattr(model_or_config, "main_input_name", None) == "input_ids":
+        return MaskTokenMasking.from_config(model_or_config, ratio, block_size)
+    if chosen == "pixels" and chosen in modes:
+        return PixelMasking(ratio, block_size, "pixel_values" if timm_model is not None else _image_input(model_or_config))
+    if chosen in TEXT_MODES and _is_text_model(model_or_config):
+        config = getattr(model_or_config, "config", None)
         masking = text_masking(tokenizer, ratio, mode, getattr(config, "pad_token_id", None))
         if is_model and isinstance(masking, TokenDrop):  # decided here, not at the first step
             check_takes_position_ids(model_or_config)
@@ -106,7 +132,7 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
         if not is_model:
             return Masking()  # the sub branch sees the clean batch: nothing to draw
         return DropSub(model_or_config) if chosen == "dropout" else PathSub(model_or_config)
-    raise _unsupported(model_or_config, mode)
+    raise _unsupported(model_or_config, mode, modes)
 
 
 __all__ = [
@@ -121,6 +147,7 @@ __all__ = [
     "TokenDrop",
     "TokenMasking",
     "auto_mode",
+    "image_modes",
     "masking_for",
     "num_masked",
     "peft_base_model",

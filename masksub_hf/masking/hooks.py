@@ -1,4 +1,4 @@
-"""A forward hook that changes a module's output in the sub branch only, and is right under ``torch.compile``.
+"""A hook that changes a module's input or output in the sub branch only, and is right under ``torch.compile``.
 
 Dynamo does not guard on a module's hooks (``torch._dynamo.config.skip_nnmodule_hook_guards``): a hook
 registered for the sub forward alone is invisible to a graph compiled for the main forward, which is then
@@ -12,31 +12,45 @@ import contextlib
 
 
 class SubBranchHook:
-    """``edit(module, args, output, mask)`` applied to ``module``'s output while :meth:`active` is entered.
+    """``edit`` applied to one module of a model while :meth:`active` is entered; inert otherwise.
 
-    :meth:`install` it before the first forward (a graph compiled before it would not know it) and
-    :meth:`remove` it when training ends; in between it passes outputs through unchanged.
+    ``locate(model)``: the module to hook, found once per model. ``on_input=False``: a forward hook,
+    ``edit(module, args, output, mask)`` returns the new output; ``on_input=True``: a forward pre-hook,
+    ``edit(module, args, kwargs, mask)`` returns the new ``(args, kwargs)``. :meth:`install` it before the
+    first forward (a graph compiled before it would not know it) and :meth:`remove` it when training ends;
+    in between it passes everything through unchanged.
     """
 
-    def __init__(self, edit):
+    def __init__(self, edit, locate, on_input: bool = False):
         self.edit = edit
+        self.locate = locate
+        self.on_input = on_input
         self.mask = None
         self.handle = None
         self.module = None
+        self._located = (None, None)  # (model, its module): walking a model's modules every step costs
 
-    def __call__(self, module, args, output):
+    def __call__(self, module, args, output_or_kwargs):
         if self.mask is None:
-            return None  # main branch, evaluation: the output as it is
-        return self.edit(module, args, output, self.mask)
+            return None  # main branch, evaluation: as it is
+        return self.edit(module, args, output_or_kwargs, self.mask)
 
-    def install(self, module):
+    def module_of(self, model):
+        if self._located[0] is not model:
+            self._located = (model, self.locate(model))
+        return self._located[1]
+
+    def install(self, model):
+        module = self.module_of(model)
         if self.module is not module:
             self.remove()
-            self.handle, self.module = module.register_forward_hook(self), module
+            register = module.register_forward_pre_hook if self.on_input else module.register_forward_hook
+            self.handle = register(self, with_kwargs=True) if self.on_input else register(self)
+            self.module = module
 
     @contextlib.contextmanager
-    def active(self, module, mask):
-        self.install(module)
+    def active(self, model, mask):
+        self.install(model)
         self.mask = mask
         try:
             yield

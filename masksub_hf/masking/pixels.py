@@ -14,20 +14,21 @@ class PixelMasking(Masking):
     key = "masksub_block_mask"
     mode = "pixels"
 
-    def __init__(self, ratio: float, block_size: int | None = None):
+    def __init__(self, ratio: float, block_size: int | None = None, input_name: str = "pixel_values"):
         self.ratio = ratio
         self.block_size = block_size
+        self.input_name = input_name  # the model's image input (Perceiver reads ``inputs``)
 
     def _block(self, pixel_values):
         return self.block_size or default_block_size(pixel_values.shape[-2])
 
     def draw(self, batch, generator=None):
-        pixel_values = batch["pixel_values"]
+        pixel_values = batch[self.input_name]
         grid = block_grid(*pixel_values.shape[-2:], self._block(pixel_values))
         return random_block_mask(pixel_values.shape[0], *grid, self.ratio, generator)
 
     @contextlib.contextmanager
     def apply(self, model, inputs, block_mask):
-        pixel_values = inputs["pixel_values"]
+        pixel_values = inputs[self.input_name]
         masked = expand_blocks(block_mask.to(pixel_values.device), self._block(pixel_values), *pixel_values.shape[-2:])
-        yield {**inputs, "pixel_values": pixel_values.masked_fill(masked.unsqueeze(1), 0.0)}
+        yield {**inputs, self.input_name: pixel_values.masked_fill(masked.unsqueeze(1), 0.0)}

@@ -11,10 +11,11 @@ generation, ...) is a one-line error in every ``masksub_mode``.
 """
 
 from ..masking import timm_model_of
+from ..masking.structure import is_dual_encoder
 from . import classification, token_classification
 from .base import Objective, head_name, unwrap
 from .classification import ClassificationObjective
-from .clip import DualEncoderObjective, is_dual_encoder
+from .clip import DualEncoderObjective
 from .token_classification import TokenClassificationObjective
 
 

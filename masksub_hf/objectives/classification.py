@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from .base import Objective, sub_logits
 from .losses import SUB_LOSSES_PER_ITEM, sub_loss_name
 
-HEADS = ("ForImageClassification", "ForSequenceClassification")
+HEADS = ("ForImageClassification", "ForSequenceClassification",
+         # Perceiver's image classifiers, one per input preprocessor
+         "ForImageClassificationLearned", "ForImageClassificationFourier", "ForImageClassificationConvProcessing")
 
 
 def supervised_rows(batch, labels):

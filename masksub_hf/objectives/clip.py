@@ -19,10 +19,6 @@ from .base import Objective, unwrap
 from .losses import soft_cross_entropy_per_item
 
 
-def is_dual_encoder(model) -> bool:
-    return all(hasattr(model, name) for name in ("get_image_features", "get_text_features", "logit_scale"))
-
-
 def similarity_distillation_per_pair(sub_logits_per_image, main_logits_per_image):
     """Soft cross-entropy of the sub similarities to the detached main ones, per pair: its image->text row and
     text->image column, averaged."""

@@ -23,7 +23,8 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.objectives.clip import is_dual_encoder, retrieval_recalls, zero_shot_accuracy
+from masksub_hf.masking.structure import is_dual_encoder
+from masksub_hf.objectives.clip import retrieval_recalls, zero_shot_accuracy
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,

@@ -1,0 +1,120 @@
+"""Tiny models of every type in the installed transformers' classification mappings, for ``test_zoo.py``.
+
+A type listed here gets its own small config; a type that is not (a newer transformers' family) gets the
+default config with its common size fields shrunk, so it still shows up in the table, by name.
+"""
+
+import torch
+import transformers
+from transformers import CONFIG_MAPPING
+from transformers.models.auto import modeling_auto
+
+IMAGE_SIZE = 32
+VIT = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16, image_size=IMAGE_SIZE,
+           patch_size=4)
+SWIN = dict(image_size=IMAGE_SIZE, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 1], window_size=4)
+TOWERS = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+
+# model_type -> config fields (image size: IMAGE_SIZE unless "image_size" says otherwise)
+IMAGE_CONFIGS = {
+    "beit": VIT,
+    "bit": dict(embedding_size=8, hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1], num_groups=2),
+    "clip": dict(vision_config={**TOWERS, "image_size": IMAGE_SIZE, "patch_size": 4}, text_config=TOWERS),
+    "convnext": dict(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2),
+    "convnextv2": dict(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2),
+    "cvt": dict(embed_dim=[8, 16, 16], num_heads=[1, 1, 1], depth=[1, 2, 3]),  # stage s reads rate s of its own depth
+    "data2vec-vision": VIT,
+    "deit": VIT,
+    "dinat": dict(embed_dim=8, depths=[1, 1], num_heads=[1, 1], kernel_size=3, dilations=[[1], [1]]),
+    "dinov2": VIT,
+    "dinov2_with_registers": {**VIT, "num_register_tokens": 2},
+    "donut-swin": SWIN,
+    "efficientnet": dict(image_size=IMAGE_SIZE, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320),
+    "focalnet": dict(embed_dim=8, depths=[1, 1], hidden_sizes=[16, 16], image_size=IMAGE_SIZE),
+    "hgnet_v2": dict(embedding_size=8, depths=[1, 1, 1, 1], hidden_sizes=[16, 16, 32, 32], stem_channels=[3, 8, 8],
+                     stage_in_channels=[8, 16, 16, 32], stage_mid_channels=[8, 8, 8, 8],
+                     stage_out_channels=[16, 16, 32, 32], stage_num_blocks=[1, 1, 1, 1],
+                     stage_numb_of_layers=[1, 1, 1, 1]),
+    "hiera": dict(embed_dim=8, image_size=[64, 64], depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]),
+    "ijepa": VIT,
+    "imagegpt": dict(vocab_size=17, n_positions=64, n_embd=16, n_layer=1, n_head=2),
+    "levit": dict(image_size=64, hidden_sizes=[16, 32, 48], num_attention_heads=[1, 2, 3], depths=[1, 1, 1],
+                  key_dim=[8, 8, 8], down_ops=[["Subsample", 8, 1, 4, 2, 2], ["Subsample", 8, 2, 4, 2, 2]]),
+    "metaclip_2": dict(vision_config={**TOWERS, "image_size": IMAGE_SIZE, "patch_size": 4}, text_config=TOWERS),
+    "mobilenet_v1": dict(image_size=IMAGE_SIZE, depth_multiplier=0.25),
+    "mobilenet_v2": dict(image_size=IMAGE_SIZE, depth_multiplier=0.25),
+    "mobilevit": dict(image_size=IMAGE_SIZE, hidden_sizes=[16, 16, 16], neck_hidden_sizes=[8, 8, 16, 16, 16, 16, 32],
+                      num_attention_heads=2),
+    "mobilevitv2": dict(image_size=64, width_multiplier=0.25, n_attn_blocks=[1, 1, 1]),
+    "perceiver": dict(image_size=IMAGE_SIZE, num_latents=8, d_latents=16, d_model=16, num_self_attends_per_block=1,
+                      num_self_attention_heads=1, num_cross_attention_heads=1),
+    "poolformer": dict(hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1]),
+    "pp_lcnet": dict(scale=0.25),
+    "pvt": dict(image_size=IMAGE_SIZE, hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1],
+                num_attention_heads=[1, 1, 1, 1]),
+    "pvt_v2": dict(image_size=IMAGE_SIZE, hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1],
+                   num_attention_heads=[1, 1, 1, 1]),
+    "regnet": dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], groups_width=8),
+    "resnet": dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"),
+    "segformer": dict(hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1],
+                      decoder_hidden_size=16),
+    "siglip": dict(vision_config={**TOWERS, "image_size": IMAGE_SIZE, "patch_size": 4}, text_config=TOWERS),
+    "siglip2": dict(vision_config={**TOWERS, "patch_size": 4, "num_patches": 64}, text_config=TOWERS),
+    "swiftformer": dict(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16]),
+    "swin": SWIN,
+    "swinv2": SWIN,
+    "textnet": dict(image_size=[IMAGE_SIZE, IMAGE_SIZE], stem_out_channels=8, hidden_sizes=[8, 8, 16, 16, 32]),
+    "timm_wrapper": dict(architecture="vit_tiny_patch16_224",
+                         model_args=dict(img_size=IMAGE_SIZE, patch_size=4, embed_dim=16, depth=2, num_heads=2)),
+    "vit": VIT,
+    "vit_msn": VIT,
+}
+
+GENERIC_SHRINK = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                      image_size=IMAGE_SIZE, patch_size=4)
+
+
+def mapping(name):
+    return getattr(modeling_auto, f"MODEL_FOR_{name}_MAPPING_NAMES")
+
+
+def model_class(names):
+    """The mapping's class (its first, where a type lists several: transformers then needs
+    ``config.architectures`` to choose)."""
+    return getattr(transformers, names[0] if isinstance(names, (tuple, list)) else names)
+
+
+def tiny_config(model_type, known, num_labels=3):
+    """A small config for ``model_type``: ``known[model_type]``, else the defaults with common size fields shrunk."""
+    config_class = CONFIG_MAPPING[model_type]
+    if model_type in known:
+        return config_class(num_labels=num_labels, **known[model_type])
+    defaults = config_class().to_dict()
+    fields = {key: value for key, value in GENERIC_SHRINK.items() if key in defaults}
+    for tower in ("vision_config", "text_config"):
+        if isinstance(defaults.get(tower), dict):
+            fields[tower] = {key: value for key, value in GENERIC_SHRINK.items() if key in defaults[tower]}
+    return config_class(num_labels=num_labels, **fields)
+
+
+def image_size_of(config):
+    size = getattr(getattr(config, "vision_config", None) or config, "image_size", IMAGE_SIZE)
+    return size[0] if isinstance(size, (tuple, list)) else size
+
+
+def image_batch(model, batch_size, generator):
+    """Random inputs in the form the model reads, and labels."""
+    config = model.config
+    labels = torch.randint(0, config.num_labels, (batch_size,), generator=generator)
+    if model.main_input_name == "input_ids":  # ImageGPT: colour-cluster ids
+        ids = torch.randint(0, config.vocab_size - 1, (batch_size, config.n_positions), generator=generator)
+        return {"input_ids": ids, "labels": labels}
+    if config.model_type == "siglip2":  # NaFlex: patches already cut, with their grid and a mask
+        patch = config.vision_config.patch_size
+        num_patches = config.vision_config.num_patches
+        side = int(num_patches ** 0.5)
+        return {"pixel_values": torch.randn(batch_size, num_patches, 3 * patch * patch, generator=generator),
+                "pixel_attention_mask": torch.ones(batch_size, num_patches, dtype=torch.long),
+                "spatial_shapes": torch.tensor([[side, side]] * batch_size), "labels": labels}
+    size = image_size_of(config)
+    return {model.main_input_name: torch.randn(batch_size, 3, size, size, generator=generator), "labels": labels}
