@@ -6,16 +6,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The zoo's table (``test_zoo.py``) after the run; into ``$MASKSUB_ZOO_TABLE`` too, when set."""
+    """The zoo's tables (``test_zoo.py``) after the run; into ``$MASKSUB_ZOO_TABLE`` too, when set."""
     import sys
 
     zoo = sys.modules.get("test_zoo")
-    if zoo is None or not zoo.ROWS:
+    if zoo is None:
         return
-    lines = zoo.zoo_table()
-    terminalreporter.write_line(f"\n{zoo.table_title()}")
-    for line in lines:
-        terminalreporter.write_line(line)
-    if os.environ.get("MASKSUB_ZOO_TABLE"):
+    written = []
+    for kind, rows in zoo.ROWS.items():
+        if rows:
+            lines = [zoo.table_title(kind), "", *zoo.zoo_table(kind), ""]
+            terminalreporter.write_line("\n" + "\n".join(lines))
+            written += lines
+    if written and os.environ.get("MASKSUB_ZOO_TABLE"):
         with open(os.environ["MASKSUB_ZOO_TABLE"], "w") as out:
-            out.write("\n".join([zoo.table_title(), "", *lines, ""]))
+            out.write("\n".join(written))

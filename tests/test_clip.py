@@ -157,3 +157,14 @@ def test_run_clip_on_two_processes(tmp_path, clip_data):
     assert "distributed type: MULTI_CPU, world size: 2" in completed.stdout + completed.stderr
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and all("sub_loss" in e for e in state["log_history"] if "loss" in e)
+
+
+def test_siglip_dual_encoder_is_refused_not_trained_with_clips_loss(tmp_path):
+    """SigLIP's loss is a pairwise sigmoid; the dual-encoder objective is CLIP's softmax: a one-line refusal."""
+    tower = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    model = transformers.SiglipModel(transformers.SiglipConfig(
+        vision_config={**tower, "image_size": 32, "patch_size": 8}, text_config={**tower, "vocab_size": 64}))
+    with pytest.raises(ValueError) as error:
+        MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.5))
+    assert "\n" not in str(error.value) and "SiglipModel" in str(error.value) and "sigmoid" in str(error.value)
+    MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.0))  # ratio 0: plain Trainer, allowed

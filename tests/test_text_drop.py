@@ -246,3 +246,25 @@ def test_alibi_models_are_refused_at_construction_not_at_the_first_step(tmp_path
     trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode="dropout"),
                              processing_class=tokenizer)
     assert trainer.masking.mode == "dropout"
+
+
+def test_token_drop_keeps_robertas_own_positions():
+    """RoBERTa-style models number their tokens from ``pad_token_id + 1`` (a position table with a padding index):
+    the sub branch's ``position_ids`` follow that rule, not ``0..L-1``, so a kept token keeps its position."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    model = RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+        max_position_embeddings=20, pad_token_id=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
+    input_ids = torch.tensor([[0, 7, 8, 9, 10, 2], [0, 11, 12, 2, 1, 1]])
+    inputs = {"input_ids": input_ids, "attention_mask": input_ids.ne(1).long()}
+    masking = TokenDrop([0, 1, 2], 0.5, pad_token_id=1)
+    nothing = torch.zeros_like(input_ids, dtype=torch.bool)
+    with torch.no_grad(), masking.apply(model, inputs, nothing) as sub_inputs:
+        torch.testing.assert_close(model(**sub_inputs).logits, model(**inputs).logits)
+    assert sub_inputs["position_ids"][0].tolist() == [2, 3, 4, 5, 6, 7]  # pad id 1, then 1 + k
+    dropped = torch.zeros_like(nothing)
+    dropped[0, 2] = True  # token 8, at position 4
+    with masking.apply(model, inputs, dropped) as sub_inputs:
+        assert sub_inputs["position_ids"][0, :5].tolist() == [2, 3, 5, 6, 7]

@@ -1,14 +1,15 @@
 """The classification zoo under ``masksub_mode='auto'``: every model type of the installed transformers'
-image-classification mapping, so a new release's families show up here by name.
+image-, sequence- and token-classification mappings, so a new release's families show up here by name.
 
 For each type, a tiny model (``zoo.py``): plain ``Trainer`` trains it two steps (the reference; a type it
 cannot train tiny is skipped, saying why); ``MaskSubTrainer`` at ratio 0 ends on exactly the reference's
-weights; at ratio 0.5 it trains two steps with finite weights, and hooks independent of MaskSub's see what
+weights; at ratio > 0 it trains two steps with finite weights, and hooks independent of MaskSub's see what
 the sub branch got: fewer rows through the linear layers (token drop), zero-filled blocks in the image
-(pixels), or ``bool_masked_pos`` reaching the model's own masked-image path (mask token). A type ``auto``
-refuses must say why in one line. The table is printed at the end of the run (``conftest.py``; written to
-``$MASKSUB_ZOO_TABLE`` when set) and is the one in ``docs/compatibility.md`` (checked there when the installed
-transformers is the one it names).
+(pixels), ``bool_masked_pos`` reaching the model's own masked-image path (mask token), ``[MASK]`` in the
+input ids (text) or fewer real tokens (text token drop). A type ``auto`` refuses must say why in one line.
+The tables are printed at the end of the run (``conftest.py``; written to ``$MASKSUB_ZOO_TABLE`` when set)
+and are the ones in ``docs/compatibility.md`` (checked there when the installed transformers is the one it
+names).
 """
 
 import inspect
@@ -18,22 +19,50 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from helpers import ListDataset, training_args
-from zoo import IMAGE_CONFIGS, image_batch, mapping, model_class, tiny_config
+from helpers import ListDataset, bpe_tokenizer, training_args, word_tokenizer
+from transformers import default_data_collator
+from zoo import (
+    IMAGE_CONFIGS,
+    TEXT_CONFIGS,
+    WORDS,
+    image_batch,
+    mapping,
+    model_class,
+    text_batch,
+    tiny_config,
+    tiny_text_config,
+)
 
 from masksub_hf import MaskSubTrainer
 
-STEPS, BATCH, RATIO = 2, 4, 0.5
-# types plain Trainer cannot train from a tiny config and an image batch
+STEPS, BATCH = 2, 4
+RATIOS = {"IMAGE_CLASSIFICATION": 0.5, "SEQUENCE_CLASSIFICATION": 0.3, "TOKEN_CLASSIFICATION": 0.3}
+# types plain Trainer cannot train from a tiny config and a classifier's batch
 NOT_TRAINABLE_TINY = {
     "shieldgemma2": "a Gemma 3 vision-language model scoring a policy prompt's yes/no tokens: it needs its "
                     "processor's prompt, not an image classifier's batch",
 }
-# types auto refuses on purpose (the reason is in the refusal, and in the table)
-REFUSED = {"siglip2", "imagegpt"}
+# types auto refuses on purpose, saying why (the reason is in the table); a type refused that is neither here nor
+# in the documented table (a newer transformers' family) is shown, not failed
+REFUSED = {
+    "IMAGE_CLASSIFICATION": {"siglip2", "imagegpt"},  # patches already cut (NaFlex); colour ids with no tokenizer
+    "SEQUENCE_CLASSIFICATION": {"perceiver"},  # reads `inputs`
+    # token drop keeps positions through position_ids, which these forwards do not take (ALiBi, relative positions)
+    "TOKEN_CLASSIFICATION": {"bloom", "falcon", "funnel", "mpt", "mt5", "roformer", "t5", "umt5", "xlnet"},
+}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 TABLE_HEADER = ["| model type | class | `auto` | what the sub branch got |", "|---|---|---|---|"]
-ROWS = {}
+ROWS = {name: {} for name in RATIOS}  # mapping -> model type -> table row
+CASES = [(name, model_type, names) for name in RATIOS for model_type, names in sorted(mapping(name).items())]
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    """Sequence classifiers get a tokenizer with ``[MASK]`` (``auto``: text), token classifiers one without (``auto``:
+    token drop), so each text family that has both heads is seen with both maskings."""
+    return {"SEQUENCE_CLASSIFICATION": word_tokenizer(tmp_path_factory.mktemp("zoo_tokenizer"), [" ".join(WORDS)]),
+            "TOKEN_CLASSIFICATION": bpe_tokenizer([" ".join(WORDS)] * 4, vocab_size=300),
+            "IMAGE_CLASSIFICATION": None}
 
 
 def plain_args(output_dir):
@@ -48,13 +77,19 @@ def masksub_args(output_dir, ratio):
                          per_device_train_batch_size=BATCH, masksub_ratio=ratio, masksub_sample_seeds=False)
 
 
-def build(model_type, names):
+def build(kind, model_type, names):
+    config = tiny_config(model_type, IMAGE_CONFIGS) if kind == "IMAGE_CLASSIFICATION" \
+        else tiny_text_config(model_type)
     torch.manual_seed(0)
-    return model_class(names)(tiny_config(model_type, IMAGE_CONFIGS))
+    return model_class(names)(config)
 
 
-def dataset(model):
-    batch = image_batch(model, STEPS * BATCH, torch.Generator().manual_seed(0))
+def dataset(kind, model, tokenizer):
+    generator = torch.Generator().manual_seed(0)
+    if kind == "IMAGE_CLASSIFICATION":
+        batch = image_batch(model, STEPS * BATCH, generator)
+    else:
+        batch = text_batch(tokenizer, model.config.num_labels, kind == "TOKEN_CLASSIFICATION", STEPS * BATCH, generator)
     return ListDataset([{key: value[i] for key, value in batch.items()} for i in range(STEPS * BATCH)])
 
 
@@ -63,10 +98,13 @@ def weights(model):
 
 
 class ForwardRecorder:
-    """Per call of the model: rows through its linear layers, exactly-zero inputs, ``bool_masked_pos`` given."""
+    """Per call of the model: rows through its linear layers, exactly-zero image values, ``bool_masked_pos``
+    given to any module, ``[MASK]`` ids and real tokens in the input."""
 
-    def __init__(self, model):
+    def __init__(self, model, mask_token_id):
         self.calls = []
+        self.mask_token_id = mask_token_id
+        self.main_input = model.main_input_name
         self.handles = [model.register_forward_pre_hook(self._new_call, with_kwargs=True)]
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
@@ -74,13 +112,17 @@ class ForwardRecorder:
             if "bool_masked_pos" in inspect.signature(module.forward).parameters:
                 # after the forward: it sees the arguments as any pre-hook (MaskSub's) left them
                 self.handles.append(module.register_forward_hook(self._masked_positions, with_kwargs=True))
-        self.main_input = model.main_input_name
 
     def _new_call(self, module, args, kwargs):
-        image = kwargs.get(self.main_input, args[0] if args else None)
-        zeros = (image == 0).float().mean().item() if image is not None and image.is_floating_point() else 0.0
-        self.calls.append({"rows": 0, "zeros": zeros, "masked_positions": None,
-                           "length": image.shape[1] if image is not None and image.dim() == 2 else None})
+        values = kwargs.get(self.main_input, args[0] if args else None)
+        call = {"rows": 0, "zeros": 0.0, "masked_positions": None, "mask_tokens": 0, "real_tokens": 0}
+        if values is not None and values.is_floating_point():
+            call["zeros"] = (values == 0).float().mean().item()
+        elif values is not None:
+            attention_mask = kwargs.get("attention_mask")
+            call["mask_tokens"] = int((values == self.mask_token_id).sum()) if self.mask_token_id is not None else 0
+            call["real_tokens"] = int(attention_mask.sum()) if attention_mask is not None else values.numel()
+        self.calls.append(call)
 
     def _rows(self, module, args):
         if self.calls:
@@ -110,80 +152,120 @@ def sub_branch_evidence(mode, calls):
         assert all(main["masked_positions"] is None for main in mains)
         assert all(sub["masked_positions"] is not None and sub["masked_positions"] >= 0.3 for sub in subs)
         return f"mask token: bool_masked_pos on {subs[0]['masked_positions']:.0%} of the patches"
+    if mode == "text":
+        assert all(main["mask_tokens"] == 0 for main in mains) and all(sub["mask_tokens"] > 0 for sub in subs)
+        return f"[MASK]: {subs[0]['mask_tokens']} of {mains[0]['real_tokens']} real tokens"
+    if mode == "text_drop":
+        assert all(sub["real_tokens"] < main["real_tokens"] for main, sub in zip(mains, subs))
+        return f"token drop: {subs[0]['real_tokens']} of {mains[0]['real_tokens']} real tokens kept"
     raise AssertionError(f"no check for mode {mode!r}")
 
 
-def table_title():
-    return f"The image-classification zoo under masksub_mode='auto' (transformers {transformers.__version__}):"
+def table_title(kind):
+    return (f"The {kind.lower().replace('_', '-')} zoo under masksub_mode='auto' (transformers "
+            f"{transformers.__version__}):")
 
 
-def zoo_table():
-    return TABLE_HEADER + [ROWS[model_type] for model_type in sorted(ROWS)]
+def zoo_table(kind):
+    return TABLE_HEADER + [ROWS[kind][model_type] for model_type in sorted(ROWS[kind])]
 
 
-def record(model_type, names, auto, what):
+def record(kind, model_type, names, auto, what):
     name = names[0] if isinstance(names, (tuple, list)) else names
-    ROWS[model_type] = f"| `{model_type}` | `{name}` | {auto} | {what} |"
+    ROWS[kind][model_type] = f"| `{model_type}` | `{name}` | {auto} | {what} |"
 
 
-IMAGE_TYPES = sorted(mapping("IMAGE_CLASSIFICATION").items())
+def skip(kind, model_type, names, why):
+    record(kind, model_type, names, "skipped", why)
+    pytest.skip(why)
 
 
-@pytest.mark.parametrize("model_type, names", IMAGE_TYPES, ids=[model_type for model_type, _ in IMAGE_TYPES])
-def test_image_classifier_under_auto(tmp_path, model_type, names):
+@pytest.mark.parametrize("kind, model_type, names", CASES, ids=[f"{kind.split('_')[0].lower()}-{model_type}"
+                                                               for kind, model_type, _ in CASES])
+def test_classifier_under_auto(tmp_path, tokenizers, kind, model_type, names):
+    tokenizer = tokenizers[kind]
     if model_type in NOT_TRAINABLE_TINY:
-        record(model_type, names, "skipped", NOT_TRAINABLE_TINY[model_type])
-        pytest.skip(NOT_TRAINABLE_TINY[model_type])
+        skip(kind, model_type, names, NOT_TRAINABLE_TINY[model_type])
+    known = IMAGE_CONFIGS if kind == "IMAGE_CLASSIFICATION" else TEXT_CONFIGS
     try:
-        model = build(model_type, names)
+        model = build(kind, model_type, names)
     except ImportError as error:  # an optional library its modelling code needs
         library = re.search(r"requires the (\S+) library", str(error))
-        why = f"needs {library.group(1) if library else 'a library'}, not installed here"
-        record(model_type, names, "skipped", why)
-        pytest.skip(why)
-    except Exception as error:  # a newer family the generic shrink does not fit: it needs a line in zoo.py
-        if model_type in IMAGE_CONFIGS:
+        skip(kind, model_type, names, f"needs {library.group(1) if library else 'a library'}, not installed here")
+    except Exception as error:  # a family the generic shrink does not fit: it needs a line in zoo.py
+        if model_type in known:
             raise
-        why = f"no tiny config in tests/zoo.py yet: {type(error).__name__}: {str(error).splitlines()[0][:100]}"
-        record(model_type, names, "skipped", why)
-        pytest.skip(why)
-    data = dataset(model)
+        skip(kind, model_type, names, f"no tiny config in tests/zoo.py: {type(error).__name__}: "
+                                      f"{str(error).splitlines()[0][:100]}")
+    data = dataset(kind, model, tokenizer)
     try:
         transformers.Trainer(model=model, args=plain_args(tmp_path / "plain"), train_dataset=data).train()
-    except (TypeError, ValueError, AttributeError, RuntimeError) as error:
-        why = f"plain Trainer cannot train it: {str(error).splitlines()[0].split('. ')[0]}"
-        record(model_type, names, "skipped", why)
-        pytest.skip(why)
+    except Exception as error:  # noqa: BLE001  (whatever stops plain Trainer is the row's reason)
+        skip(kind, model_type, names,
+             f"plain Trainer cannot train it tiny: {type(error).__name__}: {str(error).splitlines()[0].split('. ')[0][:100]}")
     reference = weights(model)
 
-    model = build(model_type, names)
+    model = build(kind, model_type, names)
     MaskSubTrainer(model=model, args=masksub_args(tmp_path / "off", 0.0), train_dataset=data).train()
-    for name, value in weights(model).items():
-        assert torch.equal(value, reference[name]), f"ratio 0 differs from Trainer at {name}"
+    differs = [name for name, value in weights(model).items() if not torch.equal(value, reference[name])]
+    if differs:
+        model = build(kind, model_type, names)
+        transformers.Trainer(model=model, args=plain_args(tmp_path / "plain_again"), train_dataset=data).train()
+        if any(not torch.equal(value, reference[name]) for name, value in weights(model).items()):
+            skip(kind, model_type, names, "plain Trainer does not repeat itself: two runs with the same seed differ")
+    assert not differs, f"ratio 0 differs from Trainer at {differs[0]}"
 
-    model = build(model_type, names)
+    model = build(kind, model_type, names)
     try:
-        trainer = MaskSubTrainer(model=model, args=masksub_args(tmp_path / "on", RATIO), train_dataset=data)
+        trainer = MaskSubTrainer(model=model, args=masksub_args(tmp_path / "on", RATIOS[kind]), train_dataset=data,
+                                 processing_class=tokenizer)
     except ValueError as error:
         message = str(error)
         assert "\n" not in message and type(model).__name__ in message
-        assert model_type in REFUSED or model_type not in IMAGE_CONFIGS, f"auto refused {model_type}: {message}"
-        record(model_type, names, "refused", re.sub(r"^.*?\): ", "", message).split(". 'dropout'")[0])
+        assert model_type in REFUSED[kind] or f"| `{model_type}` |" not in documented_section(kind), \
+            f"auto refused {model_type}: {message}"
+        record(kind, model_type, names, "refused", re.sub(r"^.*?\): ", "", message).split(". 'dropout'")[0])
         return
-    recorder = ForwardRecorder(model)
+    recorder = ForwardRecorder(model, getattr(tokenizer, "mask_token_id", None))
     trainer.train()
     recorder.remove()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     mode = trainer.masking.mode
-    record(model_type, names, f"`{mode}`", sub_branch_evidence(mode, recorder.calls))
+    what = sub_branch_evidence(mode, recorder.calls)
+    if mode == "text_drop":
+        assert_dropping_nothing_is_the_main_forward(model, trainer.masking, data)
+        what += "; dropping none gives the main forward"
+    record(kind, model_type, names, f"`{mode}`", what)
 
 
-def test_the_documented_table_is_this_run_s():
-    """docs/compatibility.md holds the table for the transformers it names; rerun the zoo to regenerate it."""
+def assert_dropping_nothing_is_the_main_forward(model, masking, data):
+    """Token drop keeps each token's position: with nothing dropped, the repacked input is the same input to the
+    model (every real token at the position the model gives it by itself), so the logits are the main ones."""
+    inputs = default_data_collator([{k: v for k, v in item.items() if k != "labels"} for item in data])
+    nothing = torch.zeros_like(inputs["input_ids"], dtype=torch.bool)
+    model.eval()
+    with torch.no_grad():
+        main = model(**inputs).logits
+        with masking.apply(model, inputs, nothing) as sub_inputs:
+            sub = model(**sub_inputs).logits
+    if main.dim() == 3:  # per token: the real tokens come first in each row, in both
+        real = inputs["attention_mask"].bool()
+        main, sub = main[real], sub[real[:, :sub.shape[1]]]
+    torch.testing.assert_close(sub, main, rtol=1e-4, atol=1e-5)
+
+
+def documented_section(kind):
+    text = DOC.read_text()
+    heading = f"### {kind.lower().replace('_', '-')}"
+    return text.split(heading, 1)[1].split("\n#", 1)[0] if heading in text else ""
+
+
+def test_the_documented_tables_are_this_run_s():
+    """docs/compatibility.md holds the tables for the transformers it names; rerun the zoo to regenerate them."""
     text = DOC.read_text()
     version = re.search(r"transformers ([0-9.]+), by `tests/test_zoo.py`", text)
-    if len(ROWS) < len(IMAGE_TYPES) or version is None or version.group(1) != transformers.__version__:
+    if sum(map(len, ROWS.values())) < len(CASES) or version is None or version.group(1) != transformers.__version__:
         pytest.skip("the zoo did not run whole here, or on another transformers than the documented one")
-    documented = [line for line in text.splitlines() if line.startswith("| `")]
-    assert [ROWS[model_type] for model_type in sorted(ROWS)] == [
-        line for line in documented if any(line.startswith(f"| `{t}` |") for t in ROWS)]
+    for kind, rows in ROWS.items():
+        documented = [line for line in documented_section(kind).splitlines() if line.startswith("| `")]
+        assert documented == [rows[model_type] for model_type in sorted(rows)], kind

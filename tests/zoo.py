@@ -118,3 +118,54 @@ def image_batch(model, batch_size, generator):
                 "spatial_shapes": torch.tensor([[side, side]] * batch_size), "labels": labels}
     size = image_size_of(config)
     return {model.main_input_name: torch.randn(batch_size, 3, size, size, generator=generator), "labels": labels}
+
+
+# Text: the common size fields of text configs, shrunk; TEXT_CONFIGS overrides per type where these do not fit.
+TEXT_SHRINK = dict(
+    hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_key_value_heads=2,
+    head_dim=8, d_model=16, n_embd=16, n_layer=2, n_head=2, num_layers=2, num_heads=2, encoder_layers=1,
+    decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+    ffn_dim=32, d_ff=32, d_kv=8, n_inner=32, embedding_size=16, vocab_size=320, max_position_embeddings=64,
+    n_positions=64, moe_intermediate_size=16, shared_expert_intermediate_size=16, num_experts=4, num_local_experts=4,
+    num_experts_per_tok=2, kv_lora_rank=8, q_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8,
+    attention_window=8, linear_key_head_dim=4, linear_value_head_dim=4, linear_num_key_heads=2,
+    linear_num_value_heads=2, emb_dim=16, n_layers=2, n_heads=2, dim=16, hidden_dim=32, dff=32, d_inner=32, d_head=8,
+    entity_vocab_size=8, entity_emb_size=16, pronunciation_embed_dim=16, shape_embed_dim=16, shape_vocab_size=32,
+    pronunciation_vocab_size=32, num_hash_buckets=64, d_latents=16, num_latents=8, num_self_attends_per_block=1,
+    num_self_attention_heads=1, num_cross_attention_heads=1)
+ENCODER_DECODER_EOS = dict(eos_token_id=3, decoder_start_token_id=0)  # their heads pool at eos: word_tokenizer's [SEP]
+TEXT_CONFIGS = {  # merged over TEXT_SHRINK's fields
+    "gpt_neo": dict(attention_types=[[["global", "local"], 1]]),
+    "reformer": dict(axial_pos_shape=[2, 7], axial_pos_embds_dim=[8, 8], attn_layers=["local", "local"],
+                     local_attn_chunk_length=7),  # its positions factor the 14-token rows
+    "t5": ENCODER_DECODER_EOS, "mt5": ENCODER_DECODER_EOS, "umt5": ENCODER_DECODER_EOS,
+    "bigbird_pegasus": ENCODER_DECODER_EOS,
+}
+WORDS = [f"w{i}" for i in range(60)]
+PAD_ID = 0  # [PAD] of helpers.word_tokenizer, <pad> of helpers.bpe_tokenizer
+
+
+def tiny_text_config(model_type, num_labels=3):
+    """TEXT_SHRINK's fields that ``model_type``'s config has (and its towers'), then ``TEXT_CONFIGS[model_type]``."""
+    config_class = CONFIG_MAPPING[model_type]
+    defaults = config_class().to_dict()
+    fields = {key: value for key, value in TEXT_SHRINK.items() if key in defaults}
+    for tower in ("text_config", "vision_config", "audio_config", "encoder", "decoder"):
+        if isinstance(defaults.get(tower), dict):
+            fields[tower] = {key: value for key, value in TEXT_SHRINK.items() if key in defaults[tower]}
+    return config_class(num_labels=num_labels, pad_token_id=PAD_ID, **{**fields, **TEXT_CONFIGS.get(model_type, {})})
+
+
+def text_batch(tokenizer, num_labels, per_token, size, generator):
+    """``size`` rows of 6 to 12 random words, right-padded, and labels (per token: -100 on padding)."""
+    lengths = torch.randint(6, 13, (size,), generator=generator)
+    words = torch.randint(0, len(WORDS), (size, 12), generator=generator)
+    sentences = [" ".join(WORDS[i] for i in row[:n]) for row, n in zip(words.tolist(), lengths.tolist())]
+    batch = dict(tokenizer(sentences, padding="max_length", truncation=True, max_length=14, return_tensors="pt"))
+    batch.pop("token_type_ids", None)
+    if per_token:
+        labels = torch.randint(0, num_labels, batch["input_ids"].shape, generator=generator)
+        batch["labels"] = labels.masked_fill(batch["attention_mask"] == 0, -100)
+    else:
+        batch["labels"] = torch.randint(0, num_labels, (size,), generator=generator)
+    return batch

@@ -81,8 +81,10 @@ def _why_no_image_masking(model):
     main_input = getattr(model, "main_input_name", None)
     if main_input == "input_ids" and not is_dual_encoder(model):
         return "it reads input_ids: 'text' or 'text_drop' mask text"
-    return ("it reads pixel values already cut into patches (no Conv2d over the image channels): neither "
-            "pixel blocks nor patch tokens can be masked the paper's way")
+    if main_input == "pixel_values" or is_dual_encoder(model):
+        return ("it reads pixel values already cut into patches (no Conv2d over the image channels): neither "
+                "pixel blocks nor patch tokens can be masked the paper's way")
+    return f"it reads {main_input!r}: neither input_ids nor an image (a Conv2d over the image channels)"
 
 
 def _unsupported(model_or_config, mode, modes):

@@ -63,10 +63,23 @@ def kept_order(real, dropped):
     return order, torch.arange(order.shape[1], device=order.device).unsqueeze(0) < counts.unsqueeze(1)
 
 
-def drop_tokens(inputs, dropped, pad_token_id):
+def default_position_ids(model, input_ids):
+    """The positions ``model`` gives its tokens when given none: ``0..L-1``, or, where its position table has a
+    padding index ``p`` (RoBERTa's convention: RoBERTa, XLM-R, Longformer, ESM, MPNet, ...), ``p + k`` for the
+    row's ``k``-th token that is not ``p`` (from 1), and ``p`` on those that are."""
+    table = next((module for name, module in peft_base_model(model).named_modules()
+                  if name.endswith("position_embeddings") and getattr(module, "padding_idx", None) is not None), None)
+    if table is None:
+        return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    counted = input_ids.ne(table.padding_idx).long()
+    return torch.cumsum(counted, dim=1) * counted + table.padding_idx
+
+
+def drop_tokens(inputs, dropped, pad_token_id, default_positions):
     """The batch without the ``dropped`` ``(B, L)`` positions (and without padding), repacked to the longest row
     left and right-padded with ``pad_token_id``; per-token inputs (``token_type_ids``, ...) follow their tokens,
-    and ``position_ids`` keep each token's original position (given, or ``0..L-1`` as the model would take)."""
+    and ``position_ids`` keep each token's original position (given, else ``default_positions``: those the model
+    takes by itself)."""
     input_ids = inputs["input_ids"]
     batch, length = input_ids.shape
     attention_mask = inputs.get("attention_mask")
@@ -74,7 +87,7 @@ def drop_tokens(inputs, dropped, pad_token_id):
     width = order.shape[1]
     positions = inputs.get("position_ids")
     if positions is None:
-        positions = torch.arange(length, device=input_ids.device).expand(batch, length)
+        positions = default_positions
     repacked = {}
     for key, value in {**inputs, "position_ids": positions}.items():
         if torch.is_tensor(value) and value.shape[:2] == (batch, length):
@@ -177,7 +190,7 @@ class TokenDrop(Masking):
         # Pad with the id the model pools by: decoder heads pool at the last token that is not padding.
         pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         pad = pad if pad is not None else (self.pad_token_id if self.pad_token_id is not None else 0)
-        yield drop_tokens(inputs, dropped, pad)
+        yield drop_tokens(inputs, dropped, pad, default_position_ids(model, inputs["input_ids"]))
 
 
 def text_masking(tokenizer, ratio: float, mode: str = "auto", pad_token_id=None) -> Masking:

@@ -27,6 +27,10 @@ def objective_for(model, sub_loss="auto") -> Objective:
     """The objective for ``model``'s head; ``sub_loss`` (``masksub_loss``) applies to one-prediction-per-input heads."""
     bare = unwrap(model)
     name = head_name(model)
+    if is_dual_encoder(bare) and getattr(bare, "logit_bias", None) is not None:
+        raise UnsupportedHead(
+            f"MaskSub has no sub-branch objective for {name}: a SigLIP-style dual encoder (a logit_bias) trains with a "
+            "pairwise sigmoid loss, and MaskSub's dual-encoder objective is CLIP's softmax one, which would replace it.")
     if is_dual_encoder(bare):
         return DualEncoderObjective()
     if name.endswith(token_classification.HEADS):
