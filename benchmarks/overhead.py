@@ -53,10 +53,14 @@ VARIANTS = ("trainer_baseline", "trainer_masksub", "bare_baseline", "bare_masksu
 GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory ratio
     "vit": (1.50, 1.03, 1.05), "bert": (2.05, 1.03, 1.05), "resnet": (2.05, 1.03, 1.05), "clip": (1.50, 1.03, 1.05),
     "swin": (2.05, 1.03, 1.05), "bert_drop": (1.85, 1.03, 1.05), "decoder": (1.85, 1.03, 1.05),
+    "dinov2": (1.50, 1.03, 1.05), "efficientnet": (2.05, 1.03, 1.05),  # token drop, pixels: families auto reads
 }
 SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
-PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32}
-RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15}
+PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32,
+               "dinov2": 128, "efficientnet": 128}
+RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15,
+         "dinov2": 0.5, "efficientnet": 0.5}
+IMAGE_CASES = ("vit", "resnet", "swin", "dinov2", "efficientnet")
 MODE = {"bert_drop": "text_drop", "decoder": "text_drop"}  # text token drop; every other case: auto
 TEXT_CASES = ("bert", "bert_drop", "decoder")
 
@@ -92,8 +96,28 @@ def vit_tiny(image_size):
                      attention_probs_dropout_prob=0.0, num_labels=10)
 
 
+def dinov2_small(image_size):
+    """DINOv2 ViT-S/14's shape (Dinov2Config's defaults are ViT-B/14), registers-free."""
+    from transformers import Dinov2Config, Dinov2ForImageClassification
+
+    return Dinov2ForImageClassification(Dinov2Config(image_size=image_size, patch_size=14, hidden_size=384,
+                                                     num_hidden_layers=12, num_attention_heads=6, num_labels=10))
+
+
+def efficientnet_b0(image_size):
+    """EfficientNet-B0 (EfficientNetConfig's defaults are B7's width and depth)."""
+    from transformers import EfficientNetConfig, EfficientNetForImageClassification
+
+    return EfficientNetForImageClassification(EfficientNetConfig(image_size=image_size, width_coefficient=1.0,
+                                                                 depth_coefficient=1.0, hidden_dim=1280,
+                                                                 num_labels=10))
+
+
 def paper_model(name, quick):
     """The paper's model for ``name`` (randomly initialised), or the same family at toy size when ``quick``."""
+    if name in ("dinov2", "efficientnet"):  # not in the paper: the small sizes, at 224 px (toy: 56 px)
+        size = 56 if quick else 224
+        return (dinov2_small if name == "dinov2" else efficientnet_b0)(size), size
     if name == "vit":
         small = dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=128)
@@ -146,6 +170,10 @@ def build_case(name, setting):
         length = 32 if name == "clip" else (64 if setting.quick else 128)
         if name == "vit":
             model = ViTForImageClassification(vit_tiny(size))
+        elif name == "dinov2":
+            model = dinov2_small(size)
+        elif name == "efficientnet":
+            model = efficientnet_b0(size)
         elif name == "resnet":
             model = ResNetForImageClassification(ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2],
                                                               hidden_sizes=[64, 128, 256, 512], num_labels=10))
@@ -156,7 +184,7 @@ def build_case(name, setting):
 
             model = VisionTextDualEncoderModel(vision_model=ViTModel(vit_tiny(size)),
                                                text_model=AutoModel.from_pretrained(minilm_path()))
-    if name in ("vit", "resnet", "swin"):
+    if name in IMAGE_CASES:
         pixels = torch.randn(count, 3, size, size, generator=generator)
         return model, [{"pixel_values": pixels[i], "labels": i % 10} for i in range(count)], RATIO[name], None
     texts = (texts * (count // len(texts) + 1))[:count]

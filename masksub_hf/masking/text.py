@@ -64,15 +64,25 @@ def kept_order(real, dropped):
 
 
 def default_position_ids(model, input_ids):
-    """The positions ``model`` gives its tokens when given none: ``0..L-1``, or, where its position table has a
-    padding index ``p`` (RoBERTa's convention: RoBERTa, XLM-R, Longformer, ESM, MPNet, ...), ``p + k`` for the
-    row's ``k``-th token that is not ``p`` (from 1), and ``p`` on those that are."""
-    table = next((module for name, module in peft_base_model(model).named_modules()
+    """The positions ``model`` gives its tokens when given none, as its embeddings compute them:
+
+    - where its position table has a padding index ``p`` (RoBERTa's convention: RoBERTa, XLM-R, Longformer, ESM,
+      MPNet, ...): ``p + k`` for the row's ``k``-th token that is not ``p`` (from 1), and ``p`` on those that are;
+    - else its ``position_ids`` buffer, cut to the length (``0..L-1`` for BERT; ``2..L+1`` for Nystromformer,
+      YOSO, MRA);
+    - else ``0..L-1``.
+    """
+    model = peft_base_model(model)
+    table = next((module for name, module in model.named_modules()
                   if name.endswith("position_embeddings") and getattr(module, "padding_idx", None) is not None), None)
-    if table is None:
-        return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-    counted = input_ids.ne(table.padding_idx).long()
-    return torch.cumsum(counted, dim=1) * counted + table.padding_idx
+    if table is not None:
+        counted = input_ids.ne(table.padding_idx).long()
+        return torch.cumsum(counted, dim=1) * counted + table.padding_idx
+    length = input_ids.shape[1]
+    buffer = next((value for name, value in model.named_buffers() if name.endswith("embeddings.position_ids")), None)
+    if buffer is not None and buffer.shape[-1] >= length:
+        return buffer.reshape(-1)[:length].to(input_ids.device).expand_as(input_ids)
+    return torch.arange(length, device=input_ids.device).expand_as(input_ids)
 
 
 def drop_tokens(inputs, dropped, pad_token_id, default_positions):
