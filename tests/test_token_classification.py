@@ -107,7 +107,9 @@ def reference_gradients(model, batches, mode, main_weight=0.5):
             else:
                 positions = [i for i in range(labels.shape[1]) if real[i] and not mask[row, i]]
                 kept = torch.tensor(positions)
-                logits = model(input_ids=batch["input_ids"][row, kept][None], position_ids=kept[None]).logits[0]
+                # the mask given: without one, transformers >= 5.25 reads gapped positions as packed sequences
+                logits = model(input_ids=batch["input_ids"][row, kept][None], position_ids=kept[None],
+                               attention_mask=torch.ones(1, len(kept), dtype=torch.long)).logits[0]
             for j, position in enumerate(positions):
                 if labels[row, position] != -100:
                     target = torch.softmax(main_logits[row, position].detach(), -1)

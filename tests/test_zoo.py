@@ -26,6 +26,7 @@ from zoo import (
     TEXT_CONFIGS,
     WORDS,
     image_batch,
+    image_processor_reading_ids,
     mapping,
     model_class,
     text_batch,
@@ -45,7 +46,7 @@ NOT_TRAINABLE_TINY = {
 # types auto refuses on purpose, saying why (the reason is in the table); a type refused that is neither here nor
 # in the documented table (a newer transformers' family) is shown, not failed
 REFUSED = {
-    "IMAGE_CLASSIFICATION": {"siglip2", "imagegpt"},  # patches already cut (NaFlex); colour ids with no tokenizer
+    "IMAGE_CLASSIFICATION": {"siglip2"},  # patches already cut (NaFlex)
     "SEQUENCE_CLASSIFICATION": {"perceiver"},  # reads `inputs`
     # token drop keeps positions through position_ids, which these forwards do not take (ALiBi, relative positions)
     "TOKEN_CLASSIFICATION": {"bloom", "falcon", "funnel", "mpt", "mt5", "roformer", "t5", "umt5", "xlnet"},
@@ -218,7 +219,7 @@ def test_classifier_under_auto(tmp_path, tokenizers, kind, model_type, names):
     model = build(kind, model_type, names)
     try:
         trainer = MaskSubTrainer(model=model, args=masksub_args(tmp_path / "on", RATIOS[kind]), train_dataset=data,
-                                 processing_class=tokenizer)
+                                 processing_class=tokenizer or image_processor_reading_ids(model))
     except ValueError as error:
         message = str(error)
         assert "\n" not in message and type(model).__name__ in message

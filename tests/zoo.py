@@ -102,6 +102,18 @@ def image_size_of(config):
     return size[0] if isinstance(size, (tuple, list)) else size
 
 
+def image_processor_reading_ids(model):
+    """The processing class a user passes for an image model that reads ids (ImageGPT's colour clusters): its image
+    processor, built with defaults; None for the others."""
+    if model.main_input_name != "input_ids":
+        return None
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    names = IMAGE_PROCESSOR_MAPPING_NAMES[model.config.model_type]  # 5.2x: {'pil': ..., 'torchvision': ...}
+    name = names.get("pil") if isinstance(names, dict) else next(name for name in names if name)
+    return getattr(transformers, name)()
+
+
 def image_batch(model, batch_size, generator):
     """Random inputs in the form the model reads, and labels."""
     config = model.config

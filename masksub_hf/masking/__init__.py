@@ -62,8 +62,11 @@ def _image_input(model):
 
 
 def _is_text_model(model_or_config) -> bool:
-    return (timm_model_of(model_or_config) is None
-            and getattr(module_tree(model_or_config), "main_input_name", None) == "input_ids")
+    """Reads input_ids, and is not a dual encoder (whose images are what MaskSub masks)."""
+    if timm_model_of(model_or_config) is not None:
+        return False
+    tree = module_tree(model_or_config)
+    return getattr(tree, "main_input_name", None) == "input_ids" and not is_dual_encoder(tree)
 
 
 def auto_mode(model_or_config):

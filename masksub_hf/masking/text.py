@@ -105,6 +105,8 @@ def drop_tokens(inputs, dropped, pad_token_id, default_positions):
             fill = pad_token_id if key == "input_ids" else 0
             value = value.gather(1, index).masked_fill(~filled.view(batch, width, *([1] * (value.dim() - 2))), fill)
         repacked[key] = value
+    # Always given: without a mask, transformers (>= 5.25) reads position_ids with gaps as packed sequences and
+    # would cut each row's attention into blocks at every dropped token.
     repacked["attention_mask"] = filled.to(attention_mask.dtype if attention_mask is not None else torch.long)
     return repacked
 
@@ -137,7 +139,8 @@ class TokenMasking(Masking):
         if self.mask_token_id is None:
             raise ValueError(
                 "The batch has no masksub_input_ids and the trainer has no tokenizer to draw them: "
-                "use MaskSubTextCollator or pass processing_class=tokenizer to MaskSubTrainer."
+                "use MaskSubTextCollator or pass processing_class=tokenizer to MaskSubTrainer (for ImageGPT, its image "
+                "processor: token drop)."
             )
         return mask_tokens(
             batch["input_ids"],
@@ -178,7 +181,7 @@ class TokenDrop(Masking):
     def from_tokenizer(cls, tokenizer, ratio: float) -> "TokenDrop":
         """A token drop for ``tokenizer`` (or a processor holding one); without one, nothing counts as special."""
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
-        if tokenizer is None:
+        if tokenizer is None or not hasattr(tokenizer, "all_special_ids"):  # none, or an image processor (ImageGPT)
             return cls([], ratio)
         return cls(list(tokenizer.all_special_ids), ratio, tokenizer.pad_token_id)
 
@@ -206,11 +209,12 @@ class TokenDrop(Masking):
 def text_masking(tokenizer, ratio: float, mode: str = "auto", pad_token_id=None) -> Masking:
     """The text masking for ``tokenizer``: ``text`` (``[MASK]``), ``text_drop``, or ``auto``: ``[MASK]`` when the
     tokenizer has a mask token (or none is known yet: ``TokenMasking`` then asks for one when it draws), token
-    drop when it has none (decoder-only models' tokenizers). ``pad_token_id``: the model's (its config's), where
+    drop when it has none (decoder-only models' tokenizers) or is an image processor (ImageGPT's colour-cluster
+    ids have no words to mask and no special ids). ``pad_token_id``: the model's (its config's), where
     it differs from the tokenizer's."""
     if mode == "auto":
         inner = getattr(tokenizer, "tokenizer", tokenizer)
-        mode = "text_drop" if inner is not None and inner.mask_token_id is None else "text"
+        mode = "text_drop" if inner is not None and getattr(inner, "mask_token_id", None) is None else "text"
     if mode == "text":
         return TokenMasking.from_tokenizer(tokenizer, ratio)
     if mode == "text_drop":

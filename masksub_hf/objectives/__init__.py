@@ -15,7 +15,7 @@ from ..masking.structure import is_dual_encoder
 from . import classification, token_classification
 from .base import Objective, head_name, unwrap
 from .classification import ClassificationObjective
-from .clip import DualEncoderObjective
+from .clip import DualEncoderObjective, SigmoidDualEncoderObjective
 from .token_classification import TokenClassificationObjective
 
 
@@ -27,12 +27,8 @@ def objective_for(model, sub_loss="auto") -> Objective:
     """The objective for ``model``'s head; ``sub_loss`` (``masksub_loss``) applies to one-prediction-per-input heads."""
     bare = unwrap(model)
     name = head_name(model)
-    if is_dual_encoder(bare) and getattr(bare, "logit_bias", None) is not None:
-        raise UnsupportedHead(
-            f"MaskSub has no sub-branch objective for {name}: a SigLIP-style dual encoder (a logit_bias) trains with a "
-            "pairwise sigmoid loss, and MaskSub's dual-encoder objective is CLIP's softmax one, which would replace it.")
-    if is_dual_encoder(bare):
-        return DualEncoderObjective()
+    if is_dual_encoder(bare):  # SigLIP's logit_bias marks its pairwise sigmoid loss
+        return SigmoidDualEncoderObjective() if getattr(bare, "logit_bias", None) is not None else DualEncoderObjective()
     if name.endswith(token_classification.HEADS):
         return TokenClassificationObjective()
     if name.endswith(classification.HEADS) or timm_model_of(bare) is not None:
@@ -43,6 +39,7 @@ def objective_for(model, sub_loss="auto") -> Objective:
         "CLIP-style dual encoders; question answering, multiple choice and generation heads are not supported.")
 
 
-__all__ = ["ClassificationObjective", "DualEncoderObjective", "Objective", "TokenClassificationObjective",
+__all__ = ["ClassificationObjective", "DualEncoderObjective", "Objective", "SigmoidDualEncoderObjective",
+           "TokenClassificationObjective",
            "UnsupportedHead",
            "objective_for"]

@@ -1,4 +1,5 @@
-"""MaskSub for CLIP-style dual encoders (``CLIPModel``, ``VisionTextDualEncoderModel``).
+"""MaskSub for CLIP-style dual encoders (``CLIPModel``, ``VisionTextDualEncoderModel``) and SigLIP's
+(``SiglipModel``: a pairwise sigmoid loss, ``SigmoidDualEncoderObjective``).
 
 Paper, appendix "CLIP pretraining": only images are masked; the sub branch gets the masked images and
 learns the main branch's N x N image-text similarity matrix (cross-entropy to its softmax, both
@@ -8,6 +9,11 @@ instead of ~x1.9, and the text tower learns from the main branch only.
 
 Items: the image-text pairs of the micro-batch (each pair's row and column of the similarity matrix). The
 contrastive losses compare a pair with the other pairs of its own micro-batch, as CLIP's loss does.
+
+SigLIP scores every image-text pair on its own (a sigmoid of ``scale * cos + bias``: matched or not), so its sub
+branch learns each pair's probability from the main branch: binary cross-entropy of the sub logits to the
+sigmoid of the detached main logits, summed over the image's row (an image's item), as its main loss sums the
+pair losses of a row.
 """
 
 import contextlib
@@ -56,7 +62,40 @@ class DualEncoderObjective(Objective):
             image_embeds = bare.get_image_features(pixel_values=sub_inputs["pixel_values"]).pooler_output
         image_embeds = normalized(image_embeds)
         sub_logits_per_image = bare.logit_scale.exp() * image_embeds @ targets["text_embeds"].to(image_embeds.dtype).t()
-        return similarity_distillation_per_pair(sub_logits_per_image, targets["logits_per_image"]).sum()
+        return self.sub_loss_per_pair(self.biased(bare, sub_logits_per_image), targets["logits_per_image"]).sum()
+
+    @staticmethod
+    def biased(bare, logits):
+        return logits
+
+    @staticmethod
+    def sub_loss_per_pair(sub_logits_per_image, main_logits_per_image):
+        return similarity_distillation_per_pair(sub_logits_per_image, main_logits_per_image)
+
+
+def pairwise_sigmoid_distillation_per_image(sub_logits_per_image, main_logits_per_image):
+    """Each image's row of pair losses, summed: BCE of its sub logits to the sigmoid of the detached main ones."""
+    targets = torch.sigmoid(main_logits_per_image.float())
+    return F.binary_cross_entropy_with_logits(sub_logits_per_image.float(), targets, reduction="none").sum(dim=1)
+
+
+class SigmoidDualEncoderObjective(DualEncoderObjective):
+    """SigLIP: every pair scored on its own, ``sigmoid(scale * cos + bias)``; the main loss is the model's own."""
+
+    sub_loss = "pairwise sigmoid distillation"
+
+    def main_loss_sum(self, outputs, labels):
+        logits = outputs["logits_per_image"].float()
+        signs = 2 * torch.eye(len(logits), device=logits.device) - 1  # +1 matched pair, -1 every other
+        return -F.logsigmoid(signs * logits).sum()
+
+    @staticmethod
+    def biased(bare, logits):
+        return logits + bare.logit_bias
+
+    @staticmethod
+    def sub_loss_per_pair(sub_logits_per_image, main_logits_per_image):
+        return pairwise_sigmoid_distillation_per_image(sub_logits_per_image, main_logits_per_image)
 
 
 def retrieval_recalls(image_embeds, text_embeds, ks=(1, 5)):

@@ -25,7 +25,7 @@ from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..functional import StepItems, batch_items, masksub_step
-from ..masking import MASK_KEY_PREFIX, TEXT_MODES, masking_for
+from ..masking import MASK_KEY_PREFIX, masking_for
 from ..masking.structure import is_dual_encoder
 from ..objectives import objective_for
 from ..pipeline.samplers import RepeatedAugSampler
@@ -138,12 +138,6 @@ class MaskSubTrainer(Trainer):
                 raise ValueError("MaskSub for dual encoders runs on one process or DDP, not DeepSpeed or FSDP.")
             self.masking = masking_for(unwrapped, args.masksub_mode, args.masksub_ratio, self._tokenizer(),
                                        args.masksub_block_size)
-            if self.masking.mode in TEXT_MODES and self._tokenizer() is None \
-                    and getattr(self.data_collator, "masking", None) is None:
-                raise ValueError(
-                    f"--masksub_mode: {self.masking.mode!r} masking of {type(unwrapped).__name__} (it reads input_ids) "
-                    "needs the tokenizer, for its mask and special tokens: pass processing_class=tokenizer or use "
-                    "MaskSubTextCollator; a model without one (ImageGPT) can train with 'dropout' (DropSub).")
             if hasattr(unwrapped, "add_model_tags"):
                 unwrapped.add_model_tags([MASKSUB_TAG])
             if self.masking.parameters():
