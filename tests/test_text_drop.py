@@ -227,27 +227,48 @@ def test_token_drop_keeps_the_token_a_decoder_pools_when_pad_is_eos():
         assert torch.equal(sub_inputs["position_ids"][rows, sub_pooled], pooled)  # the same token, by the same rule
 
 
-@pytest.mark.parametrize("family", ["bloom", "mpt"])
-def test_alibi_models_are_refused_at_construction_not_at_the_first_step(tmp_path, family):
-    """Bloom and MPT place tokens by ALiBi, without position_ids: token drop cannot keep the kept tokens' positions.
-    Before: `auto` (a tokenizer without a mask token) chose text_drop and stopped at the first training step."""
+def alibi_classifier(family, tokenizer):
     from transformers import BloomConfig, BloomForSequenceClassification, MptConfig, MptForSequenceClassification
 
-    tokenizer = bpe_tokenizer(REVIEWS)
+    torch.manual_seed(0)
     if family == "bloom":
-        model = BloomForSequenceClassification(BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=1,
-                                                           n_head=2, pad_token_id=0, num_labels=2))
-    else:
-        model = MptForSequenceClassification(MptConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2,
-                                                       pad_token_id=0, num_labels=2))
+        return BloomForSequenceClassification(BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=1,
+                                                          n_head=2, pad_token_id=0, num_labels=2))
+    return MptForSequenceClassification(MptConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2,
+                                                  pad_token_id=0, num_labels=2))
+
+
+@pytest.mark.parametrize("family", ["bloom", "mpt"])
+def test_alibi_models_hide_dropped_tokens_where_that_keeps_positions_else_are_refused_at_construction(tmp_path,
+                                                                                                     family):
+    """Bloom and MPT place tokens by ALiBi and take no position_ids. MPT counts positions 0..L-1 over its input:
+    with the dropped tokens hidden from attention, the kept ones stay where they were (their logits differ from
+    the same row with those tokens removed, and do not depend on the hidden ids). Bloom counts positions by the
+    attention mask's running sum: hiding a token is removing it, the kept tokens shift, so it is refused when the
+    trainer is built (before: `auto` stopped at the first training step)."""
+    tokenizer = bpe_tokenizer(REVIEWS)
+    model = alibi_classifier(family, tokenizer).eval()
+    ids = tokenizer(REVIEWS[0], return_tensors="pt")["input_ids"][:, :14]
+    keep = torch.ones_like(ids)
+    keep[:, 3:9] = 0
+    changed = ids.clone()
+    changed[:, 3:9] = ids[:, 3:9].flip(1)
+    with torch.no_grad():
+        hidden = model(input_ids=ids, attention_mask=keep).logits
+        removed = model(input_ids=ids[keep.bool()][None]).logits
+        assert torch.equal(model(input_ids=changed, attention_mask=keep).logits, hidden)
     for mode in ("auto", "text_drop"):
-        with pytest.raises(ValueError, match="keeps each token's position through position_ids") as error:
+        if family == "mpt":
+            trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode=mode),
+                                     processing_class=tokenizer)
+            assert trainer.masking.mode == "text_drop" and trainer.masking.hides
+            assert not torch.allclose(hidden, removed, rtol=1e-4, atol=0)
+            continue
+        torch.testing.assert_close(hidden, removed)
+        with pytest.raises(ValueError, match="numbers its tokens by the attention mask") as error:
             MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode=mode),
                            processing_class=tokenizer)
         assert "\n" not in str(error.value) and "'dropout'" in str(error.value)
-    trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode="dropout"),
-                             processing_class=tokenizer)
-    assert trainer.masking.mode == "dropout"
 
 
 def test_token_drop_keeps_robertas_own_positions():

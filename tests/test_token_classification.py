@@ -3,7 +3,7 @@
 - ``token_sub_loss``: unsupervised positions (label -100) and padding add nothing; under token drop each kept
   token is compared with the main prediction at its own position, not a neighbour's;
 - a MaskSubTrainer step (BERT with ``[MASK]`` and with token drop; a Qwen2 decoder with token drop, left
-  padding), gradient accumulation 2, equals a plain PyTorch step written out token by token, each loss a mean over
+  padding; MPT, ALiBi without position_ids, its dropped tokens hidden from attention), gradient accumulation 2, equals a plain PyTorch step written out token by token, each loss a mean over
   its branch's labelled tokens in the accumulated batch.
 """
 
@@ -18,6 +18,8 @@ from transformers import (
     BertConfig,
     BertForTokenClassification,
     DataCollatorForTokenClassification,
+    MptConfig,
+    MptForTokenClassification,
     Qwen2Config,
     Qwen2ForTokenClassification,
 )
@@ -78,16 +80,21 @@ def model_and_tokenizer(family, tmp_path):
         return BertForTokenClassification(config), tokenizer
     tokenizer = bpe_tokenizer(REVIEWS, padding_side="left")
     tokenizer._tokenizer.pre_tokenizer.add_prefix_space = True  # words given one by one: "Ġword" as in running text
+    if family == "mpt":  # ALiBi, no position_ids: token drop hides the dropped tokens from attention
+        config = MptConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, d_model=32, n_layers=2,
+                           n_heads=2, max_seq_len=64, num_labels=NUM_TAGS, classifier_dropout=0.0)
+        return MptForTokenClassification(config), tokenizer
     config = Qwen2Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_key_value_heads=1,
                          classifier_dropout=0.0,  # the generic token head drops 10% by default
                          max_position_embeddings=64, **small)
     return Qwen2ForTokenClassification(config), tokenizer
 
 
-def reference_gradients(model, batches, mode, main_weight=0.5):
+def reference_gradients(model, batches, mode, main_weight=0.5, hides=False):
     """Both branches written out token by token; the main loss summed over the accumulated batch's labelled tokens
     and divided by their count, the sub loss over the labelled tokens the sub branch predicts (all under [MASK],
-    the kept ones under token drop) and divided by theirs."""
+    the kept ones under token drop) and divided by theirs. Token drop: each row's kept tokens alone at their
+    positions, or (``hides``) the whole row with the dropped tokens' attention-mask entries zeroed."""
     count = sum(int((batch["labels"] != -100).sum()) for batch in batches)
     sub_count = count if mode == "text" else sum(
         int(((batch["labels"] != -100) & batch["attention_mask"].bool() & ~batch["masksub_drop_mask"]).sum())
@@ -104,6 +111,10 @@ def reference_gradients(model, batches, mode, main_weight=0.5):
             if mode == "text":
                 logits = model(input_ids=mask[row][None], attention_mask=batch["attention_mask"][row][None]).logits[0]
                 positions = list(range(labels.shape[1]))
+            elif hides:
+                positions = [i for i in range(labels.shape[1]) if real[i] and not mask[row, i]]
+                seen = (real & ~mask[row]).long()[None]
+                logits = model(input_ids=batch["input_ids"][row][None], attention_mask=seen).logits[0, positions]
             else:
                 positions = [i for i in range(labels.shape[1]) if real[i] and not mask[row, i]]
                 kept = torch.tensor(positions)
@@ -119,7 +130,8 @@ def reference_gradients(model, batches, mode, main_weight=0.5):
     return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("family,mode", [("bert", "text"), ("bert", "text_drop"), ("qwen2", "text_drop")])
+@pytest.mark.parametrize("family,mode", [("bert", "text"), ("bert", "text_drop"), ("qwen2", "text_drop"),
+                                         ("mpt", "text_drop")])
 def test_gradients_match_a_token_by_token_reference_over_accumulated_batches(tmp_path, family, mode):
     model, tokenizer = model_and_tokenizer(family, tmp_path)
     reference = copy.deepcopy(model)
@@ -131,7 +143,8 @@ def test_gradients_match_a_token_by_token_reference_over_accumulated_batches(tmp
                              data_collator=collator, callbacks=[probe])
     trainer.train()
     assert len(collator.batches) == 2
-    expected = reference_gradients(reference, collator.batches, mode)
+    assert getattr(trainer.masking, "hides", False) == (family == "mpt")
+    expected = reference_gradients(reference, collator.batches, mode, hides=family == "mpt")
     assert expected.keys() == probe.gradients[0].keys()
     for name, gradient in expected.items():
         torch.testing.assert_close(probe.gradients[0][name], gradient, rtol=1e-4, atol=1e-6, msg=name)

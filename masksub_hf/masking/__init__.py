@@ -21,7 +21,7 @@ from .mask_token import MaskTokenMasking
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
 from .structure import is_dual_encoder, mask_token_embeddings, module_tree, takes_image_grid, vit_embeddings
-from .text import TokenDrop, TokenMasking, check_takes_position_ids, text_masking
+from .text import TokenDrop, TokenMasking, text_masking
 from .tokens import PatchTokenDrop, is_timm_vit
 
 MASKSUB_MODES = ("auto", "tokens", "pixels", "mask_token", "text", "text_drop", "dropout", "droppath")
@@ -131,7 +131,7 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
         config = getattr(model_or_config, "config", None)
         masking = text_masking(tokenizer, ratio, mode, getattr(config, "pad_token_id", None))
         if is_model and isinstance(masking, TokenDrop):  # decided here, not at the first step
-            check_takes_position_ids(model_or_config)
+            return masking.for_model(model_or_config)
         return masking
     if chosen in ("dropout", "droppath"):
         if not is_model:

@@ -5,7 +5,8 @@
 - ``TokenDrop`` (``text_drop``): remove them from the sub branch's input, as ViT token drop removes patches:
   the rows are repacked (right-padded), keeping the attention mask and each token's original position as
   explicit ``position_ids``. Any tokenizer (decoder-only models have no mask token), and cheaper: the sub
-  pass runs on ``1 - ratio`` of the tokens.
+  pass runs on ``1 - ratio`` of the tokens. A model without ``position_ids`` gets its dropped tokens hidden
+  from attention instead, where it shows that this keeps positions (``hidden_tokens.py``).
 
 Special tokens and padding are never chosen; ``TokenDrop`` also never drops the token a sequence classifier
 pools: decoder heads pool at the rightmost token that is not the pad id (with ``pad_token == eos_token``, the
@@ -18,6 +19,7 @@ import inspect
 import torch
 
 from .base import Masking, num_masked, peft_base_model, uniform_noise
+from .hidden_tokens import hidden_kept_positions, hide_tokens, why_hiding_is_not_dropping
 
 
 def real_tokens(input_ids, attention_mask):
@@ -156,13 +158,9 @@ class TokenMasking(Masking):
         yield {**inputs, "input_ids": masked_input_ids.to(inputs["input_ids"].device)}
 
 
-def check_takes_position_ids(model):
-    """Token drop keeps each kept token's position by passing ``position_ids``: a model whose forward does not take
-    them (ALiBi models such as Bloom and MPT) would see the kept tokens shifted together, a different input."""
-    if "position_ids" not in inspect.signature(peft_base_model(model).forward).parameters:
-        raise ValueError(f"masksub_mode='text_drop' keeps each token's position through position_ids, which "
-                         f"{type(model).__name__}.forward does not take; use masksub_mode='text' with a tokenizer "
-                         "that has a mask token, or 'dropout' (DropSub).")
+def takes_position_ids(model) -> bool:
+    """Whether ``model``'s forward takes ``position_ids``, through which token drop keeps each token's position."""
+    return "position_ids" in inspect.signature(peft_base_model(model).forward).parameters
 
 
 class TokenDrop(Masking):
@@ -172,10 +170,27 @@ class TokenDrop(Masking):
     key = "masksub_drop_mask"
     mode = "text_drop"
 
-    def __init__(self, special_token_ids, ratio: float, pad_token_id=None):
+    def __init__(self, special_token_ids, ratio: float, pad_token_id=None, hides=False):
         self.special_token_ids = special_token_ids
         self.ratio = ratio
         self.pad_token_id = pad_token_id
+        # For a model without position_ids: the dropped tokens stay in place, hidden from attention (see
+        # hidden_tokens.py). Set by ``for_model`` after the model passed the check.
+        self.hides = hides
+
+    def for_model(self, model) -> "TokenDrop":
+        """This drop made fit for ``model``: removing tokens where it takes position_ids, else hiding them where
+        the model itself shows that hiding drops them; a one-line ``ValueError`` where neither keeps positions."""
+        if takes_position_ids(model):
+            return self
+        why = why_hiding_is_not_dropping(model)
+        if why is not None:
+            raise ValueError(
+                f"masksub_mode='text_drop' keeps each token's position: {type(model).__name__}.forward takes no "
+                f"position_ids, and hiding the dropped tokens from attention is no drop for it: {why}; use "
+                "masksub_mode='text' with a tokenizer that has a mask token, or 'dropout' (DropSub).")
+        self.hides = True
+        return self
 
     @classmethod
     def from_tokenizer(cls, tokenizer, ratio: float) -> "TokenDrop":
@@ -190,16 +205,24 @@ class TokenDrop(Masking):
         return choose_tokens(input_ids, attention_mask, self.special_token_ids, self.ratio, generator,
                              protected=pooled_positions(input_ids, attention_mask, self.pad_token_id))
 
-    @staticmethod
-    def kept_positions(inputs, dropped):
-        """``(B, W)``: the original position of each sub-branch token, -1 where a row is padded."""
+    def kept_positions(self, inputs, dropped):
+        """``(B, W)``: the original position of each sub-branch token, -1 where a row is padded (or, hiding, where
+        a token is hidden: ``W == L``)."""
+        if self.hides:
+            return hidden_kept_positions(inputs, dropped)
         input_ids = inputs["input_ids"]
         order, filled = kept_order(real_tokens(input_ids, inputs.get("attention_mask")), dropped.to(input_ids.device))
         return order.masked_fill(~filled, -1)
 
     @contextlib.contextmanager
     def apply(self, model, inputs, dropped: torch.Tensor):
-        check_takes_position_ids(model)  # also checked when the masking is built for a model
+        if self.hides:
+            yield hide_tokens(inputs, dropped)
+            return
+        if not takes_position_ids(model):  # a drop built without the model (a collator's) cannot keep positions
+            raise ValueError(f"masksub_mode='text_drop' keeps each token's position through position_ids, which "
+                             f"{type(model).__name__}.forward does not take; build the masking for the model: "
+                             "masking_for(model, 'text_drop', ...).")
         # Pad with the id the model pools by: decoder heads pool at the last token that is not padding.
         pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         pad = pad if pad is not None else (self.pad_token_id if self.pad_token_id is not None else 0)
