@@ -170,7 +170,7 @@ ERRORS = [
     (run_image_classification, ["--train_dir", "{train}", "--label_column_name", "digit"], "--label_column_name"),
     (run_image_classification, ["--train_dir", "{train}", "--masksub_ratio", "1.0"], "masksub_ratio"),
     (run_image_classification, ["--train_dir", "{train}", "--masksub_ratio", "nan"], "masksub_ratio"),
-    (run_image_classification, ["--train_dir", "{train}", "--masksub_mode", "mask_token"], "--masksub_mode"),
+    (run_image_classification, ["--train_dir", "{train}", "--masksub_mode", "text"], "--masksub_mode"),  # ViT reads images
     (run_glue, ["--task_name", "glu"], "--task_name"),
     (run_glue, ["--train_file", "/no/such.csv", "--validation_file", "/no/such.csv"], "--train_file"),
 ]
