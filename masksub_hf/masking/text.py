@@ -130,7 +130,7 @@ class TokenMasking(Masking):
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         if tokenizer is None:
             return cls(None, [], ratio)
-        if tokenizer.mask_token_id is None:
+        if getattr(tokenizer, "mask_token_id", None) is None:  # no mask token, or an image processor (ImageGPT)
             raise ValueError(
                 f"{type(tokenizer).__name__} has no mask token, so MaskSub cannot mask text for it; "
                 "use a BERT-family tokenizer or add a mask token."
