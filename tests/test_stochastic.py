@@ -87,14 +87,14 @@ def test_trainer_runs_main_with_model_rates_and_sub_with_raised_rates(tmp_path):
 
 
 def test_auto_mode_explains_what_it_cannot_mask():
-    # SigLIP2 (NaFlex) reads pixel values already cut into patches, with their own attention mask
-    config = transformers.Siglip2Config(vision_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                                           intermediate_size=16, patch_size=4),
-                                        text_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                                         intermediate_size=16), num_labels=3)
-    model = transformers.Siglip2ForImageClassification(config)
+    # Perceiver's text classifier reads `inputs` (bytes), neither input_ids nor an image
+    config = transformers.PerceiverConfig(num_latents=4, d_latents=16, d_model=16, num_blocks=1,
+                                          num_self_attends_per_block=1, num_self_attention_heads=2,
+                                          num_cross_attention_heads=2, vocab_size=40, max_position_embeddings=32,
+                                          num_labels=3)
+    model = transformers.PerceiverForSequenceClassification(config)
     with pytest.raises(ValueError) as error:
         masking_for(model, "auto", 0.5)
     message = str(error.value)
-    assert "\n" not in message and "Siglip2ForImageClassification" in message and "already cut into patches" in message
+    assert "\n" not in message and "PerceiverForSequenceClassification" in message and "reads 'inputs'" in message
     assert "'dropout'" in message and "'droppath'" in message

@@ -35,6 +35,7 @@ from zoo import (
 )
 
 from masksub_hf import MaskSubTrainer
+from masksub_hf.masking import PatchHiding
 
 STEPS, BATCH = 2, 4
 RATIOS = {"IMAGE_CLASSIFICATION": 0.5, "SEQUENCE_CLASSIFICATION": 0.3, "TOKEN_CLASSIFICATION": 0.3}
@@ -46,7 +47,7 @@ NOT_TRAINABLE_TINY = {
 # types auto refuses on purpose, saying why (the reason is in the table); a type refused that is neither here nor
 # in the documented table (a newer transformers' family) is shown, not failed
 REFUSED = {
-    "IMAGE_CLASSIFICATION": {"siglip2"},  # patches already cut (NaFlex)
+    "IMAGE_CLASSIFICATION": set(),
     "SEQUENCE_CLASSIFICATION": {"perceiver"},  # reads `inputs`
     # no position_ids, and hiding tokens from attention is no drop for them: Bloom numbers tokens by the mask's
     # running sum, Funnel pools neighbouring tokens outside attention
@@ -117,7 +118,8 @@ class ForwardRecorder:
 
     def _new_call(self, module, args, kwargs):
         values = kwargs.get(self.main_input, args[0] if args else None)
-        call = {"rows": 0, "zeros": 0.0, "masked_positions": None, "mask_tokens": 0, "real_tokens": 0}
+        call = {"rows": 0, "zeros": 0.0, "masked_positions": None, "mask_tokens": 0, "real_tokens": 0,
+                "real_patches": int(kwargs["pixel_attention_mask"].sum()) if "pixel_attention_mask" in kwargs else 0}
         if values is not None and values.is_floating_point():
             call["zeros"] = (values == 0).float().mean().item()
         elif values is not None:
@@ -147,6 +149,10 @@ def sub_branch_evidence(mode, calls, how=""):
     if mode == "tokens":
         assert all(sub["rows"] < main["rows"] for main, sub in zip(mains, subs))
         return f"token drop: {subs[0]['rows']} of {mains[0]['rows']} rows through the linear layers"
+    if mode == "hidden_patches":
+        assert all(sub["real_patches"] < main["real_patches"] for main, sub in zip(mains, subs))
+        return (f"token drop: {subs[0]['real_patches']} of {mains[0]['real_patches']} patches left in "
+                "pixel_attention_mask (the others hidden from attention)")
     if mode == "pixels":
         assert all(main["zeros"] == 0 for main in mains) and all(sub["zeros"] >= 0.3 for sub in subs)
         return f"pixels: {subs[0]['zeros']:.0%} of the image zero-filled"
@@ -233,11 +239,15 @@ def test_classifier_under_auto(tmp_path, tokenizers, kind, model_type, names):
     recorder.remove()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     mode = trainer.masking.mode
-    what = sub_branch_evidence(mode, recorder.calls,
+    hides_patches = isinstance(trainer.masking, PatchHiding)
+    what = sub_branch_evidence("hidden_patches" if hides_patches else mode, recorder.calls,
                                " (the others hidden from attention)" if getattr(trainer.masking, "hides", False) else "")
     if mode == "text_drop":
         assert_dropping_nothing_is_the_main_forward(model, trainer.masking, data)
         what += "; dropping none gives the main forward"
+    if hides_patches:
+        assert_hidden_patches_do_not_reach_the_output(model, trainer.masking, data)
+        what += "; what the hidden patches hold does not reach the logits"
     record(kind, model_type, names, f"`{mode}`", what)
 
 
@@ -255,6 +265,21 @@ def assert_dropping_nothing_is_the_main_forward(model, masking, data):
         real = inputs["attention_mask"].bool()
         main, sub = main[real], sub[real[:, :sub.shape[1]]]
     torch.testing.assert_close(sub, main, rtol=1e-4, atol=1e-5)
+
+
+def assert_hidden_patches_do_not_reach_the_output(model, masking, data):
+    """Patches hidden through ``pixel_attention_mask`` are out of the sub branch's view: other values in them give
+    the same logits."""
+    inputs = default_data_collator([{k: v for k, v in item.items() if k != "labels"} for item in data])
+    hidden = masking.draw(inputs, torch.Generator().manual_seed(0))
+    changed = dict(inputs, pixel_values=inputs["pixel_values"].masked_fill(hidden.unsqueeze(-1), 7.0))
+    model.eval()
+    with torch.no_grad():
+        with masking.apply(model, inputs, hidden) as sub_inputs:
+            sub = model(**sub_inputs).logits
+        with masking.apply(model, changed, hidden) as sub_inputs:
+            torch.testing.assert_close(model(**sub_inputs).logits, sub, rtol=0, atol=0)
+        assert not torch.allclose(model(**inputs).logits, sub)
 
 
 def documented_section(kind):

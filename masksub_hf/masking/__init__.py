@@ -18,6 +18,7 @@ from torch import nn
 
 from .base import Masking, num_masked, peft_base_model
 from .mask_token import MaskTokenMasking
+from .patch_hiding import PatchHiding, reads_patch_rows
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
 from .structure import is_dual_encoder, mask_token_embeddings, module_tree, takes_image_grid, vit_embeddings
@@ -46,6 +47,8 @@ def image_modes(model_or_config):
         return [] if hasattr(timm_model, "patch_embed") else ["pixels"]
     model = module_tree(model_or_config)
     is_image_model = getattr(model, "main_input_name", None) != "input_ids" or is_dual_encoder(model)
+    if is_image_model and not is_dual_encoder(model) and reads_patch_rows(model):
+        return ["tokens"]  # patches already cut (NaFlex): hidden through their own attention mask
     if not is_image_model or not takes_image_grid(model):
         return []
     if _image_input(model) != "pixel_values":
@@ -118,6 +121,8 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
         chosen = modes[0] if modes else ("text" if _is_text_model(model_or_config) else None)
 
     if chosen == "tokens" and chosen in modes:
+        if timm_model is None and reads_patch_rows(model_or_config):
+            return PatchHiding(ratio)
         if timm_model is not None:
             return PatchTokenDrop.from_timm(timm_model, ratio)
         return PatchTokenDrop.from_config(model_or_config, ratio)
@@ -146,6 +151,7 @@ __all__ = [
     "DropSub",
     "MaskTokenMasking",
     "Masking",
+    "PatchHiding",
     "PatchTokenDrop",
     "PathSub",
     "PixelMasking",
