@@ -46,10 +46,11 @@ def image_modes(model_or_config):
             return ["tokens", "pixels"]
         return [] if hasattr(timm_model, "patch_embed") else ["pixels"]
     model = module_tree(model_or_config)
-    is_image_model = getattr(model, "main_input_name", None) != "input_ids" or is_dual_encoder(model)
-    if is_image_model and not is_dual_encoder(model) and reads_patch_rows(model):
+    dual_encoder = is_dual_encoder(model)
+    reads_images = getattr(model, "main_input_name", None) != "input_ids"
+    if reads_images and not dual_encoder and reads_patch_rows(model):
         return ["tokens"]  # patches already cut (NaFlex): hidden through their own attention mask
-    if not is_image_model or not takes_image_grid(model):
+    if not (reads_images or dual_encoder) or not takes_image_grid(model):
         return []
     if _image_input(model) != "pixel_values":
         return ["pixels"]  # ViT-like and masked-image paths read pixel_values

@@ -13,8 +13,7 @@ import inspect
 
 import torch
 
-from .base import Masking, peft_base_model
-from .text import choose_tokens
+from .base import Masking, choose_uniformly, peft_base_model
 
 PATCH_MASK = "pixel_attention_mask"
 
@@ -35,8 +34,7 @@ class PatchHiding(Masking):
         self.ratio = ratio
 
     def draw(self, batch, generator=None) -> torch.Tensor:
-        real = batch[PATCH_MASK]
-        return choose_tokens(torch.zeros_like(real, dtype=torch.long), real, [], self.ratio, generator)
+        return choose_uniformly(batch[PATCH_MASK].bool(), self.ratio, generator)
 
     @contextlib.contextmanager
     def apply(self, model, inputs, hidden):

@@ -18,7 +18,7 @@ import inspect
 
 import torch
 
-from .base import Masking, num_masked, peft_base_model, uniform_noise
+from .base import Masking, choose_uniformly, peft_base_model
 from .hidden_tokens import hidden_kept_positions, hide_tokens, why_hiding_is_not_dropping
 
 
@@ -42,11 +42,7 @@ def choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator
     eligible = real & ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
     if protected is not None:
         eligible &= torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0) != protected
-    num_chosen = num_masked(eligible.sum(dim=1), ratio)
-    # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
-    noise = uniform_noise(input_ids.shape, generator).to(input_ids.device).masked_fill(~eligible, 2.0)
-    ranks = noise.argsort(dim=1).argsort(dim=1)
-    return ranks < num_chosen.unsqueeze(1)
+    return choose_uniformly(eligible, ratio, generator)
 
 
 def mask_tokens(input_ids, attention_mask, mask_token_id, special_token_ids, ratio, generator=None):
