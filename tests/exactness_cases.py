@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 from helpers import bpe_tokenizer, tiny_vit, word_tokenizer
-from test_clip import pair_items, reference_image_embeds, tiny_clip
+from test_clip import pair_items, patch_row_items, reference_image_embeds, tiny_clip, tiny_siglip2
 from test_equivalence import reference_vit_logits
 from test_families import TokenProbe, hf_model, patch_mask
 from test_text_drop import REVIEWS, row_by_row_logits, tiny_decoder
@@ -202,6 +202,29 @@ class ClipPairs(Case):
         return main_losses, 0.5 * (soft_ce(sub, logits) + soft_ce(sub.t(), logits.t()))
 
 
+class Siglip2PatchRows(Case):
+    """SigLIP 2: patch rows (NaFlex), the hidden ones zeroed in pixel_attention_mask (the trainer draws them); the
+    pairwise sigmoid loss, an image's row of pair losses an item."""
+
+    def build(self, tmp_path):
+        drawn_here = "masksub_hidden_patches"
+        return tiny_siglip2(), [{k: v for k, v in item.items() if k != drawn_here} for item in patch_row_items()[:ITEMS]]
+
+    def reference(self, model, batch):
+        images = {"pixel_values": batch["pixel_values"], "spatial_shapes": batch["spatial_shapes"]}
+        main = model(**images, pixel_attention_mask=batch["pixel_attention_mask"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], return_loss=True)
+        logits = main.logits_per_image.float()
+        signs = 2 * torch.eye(len(logits)) - 1
+        main_losses = -F.logsigmoid(signs * logits).sum(dim=1)
+        seen = batch["pixel_attention_mask"] * ~batch["masksub_hidden_patches"]
+        image = model.get_image_features(**images, pixel_attention_mask=seen).pooler_output
+        image = image / image.norm(dim=-1, keepdim=True)
+        sub = (model.logit_scale.exp() * image @ main.text_embeds.detach().t() + model.logit_bias).float()
+        sub_losses = F.binary_cross_entropy_with_logits(sub, torch.sigmoid(logits.detach()), reduction="none")
+        return main_losses, sub_losses.sum(dim=1)
+
+
 CASES = {
     "vit_tokens_ce": lambda: VitRows("ce"),
     "vit_tokens_bce": lambda: VitRows("bce"),
@@ -214,6 +237,7 @@ CASES = {
     "bert_tokens_mask": lambda: TokenTags("bert", "text"),
     "bert_tokens_drop": lambda: TokenTags("bert", "text_drop"),
     "clip": ClipPairs,
+    "siglip2_patch_rows": Siglip2PatchRows,
 }
 
 

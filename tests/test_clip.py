@@ -105,10 +105,13 @@ def test_similarity_loss_and_retrieval_helpers():
         0.5 * float(-(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
                     - (logits.t().softmax(1) * logits.t().log_softmax(1)).sum(1).mean()))
     images = torch.eye(4)
-    texts = torch.eye(4)[[0, 1, 3, 2]]  # pairs 2 and 3 swapped
+    texts = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0.2, 0.5, 1], [0, 0.2, 1, 0.5]])  # pairs 2, 3 swapped
     recalls = retrieval_recalls(images, texts, ks=(1, 2))
     assert recalls["image_to_text_recall@1"] == 0.5 and recalls["text_to_image_recall@1"] == 0.5
     assert recalls["image_to_text_recall@2"] == 1.0  # the swapped pairs rank second
+    # ties are ordered at random: a text tower that embeds every caption alike scores 1/N at recall@1, not 1
+    alike = retrieval_recalls(torch.randn(4, 8), torch.ones(4, 8), ks=(1, 2))
+    assert alike["image_to_text_recall@1"] == pytest.approx(0.25) and alike["image_to_text_recall@2"] == 0.5
     # images 2 and 3 score 0 against both classes; argmax picks class 0: right for image 2 only
     assert zero_shot_accuracy(images, torch.eye(4)[:2], torch.tensor([0, 1, 0, 1])) == 0.75
 
@@ -152,32 +155,44 @@ def test_run_clip_dual_encoder_on_mnist_captions(tmp_path, clip_data, ratio):
     transformers.AutoImageProcessor.from_pretrained(output)
 
 
-def tiny_siglip_dir(path):
-    """A local SigLIP with MiniLM's tokenizer (SigLIP pads captions to their max length, as run_clip.py does)."""
+def tiny_siglip_dir(path, version):
+    """A local SigLIP (1 or 2) sized for MiniLM's tokenizer, given with --tokenizer_name (saved in a SigLIP folder,
+    transformers 5.25 would load it as SigLIP's own tokenizer class, which cuts words into characters). SigLIP
+    pads captions to their max length, as run_clip.py does. SigLIP 2's processor cuts each image into at most 16
+    patch rows of 4 x 4 pixels (NaFlex)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(get_model_path())
     torch.manual_seed(0)
-    config = transformers.SiglipConfig(vision_config=VISION, text_config=dict(TEXT, vocab_size=tokenizer.vocab_size,
-                                                                             projection_size=32))
-    transformers.SiglipModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    transformers.SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    text = dict(TEXT, vocab_size=tokenizer.vocab_size, projection_size=32)
+    if version == 1:
+        model = transformers.SiglipModel(transformers.SiglipConfig(vision_config=VISION, text_config=text))
+        processor = transformers.SiglipImageProcessor(size={"height": 32, "width": 32})
+    else:
+        vision = dict(VISION, patch_size=4, num_patches=16)
+        model = transformers.Siglip2Model(transformers.Siglip2Config(vision_config=vision, text_config=text))
+        processor = transformers.Siglip2ImageProcessor(patch_size=4, max_num_patches=16)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
     return path
 
 
 @pytest.mark.slow
-def test_run_clip_trains_siglip_with_its_sigmoid_objective(tmp_path, clip_data):
+@pytest.mark.parametrize("version", [1, 2], ids=["siglip", "siglip2"])
+def test_run_clip_trains_siglip_with_its_sigmoid_objective(tmp_path, clip_data, version):
     output = tmp_path / "out"
     args = clip_args(clip_data, output, "0.5")
     towers = args.index("--vision_model_name_or_path")
-    args[towers:towers + 4] = ["--model_name_or_path", str(tiny_siglip_dir(tmp_path / "siglip"))]
+    args[towers:towers + 4] = ["--model_name_or_path", str(tiny_siglip_dir(tmp_path / "siglip", version)),
+                               "--tokenizer_name", str(get_model_path())]
     run_clip.main(args)
     results = json.loads((output / "all_results.json").read_text())
     for name in ("eval_zero_shot_accuracy", "eval_image_to_text_recall@1", "eval_text_to_image_recall@5"):
         assert 0.0 <= results[name] <= 1.0
     logged = [e for e in json.loads((output / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert logged and all("sub_loss" in e for e in logged)
-    assert isinstance(transformers.AutoModel.from_pretrained(output), transformers.SiglipModel)
+    model_class = transformers.SiglipModel if version == 1 else transformers.Siglip2Model
+    assert isinstance(transformers.AutoModel.from_pretrained(output), model_class)
     assert "pairwise sigmoid distillation" in (output / "README.md").read_text()
+    transformers.AutoImageProcessor.from_pretrained(output)
 
 
 @pytest.mark.slow
@@ -225,12 +240,60 @@ def test_siglip_sub_loss_gradients_match_reference(tmp_path):
     assert_same_gradients(probe.gradients[0], expected)
 
 
-def test_siglip2_dual_encoder_is_refused_saying_why(tmp_path):
-    """SigLIP 2 reads patches already cut (NaFlex): no masking fits; one line at construction, never text masking."""
-    tower = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
-    model = transformers.Siglip2Model(transformers.Siglip2Config(vision_config={**tower, "patch_size": 4},
-                                                                 text_config=tower))
-    with pytest.raises(ValueError) as error:
-        MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.5))
-    message = str(error.value)
-    assert "\n" not in message and "Siglip2Model" in message and "already cut into patches" in message
+def tiny_siglip2():
+    torch.manual_seed(0)
+    return transformers.Siglip2Model(transformers.Siglip2Config(
+        vision_config=dict(VISION, patch_size=4, num_patches=PATCHES), text_config=dict(TEXT, projection_size=32)))
+
+
+def patch_row_items(seed=0):
+    """SigLIP 2's inputs (NaFlex): each image as 4 x 4 patch rows, a mask of the real rows and the image's grid; the
+    second image is 3 x 4 patches plus padding. Half of each image's real patches hidden, chosen here."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randn(N, PATCHES, 3 * 4 * 4, generator=generator)
+    real = torch.ones(N, PATCHES, dtype=torch.long)
+    real[1, 12:] = 0
+    shapes = torch.tensor([[4, 4]] * N)
+    shapes[1] = torch.tensor([3, 4])
+    hidden = torch.zeros(N, PATCHES, dtype=torch.bool)
+    for i in range(N):
+        count = int(real[i].sum())
+        hidden[i, torch.randperm(count, generator=generator)[:count // 2]] = True
+    texts = pair_items(seed)
+    return [{"pixel_values": rows[i], "pixel_attention_mask": real[i], "spatial_shapes": shapes[i],
+             "input_ids": texts[i]["input_ids"], "attention_mask": texts[i]["attention_mask"],
+             "masksub_hidden_patches": hidden[i]} for i in range(N)]
+
+
+def test_siglip2_sub_loss_gradients_match_reference(tmp_path):
+    """SigLIP 2 reads patch rows already cut (NaFlex): its sub branch re-encodes the images with their hidden
+    patches zeroed in pixel_attention_mask (its attention and pooling head read it) and learns each pair's
+    sigmoid from the main branch; gradients equal the method written out here."""
+    model, items = tiny_siglip2(), patch_row_items()
+    reference = copy.deepcopy(model)
+    probe = GradientProbe()
+    args = training_args(tmp_path, per_device_train_batch_size=N, max_steps=1)
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items), callbacks=[probe])
+    assert trainer.masking.mode == "tokens"
+    trainer.train()
+
+    batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+    images = {"pixel_values": batch["pixel_values"], "spatial_shapes": batch["spatial_shapes"]}
+    main = reference(**images, pixel_attention_mask=batch["pixel_attention_mask"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], return_loss=True)
+    seen = batch["pixel_attention_mask"] * ~batch["masksub_hidden_patches"]
+    image = reference.get_image_features(**images, pixel_attention_mask=seen).pooler_output
+    image = image / image.norm(dim=-1, keepdim=True)
+    sub_logits = reference.logit_scale.exp() * image @ main.text_embeds.detach().t() + reference.logit_bias
+    target = torch.sigmoid(main.logits_per_image.detach())
+    pair_losses = -(target * F.logsigmoid(sub_logits) + (1 - target) * F.logsigmoid(-sub_logits))
+    (0.5 * main.loss + 0.5 * pair_losses.sum(dim=1).mean()).backward()
+    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    assert_same_gradients(probe.gradients[0], expected)
+    # the hidden patches really are out of the sub branch's sight, and it sees less than the main branch
+    scrambled = batch["pixel_values"].masked_fill(batch["masksub_hidden_patches"].unsqueeze(-1), 7.0)
+    with torch.no_grad():
+        again = reference.get_image_features(pixel_values=scrambled, spatial_shapes=batch["spatial_shapes"],
+                                             pixel_attention_mask=seen).pooler_output
+    assert torch.allclose(again / again.norm(dim=-1, keepdim=True), image.detach(), atol=1e-5)
+    assert not torch.allclose(image.detach(), main.image_embeds.detach(), atol=1e-3)

@@ -6,6 +6,7 @@ embeddings, embeddings taking ``bool_masked_pos``, an image stem), other modes f
 | mode         | what the sub branch gets                                   | models (``auto``, first that fits)     |
 |--------------|------------------------------------------------------------|----------------------------------------|
 | ``tokens``     | ``ratio`` of the patch tokens dropped after pos-embedding  | ViT-like: ViT, DeiT, DINOv2, SigLIP, CLIP, ..., timm ViTs |
+|              | (patch rows: hidden in their ``pixel_attention_mask``)     | SigLIP 2 (NaFlex)                      |
 | ``mask_token`` | ``ratio`` of 32-px blocks replaced by a learnable token    | models taking ``bool_masked_pos``: Swin, BEiT, FocalNet, ... |
 | ``pixels``     | ``ratio`` of 32-px blocks (at 224 px) zero-filled          | every other image model: CNNs, hierarchical transformers |
 | ``text``       | ``ratio`` of the real tokens replaced by ``[MASK]``        | BERT-family text classifiers           |
@@ -46,11 +47,11 @@ def image_modes(model_or_config):
             return ["tokens", "pixels"]
         return [] if hasattr(timm_model, "patch_embed") else ["pixels"]
     model = module_tree(model_or_config)
-    dual_encoder = is_dual_encoder(model)
-    reads_images = getattr(model, "main_input_name", None) != "input_ids"
-    if reads_images and not dual_encoder and reads_patch_rows(model):
+    # a dual encoder reads input_ids first, but its images are what MaskSub masks
+    reads_images = getattr(model, "main_input_name", None) != "input_ids" or is_dual_encoder(model)
+    if reads_images and reads_patch_rows(model):
         return ["tokens"]  # patches already cut (NaFlex): hidden through their own attention mask
-    if not (reads_images or dual_encoder) or not takes_image_grid(model):
+    if not reads_images or not takes_image_grid(model):
         return []
     if _image_input(model) != "pixel_values":
         return ["pixels"]  # ViT-like and masked-image paths read pixel_values

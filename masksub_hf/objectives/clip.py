@@ -1,5 +1,5 @@
 """MaskSub for CLIP-style dual encoders (``CLIPModel``, ``VisionTextDualEncoderModel``) and SigLIP's
-(``SiglipModel``: a pairwise sigmoid loss, ``SigmoidDualEncoderObjective``).
+(``SiglipModel``, ``Siglip2Model``: a pairwise sigmoid loss, ``SigmoidDualEncoderObjective``).
 
 Paper, appendix "CLIP pretraining": only images are masked; the sub branch gets the masked images and
 learns the main branch's N x N image-text similarity matrix (cross-entropy to its softmax, both
@@ -32,6 +32,15 @@ def similarity_distillation_per_pair(sub_logits_per_image, main_logits_per_image
                   + soft_cross_entropy_per_item(sub_logits_per_image.t(), main_logits_per_image.t()))
 
 
+# what an image tower reads: pixel values, and for patch rows already cut (SigLIP 2's NaFlex) their mask and grid
+IMAGE_INPUTS = ("pixel_values", "pixel_attention_mask", "spatial_shapes")
+
+
+def image_inputs(batch):
+    """The image tower's inputs in a batch of image-text pairs."""
+    return {name: batch[name] for name in IMAGE_INPUTS if name in batch}
+
+
 def normalized(embeddings):
     return embeddings / embeddings.norm(dim=-1, keepdim=True)
 
@@ -59,9 +68,12 @@ class DualEncoderObjective(Objective):
     def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
         bare = unwrap(model)
         with masking.apply(bare, inputs, mask) as sub_inputs, forward_context():
-            image_embeds = bare.get_image_features(pixel_values=sub_inputs["pixel_values"]).pooler_output
+            image_embeds = bare.get_image_features(**image_inputs(sub_inputs)).pooler_output
         image_embeds = normalized(image_embeds)
-        sub_logits_per_image = bare.logit_scale.exp() * image_embeds @ targets["text_embeds"].to(image_embeds.dtype).t()
+        # the models' own order (cosines, then the scale): SigLIP's scale is a 1-element tensor, which would
+        # promote bf16 image embeddings to float32 before the product with bf16 text embeddings
+        cosines = image_embeds @ targets["text_embeds"].to(image_embeds.dtype).t()
+        sub_logits_per_image = cosines * bare.logit_scale.exp()
         return self.sub_loss_per_pair(self.biased(bare, sub_logits_per_image), targets["logits_per_image"]).sum()
 
     @staticmethod
@@ -99,14 +111,20 @@ class SigmoidDualEncoderObjective(DualEncoderObjective):
 
 
 def retrieval_recalls(image_embeds, text_embeds, ks=(1, 5)):
-    """Recall@k of image->text and text->image retrieval over paired rows (row i of each is a pair)."""
+    """Recall@k of image->text and text->image retrieval over paired rows (row i of each is a pair).
+
+    Candidates that score exactly as the paired one are ordered at random: a query's recall@k is the chance its
+    pair lands in the top k, ``(k - higher) / (ties + 1)`` clamped to [0, 1]. Counting ties as hits would give a
+    tower that embeds every caption alike a recall of 1.
+    """
     similarity = normalized(image_embeds) @ normalized(text_embeds).t()
     targets = torch.arange(len(similarity), device=similarity.device)
     recalls = {}
     for direction, scores in (("image_to_text", similarity), ("text_to_image", similarity.t())):
-        # rank of the paired item: how many candidates score strictly higher
-        ranks = (scores > scores[targets, targets].unsqueeze(1)).sum(dim=1)
-        recalls.update({f"{direction}_recall@{k}": float((ranks < k).float().mean()) for k in ks})
+        paired = scores[targets, targets].unsqueeze(1)
+        higher = (scores > paired).sum(dim=1)
+        ties = (scores == paired).sum(dim=1) - 1  # the other candidates scoring exactly as the pair
+        recalls.update({f"{direction}_recall@{k}": float(((k - higher) / (ties + 1)).clamp(0, 1).mean()) for k in ks})
     return recalls
 
 

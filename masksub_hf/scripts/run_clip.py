@@ -11,7 +11,8 @@ retrieval recall@1/5 on the validation pairs.
     accelerate launch run_clip.py ...      # same flags, any Accelerate set-up
     masksub-hf clip ...      # installed with pip: the same script
 
-Images are masked in the sub branch (patch-token drop); texts are not (see ``masksub_hf.objectives.clip``).
+Images are masked in the sub branch (patch-token drop; SigLIP 2: patches hidden in their attention mask); texts
+are not (see ``masksub_hf.objectives.clip``).
 """
 
 import logging
@@ -23,8 +24,9 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf.masking.patch_hiding import reads_patch_rows
 from masksub_hf.masking.structure import is_dual_encoder
-from masksub_hf.objectives.clip import retrieval_recalls, zero_shot_accuracy
+from masksub_hf.objectives.clip import image_inputs, retrieval_recalls, zero_shot_accuracy
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
@@ -137,13 +139,23 @@ def image_transform(processor):
     return Compose([Resize(size), CenterCrop(size), ToTensor(), Normalize(processor.image_mean, processor.image_std)])
 
 
+def image_preprocessor(model, processor):
+    """Images -> the image tower's inputs, one row per image: resized, cropped and normalised pixel values for a
+    fixed-size tower; for one that reads patches already cut (SigLIP 2's NaFlex) the processor's patch rows,
+    their attention mask and grid (each image keeps its aspect ratio)."""
+    if reads_patch_rows(model):
+        return lambda images: {name: list(rows) for name, rows in processor(images=images, return_tensors="pt").items()}
+    transform = image_transform(processor)
+    return lambda images: {"pixel_values": [transform(image) for image in images]}
+
+
 @torch.no_grad()
 def embed(model, dataset, collate_fn, batch_size, device):
     """Normalised image and caption embeddings of a dataset, in order."""
     images, texts = [], []
     for start in range(0, len(dataset), batch_size):
         batch = collate_fn([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        images.append(model.get_image_features(pixel_values=batch["pixel_values"].to(device)).pooler_output)
+        images.append(model.get_image_features(**{k: v.to(device) for k, v in image_inputs(batch).items()}).pooler_output)
         texts.append(model.get_text_features(input_ids=batch["input_ids"].to(device),
                                              attention_mask=batch["attention_mask"].to(device)).pooler_output)
     return torch.cat(images), torch.cat(texts)
@@ -186,19 +198,20 @@ def main(args=None):
         if getattr(model_args, flag):
             tower.requires_grad_(False)
 
-    transform = image_transform(processor)
+    images_to_inputs = image_preprocessor(model, processor)
 
     def preprocess(batch):
         encoded = tokenizer(batch[data_args.caption_column], max_length=data_args.max_seq_length,
                             padding="max_length", truncation=True)
-        encoded["pixel_values"] = [transform(Image.open(path).convert("RGB")) for path in batch[data_args.image_column]]
+        encoded.update(images_to_inputs([Image.open(path).convert("RGB") for path in batch[data_args.image_column]]))
         return encoded
 
     def collate(examples):
-        return {"pixel_values": torch.stack([example["pixel_values"] for example in examples]),
-                "input_ids": torch.tensor([example["input_ids"] for example in examples]),
-                "attention_mask": torch.tensor([example["attention_mask"] for example in examples]),
-                "return_loss": True}
+        batch = {name: torch.stack([torch.as_tensor(example[name]) for example in examples])
+                 for name in image_inputs(examples[0])}
+        batch.update({name: torch.tensor([example[name] for example in examples])
+                      for name in ("input_ids", "attention_mask")})
+        return {**batch, "return_loss": True}
 
     def prepare(split, max_samples, needed_for):
         return select_image_split(dataset, split, max_samples, needed_for, data_args.image_column,
