@@ -218,9 +218,10 @@ def reference_siglip_image_embeds(model, pixel_values, keep):
     return tower.head(hidden)
 
 
-def test_siglip_sub_loss_gradients_match_reference(tmp_path):
-    """SigLIP: the main loss is its own pairwise sigmoid; the sub branch learns each pair's sigmoid from it."""
-    model, items = tiny_siglip(), pair_items()
+def siglip_step_matches_reference(tmp_path, model, items, image_inputs, sub_image_embeds):
+    """One MaskSub step on ``items``; its gradients equal SigLIP's own main loss plus each pair's BCE to the
+    sigmoid of the detached main logits, summed over the image's row, written out here with the sub branch's image
+    embeddings from ``sub_image_embeds(reference, batch)``. Returns them and the batch."""
     reference = copy.deepcopy(model)
     probe = GradientProbe()
     args = training_args(tmp_path, per_device_train_batch_size=N, max_steps=1)
@@ -229,8 +230,9 @@ def test_siglip_sub_loss_gradients_match_reference(tmp_path):
     trainer.train()
 
     batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
-    main = reference(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"], return_loss=True)
-    image = reference_siglip_image_embeds(reference, batch["pixel_values"], batch["masksub_keep_indices"])
+    main = reference(**{k: batch[k] for k in image_inputs}, input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], return_loss=True)
+    image = sub_image_embeds(reference, batch)
     image = image / image.norm(dim=-1, keepdim=True)
     sub_logits = reference.logit_scale.exp() * image @ main.text_embeds.detach().t() + reference.logit_bias
     target = torch.sigmoid(main.logits_per_image.detach())
@@ -238,6 +240,14 @@ def test_siglip_sub_loss_gradients_match_reference(tmp_path):
     (0.5 * main.loss + 0.5 * pair_losses.sum(dim=1).mean()).backward()
     expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
     assert_same_gradients(probe.gradients[0], expected)
+    return reference, batch, image.detach(), main.image_embeds.detach()
+
+
+def test_siglip_sub_loss_gradients_match_reference(tmp_path):
+    """SigLIP: the main loss is its own pairwise sigmoid; the sub branch learns each pair's sigmoid from it."""
+    siglip_step_matches_reference(tmp_path, tiny_siglip(), pair_items(), ("pixel_values",), lambda reference, batch:
+                                  reference_siglip_image_embeds(reference, batch["pixel_values"],
+                                                                batch["masksub_keep_indices"]))
 
 
 def tiny_siglip2():
@@ -269,31 +279,20 @@ def test_siglip2_sub_loss_gradients_match_reference(tmp_path):
     """SigLIP 2 reads patch rows already cut (NaFlex): its sub branch re-encodes the images with their hidden
     patches zeroed in pixel_attention_mask (its attention and pooling head read it) and learns each pair's
     sigmoid from the main branch; gradients equal the method written out here."""
-    model, items = tiny_siglip2(), patch_row_items()
-    reference = copy.deepcopy(model)
-    probe = GradientProbe()
-    args = training_args(tmp_path, per_device_train_batch_size=N, max_steps=1)
-    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items), callbacks=[probe])
-    assert trainer.masking.mode == "tokens"
-    trainer.train()
+    def seen(batch):
+        return batch["pixel_attention_mask"] * ~batch["masksub_hidden_patches"]
 
-    batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
-    images = {"pixel_values": batch["pixel_values"], "spatial_shapes": batch["spatial_shapes"]}
-    main = reference(**images, pixel_attention_mask=batch["pixel_attention_mask"], input_ids=batch["input_ids"],
-                     attention_mask=batch["attention_mask"], return_loss=True)
-    seen = batch["pixel_attention_mask"] * ~batch["masksub_hidden_patches"]
-    image = reference.get_image_features(**images, pixel_attention_mask=seen).pooler_output
-    image = image / image.norm(dim=-1, keepdim=True)
-    sub_logits = reference.logit_scale.exp() * image @ main.text_embeds.detach().t() + reference.logit_bias
-    target = torch.sigmoid(main.logits_per_image.detach())
-    pair_losses = -(target * F.logsigmoid(sub_logits) + (1 - target) * F.logsigmoid(-sub_logits))
-    (0.5 * main.loss + 0.5 * pair_losses.sum(dim=1).mean()).backward()
-    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
-    assert_same_gradients(probe.gradients[0], expected)
+    def hidden_patches_image_embeds(reference, batch, pixel_values=None):
+        return reference.get_image_features(pixel_values=batch["pixel_values"] if pixel_values is None else pixel_values,
+                                            spatial_shapes=batch["spatial_shapes"],
+                                            pixel_attention_mask=seen(batch)).pooler_output
+
+    reference, batch, image, main_image = siglip_step_matches_reference(
+        tmp_path, tiny_siglip2(), patch_row_items(), ("pixel_values", "pixel_attention_mask", "spatial_shapes"),
+        hidden_patches_image_embeds)
     # the hidden patches really are out of the sub branch's sight, and it sees less than the main branch
     scrambled = batch["pixel_values"].masked_fill(batch["masksub_hidden_patches"].unsqueeze(-1), 7.0)
     with torch.no_grad():
-        again = reference.get_image_features(pixel_values=scrambled, spatial_shapes=batch["spatial_shapes"],
-                                             pixel_attention_mask=seen).pooler_output
-    assert torch.allclose(again / again.norm(dim=-1, keepdim=True), image.detach(), atol=1e-5)
-    assert not torch.allclose(image.detach(), main.image_embeds.detach(), atol=1e-3)
+        again = hidden_patches_image_embeds(reference, batch, scrambled)
+    assert torch.allclose(again / again.norm(dim=-1, keepdim=True), image, atol=1e-5)
+    assert not torch.allclose(image, main_image, atol=1e-3)
