@@ -91,6 +91,11 @@ def main():
         accelerator.unwrap_model(model).save_pretrained(args.output_dir)
         with open(os.path.join(args.output_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
+    # End the process group while Python is whole: left to the interpreter's exit, gloo's worker threads can be
+    # stopped mid-call ("terminate called without an active exception", exit -6). DDP holds the group: free it first.
+    model = optimizer = train_loader = eval_loader = None
+    accelerator.free_memory()
+    accelerator.end_training()
 
 
 if __name__ == "__main__":
