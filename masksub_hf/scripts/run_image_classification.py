@@ -30,6 +30,7 @@ from transformers import (
 from transformers.models.auto import image_processing_auto
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf.masking.patch_hiding import reads_patch_rows
 from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_transform
 from masksub_hf.recipes.mixing import MixupCollator
 from masksub_hf.recipes.target_losses import TargetLoss
@@ -248,6 +249,11 @@ def main(args=None):
         processor = image_processor(model_args, config)
     except (OSError, ValueError, RuntimeError) as error:
         raise model_error(error) from error
+    if reads_patch_rows(model):  # its processor has no image size: the transforms below would fail mid-way
+        raise UserInputError(
+            f"--model_name_or_path / --config_name: {type(model).__name__} reads images cut into patch rows (NaFlex), "
+            "which this script's fixed-size transforms do not make; train it with MaskSubTrainer on its image "
+            "processor's output (auto hides patches in its pixel_attention_mask: docs/compatibility.md#the-model-zoo).")
 
     color_mode = "L" if getattr(model.config, "num_channels", 3) == 1 else "RGB"
     train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode,
