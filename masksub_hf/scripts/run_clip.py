@@ -149,6 +149,18 @@ def image_preprocessor(model, processor):
     return lambda images: {"pixel_values": [transform(image) for image in images]}
 
 
+def caption_length(requested, tokenizer, model):
+    """``--max_seq_length`` capped at what the text tower takes, its tokenizer's limit and its position table
+    (openai CLIP 77, SigLIP 64; the default 128 would overrun them), as run_glue.py caps it."""
+    text_config = getattr(model.config, "text_config", None)
+    limit = min(limit for limit in (tokenizer.model_max_length, getattr(text_config, "max_position_embeddings", None))
+                if limit)
+    if requested > limit:
+        logger.warning(f"--max_seq_length {requested} exceeds what the text tower takes: captions are padded and "
+                       f"truncated to {limit} tokens.")
+    return min(requested, limit)
+
+
 @torch.no_grad()
 def embed(model, dataset, collate_fn, batch_size, device):
     """Normalised image and caption embeddings of a dataset, in order."""
@@ -199,9 +211,10 @@ def main(args=None):
             tower.requires_grad_(False)
 
     images_to_inputs = image_preprocessor(model, processor)
+    max_seq_length = caption_length(data_args.max_seq_length, tokenizer, model)
 
     def preprocess(batch):
-        encoded = tokenizer(batch[data_args.caption_column], max_length=data_args.max_seq_length,
+        encoded = tokenizer(batch[data_args.caption_column], max_length=max_seq_length,
                             padding="max_length", truncation=True)
         encoded.update(images_to_inputs([Image.open(path).convert("RGB") for path in batch[data_args.image_column]]))
         return encoded
