@@ -40,7 +40,15 @@ def mnist(tmp_path_factory):
     Image.new("P", (28, 28)).save(train_dir / "7" / "palette.png")
     return {"root": root / "data", "train": train_dir, "validation": validation_dir,
             "vit": tiny_vit_dir(root / "vit"), "resnet": tiny_resnet_dir(root / "resnet"),
-            "swin": tiny_swin_dir(root / "swin"), "timm_vit": tiny_timm_vit_dir(root / "timm_vit")}
+            "swin": tiny_swin_dir(root / "swin"), "timm_vit": tiny_timm_vit_dir(root / "timm_vit"),
+            "siglip2": tiny_siglip2_dir(root / "siglip2")}
+
+
+def tiny_siglip2_dir(path):
+    """A SigLIP 2 classifier whose processor cuts each image into at most 16 patch rows of 4 x 4 pixels (NaFlex)."""
+    tiny_siglip2_classifier().save_pretrained(path)
+    transformers.Siglip2ImageProcessor(patch_size=4, max_num_patches=16).save_pretrained(path)
+    return path
 
 
 def read_json(path):
@@ -74,10 +82,11 @@ def test_image_classification_on_mnist_folders(tmp_path, mnist, model, ratio):
     assert ("masksub" in card) == (ratio != "0")
 
 
-@pytest.mark.parametrize("model, augmentation", [("swin", "shift"), ("timm_vit", "none")])
+@pytest.mark.parametrize("model, augmentation", [("swin", "shift"), ("timm_vit", "none"),
+                                                 ("siglip2", "random_resized_crop")])
 def test_image_classification_other_families(tmp_path, mnist, model, augmentation):
-    """Swin (MaskSub-owned mask token) and a timm ViT, from a local folder read as a dataset (--dataset_name),
-    with the milder augmentations."""
+    """Swin (MaskSub-owned mask token), a timm ViT and SigLIP 2 (patch rows cut by its processor, hidden patches),
+    from a local folder read as a dataset (--dataset_name), with the milder augmentations (SigLIP 2: the default)."""
     output = tmp_path / "out"
     run_image_classification.main([
         "--model_name_or_path", str(mnist[model]), "--dataset_name", str(mnist["root"]),
@@ -191,20 +200,20 @@ def test_user_errors_are_one_line_naming_the_flag(tmp_path, mnist, capsys, scrip
     assert not (output / "model.safetensors").exists()  # nothing trained
 
 
-def test_image_classification_refuses_patch_row_models_in_one_line(tmp_path, mnist, capsys):
-    """SigLIP 2's classifier reads patch rows (NaFlex): its processor has no image size for the script's transforms.
-    One line naming the flag, before any data is prepared (before: a TypeError traceback in the transforms)."""
-    folder = tmp_path / "siglip2"
-    tiny_siglip2_classifier().save_pretrained(folder)
-    transformers.Siglip2ImageProcessor(patch_size=4, max_num_patches=16).save_pretrained(folder)
-    output = tmp_path / "out"
-    with pytest.raises(SystemExit) as exit_info:
-        run_image_classification.main(["--model_name_or_path", str(folder), "--output_dir", str(output),
-                                       "--train_dir", str(mnist["train"]), "--ignore_mismatched_sizes", *COMMON])
-    assert exit_info.value.code == 2
-    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and "--model_name_or_path" in error_lines[0] and "patch rows" in error_lines[0]
-    assert not output.exists() or not any(output.iterdir())
+def test_image_classification_patch_row_models_refuse_fixed_size_recipe_steps(tmp_path, mnist, capsys):
+    """Mixup / CutMix, random erasing and an evaluation crop act on fixed-size image tensors: for a model reading
+    patch rows (SigLIP 2) each is one line naming its flag, before any data is prepared."""
+    for flags, named in ((["--mixup", "0.8"], "--mixup / --cutmix"), (["--reprob", "0.25"], "--reprob"),
+                         (["--eval_crop_ratio", "0.875"], "--eval_crop_ratio")):
+        output = tmp_path / named.split()[0].strip("-")
+        with pytest.raises(SystemExit) as exit_info:
+            run_image_classification.main(["--model_name_or_path", str(mnist["siglip2"]), "--output_dir", str(output),
+                                           "--train_dir", str(mnist["train"]), "--ignore_mismatched_sizes", *flags,
+                                           *COMMON])
+        assert exit_info.value.code == 2
+        error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1 and error_lines[0].startswith(f"error: {named}:") and "patch rows" in error_lines[0]
+        assert not output.exists() or not any(output.iterdir())
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from ..masking.patch_hiding import image_inputs
 from .base import Objective, unwrap
 from .losses import soft_cross_entropy_per_item
 
@@ -30,15 +31,6 @@ def similarity_distillation_per_pair(sub_logits_per_image, main_logits_per_image
     text->image column, averaged."""
     return 0.5 * (soft_cross_entropy_per_item(sub_logits_per_image, main_logits_per_image)
                   + soft_cross_entropy_per_item(sub_logits_per_image.t(), main_logits_per_image.t()))
-
-
-# what an image tower reads: pixel values, and for patch rows already cut (SigLIP 2's NaFlex) their mask and grid
-IMAGE_INPUTS = ("pixel_values", "pixel_attention_mask", "spatial_shapes")
-
-
-def image_inputs(batch):
-    """The image tower's inputs in a batch of image-text pairs."""
-    return {name: batch[name] for name in IMAGE_INPUTS if name in batch}
 
 
 def normalized(embeddings):

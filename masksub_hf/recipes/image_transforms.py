@@ -63,12 +63,26 @@ def train_transform(size, mean, std, crop="random_resized_crop", hflip=0.5, auto
     """
     if mean is None or std is None:  # no normalisation: an identity one keeps ToTensor's float output
         mean, std = (0.0,), (1.0,)
+    colour, final = _timm_stages(size, auto_augment, color_jitter, interpolation, mean, std, reprob)
+    return Compose([*crop_stage(size, crop, hflip, interpolation), *colour, *final])
+
+
+def train_image_stages(size, crop="random_resized_crop", hflip=0.5, auto_augment=None, color_jitter=None,
+                       interpolation="bilinear"):
+    """The training transform's image stages (PIL image in, PIL image out: crop, flips, colour), for a processor
+    that makes the tensors itself (one that cuts images into patch rows)."""
+    colour, _ = _timm_stages(size, auto_augment, color_jitter, interpolation)
+    return Compose([*crop_stage(size, crop, hflip, interpolation), *colour])
+
+
+def _timm_stages(size, auto_augment, color_jitter, interpolation, mean=(0.0,), std=(1.0,), reprob=0.0):
+    """timm's colour stage and its final one (tensor, normalisation, random erasing), as lists of transforms."""
     _, colour, final = transforms_imagenet_train(
         size, hflip=0.0, color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation,
         mean=tuple(mean), std=tuple(std), re_prob=reprob, re_mode="pixel", separate=True)
     for policy in colour.transforms:
         _allow_posterize_to_zero_bits(policy)
-    return Compose([*crop_stage(size, crop, hflip, interpolation), *colour.transforms, *final.transforms])
+    return colour.transforms, final.transforms
 
 
 def _posterize(image, bits_to_keep, **_):

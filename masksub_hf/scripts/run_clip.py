@@ -24,9 +24,9 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.masking.patch_hiding import reads_patch_rows
+from masksub_hf.masking.patch_hiding import image_inputs, patch_rows, reads_patch_rows
 from masksub_hf.masking.structure import is_dual_encoder
-from masksub_hf.objectives.clip import image_inputs, retrieval_recalls, zero_shot_accuracy
+from masksub_hf.objectives.clip import retrieval_recalls, zero_shot_accuracy
 from masksub_hf.scripts.cli import (
     ModelArguments,
     UserInputError,
@@ -144,7 +144,7 @@ def image_preprocessor(model, processor):
     fixed-size tower; for one that reads patches already cut (SigLIP 2's NaFlex) the processor's patch rows,
     their attention mask and grid (each image keeps its aspect ratio)."""
     if reads_patch_rows(model):
-        return lambda images: {name: list(rows) for name, rows in processor(images=images, return_tensors="pt").items()}
+        return lambda images: patch_rows(processor, images)
     transform = image_transform(processor)
     return lambda images: {"pixel_values": [transform(image) for image in images]}
 

@@ -13,6 +13,7 @@ Works with every family masksub-hf supports (ViT, DeiT, ResNet, ConvNeXt, Swin, 
 """
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -30,8 +31,8 @@ from transformers import (
 from transformers.models.auto import image_processing_auto
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.masking.patch_hiding import reads_patch_rows
-from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_transform
+from masksub_hf.masking.patch_hiding import image_inputs, patch_rows, reads_patch_rows
+from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_image_stages, train_transform
 from masksub_hf.recipes.mixing import MixupCollator
 from masksub_hf.recipes.target_losses import TargetLoss
 from masksub_hf.scripts.cli import (
@@ -193,10 +194,14 @@ def image_geometry(processor):
     return size, getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
 
 
-def make_transforms(processor, image_column, color_mode, augmentation="random_resized_crop", recipe=None):
+def make_transforms(processor, image_column, color_mode, augmentation="random_resized_crop", recipe=None,
+                    cuts_patch_rows=False):
     """Training and evaluation transforms (``masksub_hf.recipes.image_transforms``; without recipe flags, the HF
-    example's); every image is first converted to the model's colour mode."""
+    example's); every image is first converted to the model's colour mode. ``cuts_patch_rows``: the model reads
+    images cut into patch rows by its processor (``patch_row_transforms``)."""
     recipe = recipe or RecipeArguments()
+    if cuts_patch_rows:
+        return patch_row_transforms(processor, image_column, color_mode, augmentation, recipe)
     size, mean, std = image_geometry(processor)
     train = train_transform(size, mean, std, augmentation, recipe.hflip,
                             "3a" if recipe.three_augment else recipe.auto_augment, recipe.color_jitter,
@@ -213,10 +218,44 @@ def make_transforms(processor, image_column, color_mode, augmentation="random_re
     return apply(train), apply(evaluation)
 
 
+# what a model reading patch rows cannot take: mixing and erasing act on fixed-size image tensors, and its
+# evaluation images keep their aspect ratio (no crop)
+PATCH_ROW_REFUSED = {"--mixup / --cutmix": lambda recipe: recipe.mixing(), "--reprob": lambda recipe: recipe.reprob > 0,
+                     "--eval_crop_ratio": lambda recipe: recipe.eval_crop_ratio is not None}
+
+
+def check_patch_row_recipe(recipe, model):
+    for flag, given in PATCH_ROW_REFUSED.items():
+        if given(recipe):
+            raise UserInputError(f"{flag}: {type(model).__name__} reads images cut into patch rows of different grids "
+                                 "(NaFlex), which this recipe step, made for fixed-size image tensors, cannot take.")
+
+
+def patch_row_transforms(processor, image_column, color_mode, augmentation, recipe):
+    """For a model that reads images cut into patch rows (NaFlex: SigLIP 2): training crops, flips and colours each
+    image at the processor's largest square (patch size x the square root of its patch budget), then the processor
+    cuts it into patch rows with their mask and grid; evaluation gives the processor the image as it is (its
+    aspect ratio kept, as the processor is meant to be used)."""
+    side = processor.patch_size * math.isqrt(processor.max_num_patches)
+    image_stages = train_image_stages(side, augmentation, recipe.hflip,
+                                      "3a" if recipe.three_augment else recipe.auto_augment, recipe.color_jitter,
+                                      recipe.train_interpolation)
+
+    def apply(stages):
+        def transform_batch(batch):
+            batch.update(patch_rows(processor, [stages(image.convert(color_mode)) for image in batch[image_column]]))
+            return batch
+
+        return transform_batch
+
+    return apply(image_stages), apply(lambda image: image)
+
+
 def collate(label_column):
     def collate_fn(examples):
-        return {"pixel_values": torch.stack([example["pixel_values"] for example in examples]),
-                "labels": torch.tensor([example[label_column] for example in examples])}
+        batch = {name: torch.stack([torch.as_tensor(example[name]) for example in examples])
+                 for name in image_inputs(examples[0])}
+        return {**batch, "labels": torch.tensor([example[label_column] for example in examples])}
 
     return collate_fn
 
@@ -249,15 +288,13 @@ def main(args=None):
         processor = image_processor(model_args, config)
     except (OSError, ValueError, RuntimeError) as error:
         raise model_error(error) from error
-    if reads_patch_rows(model):  # its processor has no image size: the transforms below would fail mid-way
-        raise UserInputError(
-            f"--model_name_or_path / --config_name: {type(model).__name__} reads images cut into patch rows (NaFlex), "
-            "which this script's fixed-size transforms do not make; train it with MaskSubTrainer on its image "
-            "processor's output (auto hides patches in its pixel_attention_mask: docs/compatibility.md#the-model-zoo).")
+    cuts_patch_rows = reads_patch_rows(model)
+    if cuts_patch_rows:
+        check_patch_row_recipe(recipe, model)
 
     color_mode = "L" if getattr(model.config, "num_channels", 3) == 1 else "RGB"
     train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode,
-                                                       data_args.augmentation, recipe)
+                                                       data_args.augmentation, recipe, cuts_patch_rows)
 
     def prepare(split, max_samples, needed_for, transform):
         data = select_image_split(dataset, split, max_samples, needed_for, data_args.image_column_name,
