@@ -112,8 +112,11 @@ def test_similarity_loss_and_retrieval_helpers():
     # ties are ordered at random: a text tower that embeds every caption alike scores 1/N at recall@1, not 1
     alike = retrieval_recalls(torch.randn(4, 8), torch.ones(4, 8), ks=(1, 2))
     assert alike["image_to_text_recall@1"] == pytest.approx(0.25) and alike["image_to_text_recall@2"] == 0.5
-    # images 2 and 3 score 0 against both classes; argmax picks class 0: right for image 2 only
+    # images 2 and 3 score 0 against both classes: each is right with chance 1/2 (an argmax would say image 2 only)
     assert zero_shot_accuracy(images, torch.eye(4)[:2], torch.tensor([0, 1, 0, 1])) == 0.75
+    assert zero_shot_accuracy(images, torch.eye(4)[:2], torch.tensor([0, 1, 1, 1])) == 0.75
+    # prompts embedded alike: chance (1/2), whatever the labels' skew (an argmax would score class 0's share, 3/4)
+    assert zero_shot_accuracy(images, torch.ones(2, 4), torch.tensor([0, 0, 0, 1])) == 0.5
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,10 @@ def retrieval_recalls(image_embeds, text_embeds, ks=(1, 5)):
 
 
 def zero_shot_accuracy(image_embeds, class_text_embeds, labels):
-    """Accuracy of the nearest class prompt embedding (one row per class, prompts already averaged)."""
-    predictions = (normalized(image_embeds) @ normalized(class_text_embeds).t()).argmax(dim=1)
-    return float((predictions == labels.to(predictions.device)).float().mean())
+    """Accuracy of the nearest class prompt embedding (one row per class, prompts already averaged). Classes that
+    tie for nearest are chosen at random, as recall orders ties: an image scores 1 / (classes tied), if its own
+    is among them (an argmax would credit the first class, so prompts embedded alike would score its frequency)."""
+    scores = normalized(image_embeds) @ normalized(class_text_embeds).t()
+    nearest = scores == scores.max(dim=1, keepdim=True).values
+    own = nearest.gather(1, labels.to(scores.device).view(-1, 1)).squeeze(1)
+    return float((own / nearest.sum(dim=1)).mean())
