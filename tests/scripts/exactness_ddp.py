@@ -8,6 +8,7 @@ initial value; and ``DIR/launch.json``: the engine and the processes, as Acceler
 """
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -39,6 +40,11 @@ def main():
     if trainer.is_world_process_zero():
         (output / "launch.json").write_text(json.dumps({"distributed_type": accelerator.distributed_type.value,
                                                         "num_processes": accelerator.num_processes}))
+    # 24 trainers' DDP models hold the group's gloo threads: free them while the group and Python are whole. Left to
+    # the interpreter's exit, a thread stopped mid-call aborted rank 1 once in CI ("terminate called without an
+    # active exception", exit -6; as MaskSub's own exit hook frees the trainers' models before ending a group).
+    del trainer, accelerator
+    gc.collect()
     torch.distributed.destroy_process_group()
 
 
