@@ -25,6 +25,12 @@ def image_inputs(batch):
     return {name: batch[name] for name in IMAGE_INPUTS if name in batch}
 
 
+def stack_image_inputs(examples):
+    """A batch's image inputs: each example's pixel values (and patch rows' mask and grid), stacked."""
+    return {name: torch.stack([torch.as_tensor(example[name]) for example in examples])
+            for name in image_inputs(examples[0])}
+
+
 def patch_rows(processor, images):
     """``images`` cut by a NaFlex ``processor``: per image, its patch rows, their mask and its grid (lists of rows)."""
     return {name: list(rows) for name, rows in processor(images=images, return_tensors="pt").items()}

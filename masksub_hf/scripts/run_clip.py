@@ -24,7 +24,7 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.masking.patch_hiding import image_inputs, patch_rows, reads_patch_rows
+from masksub_hf.masking.patch_hiding import image_inputs, patch_rows, reads_patch_rows, stack_image_inputs
 from masksub_hf.masking.structure import is_dual_encoder
 from masksub_hf.objectives.clip import retrieval_recalls, zero_shot_accuracy
 from masksub_hf.scripts.cli import (
@@ -220,8 +220,7 @@ def main(args=None):
         return encoded
 
     def collate(examples):
-        batch = {name: torch.stack([torch.as_tensor(example[name]) for example in examples])
-                 for name in image_inputs(examples[0])}
+        batch = stack_image_inputs(examples)
         batch.update({name: torch.tensor([example[name] for example in examples])
                       for name in ("input_ids", "attention_mask")})
         return {**batch, "return_loss": True}

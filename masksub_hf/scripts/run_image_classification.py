@@ -31,7 +31,7 @@ from transformers import (
 from transformers.models.auto import image_processing_auto
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.masking.patch_hiding import image_inputs, patch_rows, reads_patch_rows
+from masksub_hf.masking.patch_hiding import patch_rows, reads_patch_rows, stack_image_inputs
 from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_image_stages, train_transform
 from masksub_hf.recipes.mixing import MixupCollator
 from masksub_hf.recipes.target_losses import TargetLoss
@@ -113,6 +113,10 @@ class RecipeArguments:
 
     def mixing(self):
         return self.mixup > 0 or self.cutmix > 0 or self.cutmix_minmax is not None
+
+    def auto_augment_policy(self):
+        """timm's policy string: 3-Augment is its '3a'."""
+        return "3a" if self.three_augment else self.auto_augment
 
     def __post_init__(self):
         for name in ("mixup", "cutmix", "color_jitter"):
@@ -204,7 +208,7 @@ def make_transforms(processor, image_column, color_mode, augmentation="random_re
         return patch_row_transforms(processor, image_column, color_mode, augmentation, recipe)
     size, mean, std = image_geometry(processor)
     train = train_transform(size, mean, std, augmentation, recipe.hflip,
-                            "3a" if recipe.three_augment else recipe.auto_augment, recipe.color_jitter,
+                            recipe.auto_augment_policy(), recipe.color_jitter,
                             recipe.reprob, recipe.train_interpolation)
     evaluation = eval_transform(size, mean, std, recipe.eval_crop_ratio, recipe.train_interpolation)
 
@@ -238,7 +242,7 @@ def patch_row_transforms(processor, image_column, color_mode, augmentation, reci
     aspect ratio kept, as the processor is meant to be used)."""
     side = processor.patch_size * math.isqrt(processor.max_num_patches)
     image_stages = train_image_stages(side, augmentation, recipe.hflip,
-                                      "3a" if recipe.three_augment else recipe.auto_augment, recipe.color_jitter,
+                                      recipe.auto_augment_policy(), recipe.color_jitter,
                                       recipe.train_interpolation)
 
     def apply(stages):
@@ -253,9 +257,7 @@ def patch_row_transforms(processor, image_column, color_mode, augmentation, reci
 
 def collate(label_column):
     def collate_fn(examples):
-        batch = {name: torch.stack([torch.as_tensor(example[name]) for example in examples])
-                 for name in image_inputs(examples[0])}
-        return {**batch, "labels": torch.tensor([example[label_column] for example in examples])}
+        return {**stack_image_inputs(examples), "labels": torch.tensor([example[label_column] for example in examples])}
 
     return collate_fn
 
