@@ -150,3 +150,46 @@ def test_a_rerun_with_other_settings_stops_instead_of_resuming(tmp_path):
     anyway = run("run_image_classification.py", output,
                  [*common, "--masksub_ratio", "0.5", "--resume_from_checkpoint", str(output / "checkpoint-10")])
     assert f"Loading model from {output / 'checkpoint-10'}" in anyway.stdout + anyway.stderr
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path):
+    """Before: the same command after the end resumed from the last checkpoint, took one more step (checkpoint-5 of
+    max_steps 4) and overwrote the results with that step's. Now it says the run is finished, in one line, and leaves
+    every file as it was; a run that stopped after its last checkpoint but before its final save is saved from that
+    checkpoint without another step."""
+    import json
+
+    from masksub_hf.scripts import run_image_classification
+
+    train_dir, validation_dir = mnist_imagefolder(tmp_path / "data", train=48, validation=16)
+    output = tmp_path / "out"
+    args = ["--model_name_or_path", str(tiny_vit_dir(tmp_path / "vit")), "--ignore_mismatched_sizes",
+            "--train_dir", str(train_dir), "--validation_dir", str(validation_dir), "--output_dir", str(output),
+            "--do_train", "--do_eval", "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2",
+            "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "--seed", "0",
+            "--disable_tqdm", "true"]
+    run_image_classification.main(args)
+
+    def files():
+        return {path.relative_to(output): path.read_bytes() for path in output.rglob("*") if path.is_file()}
+
+    finished = files()
+    assert {"checkpoint-2", "checkpoint-4"} == {p.name for p in output.glob("checkpoint-*")}
+    rerun = subprocess.run(command_line(args), capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    said = [line for line in (rerun.stdout + rerun.stderr).splitlines() if "holds this run, finished" in line]
+    assert len(said) == 1 and "(step 4 of 4)" in said[0]
+    assert files() == finished  # no checkpoint-5, the same weights, results, state and card
+
+    # Killed after checkpoint-4 was complete, before the final model and state were saved.
+    for name in ("model.safetensors", "trainer_state.json", "all_results.json", "train_results.json"):
+        (output / name).unlink()
+    run_image_classification.main(args)
+    assert {"checkpoint-2", "checkpoint-4"} == {p.name for p in output.glob("checkpoint-*")}
+    assert_same_weights(output / "checkpoint-4", output)
+    assert json.loads((output / "trainer_state.json").read_text())["global_step"] == 4
+
+
+def command_line(script_args):
+    return [sys.executable, str(ROOT / "run_image_classification.py"), *script_args]

@@ -49,3 +49,29 @@ def test_plots_from_trainer_state(tmp_path):
     for name in ("losses.png", "grad_norms.png"):
         with Image.open(tmp_path / "plots" / name) as image:
             assert image.width > 300 and image.height > 200
+
+
+def test_plot_reads_a_library_runs_folder_and_errors_in_one_line(tmp_path, capsys):
+    """A library run's --output_dir holds trainer_state.json only in its checkpoints: the plot reads the newest one.
+    Before: a FileNotFoundError traceback, as for a folder that does not exist (now one line, exit status 2)."""
+    import json
+
+    from masksub_hf.scripts.plot import trainer_state
+
+    items = image_items(16, torch.arange(16) % 3, num_keep=8)
+    args = training_args(tmp_path / "run", per_device_train_batch_size=4, max_steps=6, logging_steps=1,
+                         save_strategy="steps", save_steps=3)
+    MaskSubTrainer(model=make_case("ce")[0], args=args, train_dataset=ListDataset(items)).train()
+    newest = tmp_path / "run" / "checkpoint-6" / "trainer_state.json"
+    assert trainer_state(str(tmp_path / "run")) == str(newest)
+    assert len([e for e in json.loads(newest.read_text())["log_history"] if "sub_loss" in e]) == 6
+    plot_main([str(tmp_path / "run")])
+    assert (tmp_path / "run" / "losses.png").is_file()
+    capsys.readouterr()
+    for missing in (tmp_path / "nowhere", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(SystemExit) as exit_:
+            plot_main([str(missing)])
+        assert exit_.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and error.startswith(f"error: {missing}")

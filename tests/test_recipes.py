@@ -287,7 +287,7 @@ def test_default_train_transform_is_the_hf_examples_and_recipe_stages_come_from_
     for stage in ("padding=4", "Solarize", "Desaturate", "GaussianBlurRand", "ColorJitter", "RandomErasing"):
         assert stage in recipe, stage
     assert "RandAugment" in repr(train_transform(32, mean, std, auto_augment="rand-m9-mstd0.5-inc1"))
-    assert "size=36" in repr(eval_transform(32, mean, std, crop_ratio=0.875))  # int(32 / 0.875)
+    assert "size=36" in repr(eval_transform(32, int(32 / 0.875), mean, std))  # DeiT's crop ratio 0.875
 
 
 def test_drop_path_rate_reaches_models_that_have_it_and_is_refused_for_others(tmp_path):

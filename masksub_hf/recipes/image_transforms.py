@@ -102,9 +102,9 @@ def _allow_posterize_to_zero_bits(policy):
             op.aug_fn = _posterize
 
 
-def eval_transform(size, mean, std, crop_ratio=None, interpolation="bilinear"):
-    """Resize to ``size / crop_ratio`` and center-crop ``size`` (``crop_ratio`` None or 1: the HF example's)."""
-    shortest = size if crop_ratio is None else int(_min_side(size) / crop_ratio)
+def eval_transform(size, resize, mean, std, interpolation="bilinear"):
+    """Resize (``resize``: the shorter edge when an int, both sides when a pair) and center-crop ``size``; the HF
+    example's is ``resize == size``, DeiT's crop ratio r ``resize = int(size / r)``."""
     normalize = Normalize(mean=mean, std=std) if mean is not None and std is not None else Lambda(lambda x: x)
-    return Compose([Resize(shortest, interpolation=InterpolationMode(interpolation)), CenterCrop(size), ToTensor(),
+    return Compose([Resize(resize, interpolation=InterpolationMode(interpolation)), CenterCrop(size), ToTensor(),
                     normalize])

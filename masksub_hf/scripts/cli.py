@@ -11,6 +11,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 
+import torch
 import transformers
 from accelerate import PartialState
 from transformers import HfArgumentParser
@@ -19,7 +20,7 @@ from transformers.trainer_utils import sort_checkpoints
 from ..objectives import UnsupportedHead
 from ..pipeline.collators import MaskSubTextCollator
 from ..training.arguments import MaskSubTrainingArguments
-from ..training.checkpoint import TRAINER_STATE_NAME, is_complete_checkpoint
+from ..training.checkpoint import TRAINER_STATE_NAME, finished_steps, is_complete_checkpoint
 from ..training.trainer import MaskSubTrainer
 
 logger = logging.getLogger("masksub_hf")
@@ -29,18 +30,71 @@ class UserInputError(ValueError):
     """A mistake in the command line or the data; the scripts report it as one line naming the flag."""
 
 
+class SetUpLogs:
+    """The log records of a script's set-up (its config and model dumps: dozens of lines), held until the set-up
+    succeeds: an error in it is then one line, not one line after the dump. ``release`` writes them as they came,
+    ``drop`` forgets them."""
+
+    def __init__(self, loggers):
+        self.loggers = [(logger, logger.handlers[:]) for logger in loggers if logger.handlers]
+        self.records = []
+        for logger, _ in self.loggers:
+            handler = logging.Handler()
+            handler.emit = functools.partial(self._hold, logger)
+            logger.handlers = [handler]
+
+    def _hold(self, logger, record):
+        self.records.append((logger, record))
+
+    def _restore(self):
+        for logger, handlers in self.loggers:
+            logger.handlers = handlers
+
+    def release(self):
+        self._restore()
+        for logger, record in self.records:
+            logger.handle(record)
+        self.records = []
+
+    def drop(self):
+        self._restore()
+        self.records = []
+
+
+_set_up_logs = None  # the running script's held set-up logs (setup_logging holds them, training releases them)
+
+
+def release_set_up_logs(keep=True):
+    global _set_up_logs
+    if _set_up_logs is not None:
+        _set_up_logs.release() if keep else _set_up_logs.drop()
+        _set_up_logs = None
+
+
 def exits_on_user_error(main):
-    """Run a script's ``main``: a ``UserInputError`` ends as one line on stderr and exit status 2."""
+    """Run a script's ``main``: a ``UserInputError`` ends as one line on stderr and exit status 2, without the set-up's
+    held log before it."""
 
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except UserInputError as error:
-            print(f"error: {error}", file=sys.stderr)
+            release_set_up_logs(keep=False)
+            if int(os.environ.get("RANK", "0")) == 0:  # every process of a launch meets it: one says it
+                print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        finally:
+            release_set_up_logs()
 
     return run
+
+
+class ScriptArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` whose argument errors show a one-line usage, not every flag (a few hundred lines)."""
+
+    def format_usage(self):
+        return f"usage: {self.prog} [--flag value ...]  ('{self.prog} --help' lists the flags)\n"
 
 
 def parse_arguments(dataclass_types, defaults=None, args=None):
@@ -50,9 +104,12 @@ def parse_arguments(dataclass_types, defaults=None, args=None):
     ``defaults`` overrides dataclass defaults for this script (e.g. ``masksub_ratio=0.15`` for text).
     Invalid values (raised by a dataclass's ``__post_init__``) become a ``UserInputError``.
     """
-    parser = HfArgumentParser(dataclass_types)
+    parser = ScriptArgumentParser(dataclass_types)
     if defaults:
         parser.set_defaults(**defaults)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+        # launched as several processes on a machine without GPUs: they can only train together on the CPU (gloo)
+        parser.set_defaults(use_cpu=True)
     args = sys.argv[1:] if args is None else list(args)
     if args and args[0].endswith((".yaml", ".yml", ".json")):
         parser.set_defaults(**_read_recipe(recipe_path(args[0]), dataclass_types))
@@ -137,6 +194,9 @@ def setup_logging(training_args):
     transformers.utils.logging.set_verbosity(level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
+    global _set_up_logs
+    release_set_up_logs()
+    _set_up_logs = SetUpLogs([logging.getLogger(), transformers.utils.logging.get_logger()])
     logger.warning(
         f"Process rank: {training_args.process_index}, device: {training_args.device}, "
         f"distributed type: {PartialState().distributed_type.value}, world size: {training_args.world_size}"
@@ -251,8 +311,6 @@ def _recorded_settings(output_dir, checkpoint):
         with open(recorded, encoding="utf-8") as file:
             return json.load(file)
     try:  # a run started before run_arguments.json existed: its checkpoint's training arguments
-        import torch
-
         return run_settings([torch.load(os.path.join(checkpoint, "training_args.bin"), weights_only=False)])
     except Exception:  # noqa: BLE001 (a file written by another version, or none)
         return None
@@ -287,24 +345,54 @@ def last_checkpoint(training_args, arguments=()):
     return None
 
 
-def check_same_run(output_dir, checkpoint, arguments):
-    """Stop with one line when the run in ``output_dir`` had other settings than this one."""
+def settings_changed(output_dir, checkpoint, arguments):
+    """What differs between the run in ``output_dir`` and this one (``--flag old -> new, ...``), None if nothing."""
     if not arguments:
-        return
+        return None
     recorded, current = _recorded_settings(output_dir, checkpoint), run_settings(arguments)
     if recorded is None:
-        differences = "its settings cannot be read"
-    else:
-        changed = sorted(flag for flag in current.keys() & recorded.keys()
-                         if flag not in NOT_TRAINING and current[flag] != recorded[flag])
-        if not changed:
-            return
-        differences = ", ".join(f"--{flag} {recorded[flag]} -> {current[flag]}" for flag in changed[:6])
-        differences += f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        return "its settings cannot be read"
+    changed = sorted(flag for flag in current.keys() & recorded.keys()
+                     if flag not in NOT_TRAINING and current[flag] != recorded[flag])
+    if not changed:
+        return None
+    differences = ", ".join(f"--{flag} {recorded[flag]} -> {current[flag]}" for flag in changed[:6])
+    return differences + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+
+
+def check_same_run(output_dir, checkpoint, arguments):
+    """Stop with one line when the run in ``output_dir`` had other settings than this one."""
+    differences = settings_changed(output_dir, checkpoint, arguments)
+    if differences is None:
+        return
     raise UserInputError(
         f"--output_dir {output_dir} holds a run with other settings ({os.path.basename(checkpoint)}: {differences}): "
         f"give a new --output_dir, --overwrite_output_dir to start over there, or --resume_from_checkpoint "
         f"{checkpoint} to resume it anyway.")
+
+
+def finished_run(training_args, checkpoint, arguments):
+    """``(global_step, max_steps)`` when ``--output_dir`` holds this very run, finished: the state the script saves
+    after training says so (with the same settings), else None. Trainer would take one more step from it. An explicit
+    ``--resume_from_checkpoint`` is the user's to decide."""
+    if (training_args.overwrite_output_dir or training_args.resume_from_checkpoint is not None
+            or not os.path.isdir(training_args.output_dir)):
+        return None
+    steps = finished_steps(training_args.output_dir)
+    if steps is None or (checkpoint is None and settings_changed(training_args.output_dir, None, arguments)):
+        return None
+    return steps
+
+
+def finish_from_checkpoint(trainer, checkpoint):
+    """The run ended training in ``checkpoint`` but stopped before saving its final model: that checkpoint's weights
+    and state become the run's, without a step (``Trainer.train`` would take one more)."""
+    from transformers import TrainerState
+
+    logger.warning(f"{checkpoint} ends the training (step {finished_steps(checkpoint)[0]}): the run stopped before "
+                   "saving its final model; saving it now, without another step.")
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
 
 
 def record_run_settings(training_args, arguments):
@@ -334,13 +422,24 @@ def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datas
     ``eval_datasets`` maps a metric-name suffix (``""``; ``"_mm"`` for MNLI mismatched) to a dataset;
     ``extra_eval_metrics()`` returns metrics computed outside ``Trainer.evaluate`` (CLIP retrieval).
     """
+    release_set_up_logs()  # the set-up succeeded: its log, then training's as it comes
     if training_args.do_train:
         checkpoint = last_checkpoint(training_args, arguments)
+        finished = finished_run(training_args, checkpoint, arguments)
+        if finished is not None:
+            logger.warning(f"--output_dir {training_args.output_dir} holds this run, finished (step {finished[0]} of "
+                           f"{finished[1]}): nothing to do. --overwrite_output_dir trains it again, a new --output_dir "
+                           "trains another; without --do_train, --do_eval evaluates it.")
+            return
         if checkpoint is None:
             record_run_settings(training_args, arguments)
-        result = trainer.train(resume_from_checkpoint=checkpoint)
+        if checkpoint is not None and finished_steps(checkpoint) is not None:
+            finish_from_checkpoint(trainer, checkpoint)
+            metrics = {}
+        else:
+            metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
         trainer.save_model()
-        metrics = {**result.metrics, "train_samples": len(train_dataset)}
+        metrics = {**metrics, "train_samples": len(train_dataset)}
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()

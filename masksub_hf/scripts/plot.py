@@ -2,6 +2,9 @@
 
     python -m masksub_hf.scripts.plot OUTPUT_DIR [--baseline BASELINE_OUTPUT_DIR] [--out DIR]
 
+OUTPUT_DIR is a run's output folder: the scripts' (its ``trainer_state.json``), a library run's or one still
+training (its newest checkpoint's), or a checkpoint.
+
 writes ``losses.png`` (main, sub and total loss over steps; the baseline's loss when given) and, when the
 run logged them (``--masksub_log_grad_norm``), ``grad_norms.png`` (each branch's gradient norm).
 """
@@ -9,15 +12,37 @@ run logged them (``--masksub_log_grad_norm``), ``grad_norms.png`` (each branch's
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+STATE = "trainer_state.json"
+
+
+class NoRun(ValueError):
+    """A folder that holds no run's trainer state."""
+
+
+def trainer_state(folder):
+    """The ``trainer_state.json`` of the run in ``folder``: its own (the scripts save it after training, and each
+    checkpoint holds one), else its newest checkpoint's (a library run, or one still training)."""
+    if os.path.isfile(os.path.join(folder, STATE)):
+        return os.path.join(folder, STATE)
+    if not os.path.isdir(folder):
+        raise NoRun(f"{folder}: no such folder.")
+    from transformers.trainer_utils import sort_checkpoints
+
+    for checkpoint in reversed(sort_checkpoints(folder)):
+        if os.path.isfile(os.path.join(checkpoint, STATE)):
+            return os.path.join(checkpoint, STATE)
+    raise NoRun(f"{folder}: no {STATE} in it or in a checkpoint-* folder of it; give a run's --output_dir.")
+
 
 def training_logs(output_dir):
-    with open(os.path.join(output_dir, "trainer_state.json")) as f:
+    with open(trainer_state(output_dir)) as f:
         return [entry for entry in json.load(f)["log_history"] if "loss" in entry]
 
 
@@ -28,9 +53,9 @@ def series(logs, key):
 
 def plot_run(output_dir, baseline_dir=None, out_dir=None):
     """Write the PNGs for one run; returns their paths."""
+    logs = training_logs(output_dir)
     out_dir = out_dir or output_dir
     os.makedirs(out_dir, exist_ok=True)
-    logs = training_logs(output_dir)
     written = []
 
     figure, axis = plt.subplots(figsize=(6, 4))
@@ -62,7 +87,12 @@ def main(argv=None):
     parser.add_argument("--baseline", help="A baseline run's output directory, drawn for comparison.")
     parser.add_argument("--out", help="Where to write the PNGs (default: output_dir).")
     args = parser.parse_args(argv)
-    for path in plot_run(args.output_dir, args.baseline, args.out):
+    try:
+        paths = plot_run(args.output_dir, args.baseline, args.out)
+    except NoRun as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    for path in paths:
         print(path)
 
 

@@ -28,7 +28,6 @@ from transformers import (
     TimmWrapperImageProcessor,
     set_seed,
 )
-from transformers.models.auto import image_processing_auto
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.masking.patch_hiding import patch_rows, reads_patch_rows, stack_image_inputs
@@ -48,6 +47,13 @@ from masksub_hf.scripts.cli import (
     train_evaluate_and_publish,
     trainer_error,
 )
+from masksub_hf.scripts.image_processing import (
+    Geometry,
+    family_processor,
+    processor_geometry,
+    set_processor_geometry,
+    timm_pretrained_cfg,
+)
 from masksub_hf.scripts.loading import ImageDataArguments, load_image_dataset, select_image_split
 from masksub_hf.scripts.metrics import load_metric
 
@@ -62,12 +68,24 @@ class ImageModelArguments(ModelArguments):
                                         "(vit_small_patch16_224); alone (no --model_name_or_path) the model is built "
                                         "from it with random weights: training from scratch."})
     image_processor_name: str | None = field(default=None, metadata={"help": "Image processor name or path."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Input size (px, square) of a model built from --config_name alone: the "
+                                "config's image_size (timm: img_size, for architectures built for one size), its "
+                                "processor's size and the transforms' (28 for MNIST digits). Default: the config's."})
     drop_path_rate: float | None = field(
         default=None,
         metadata={"help": "Stochastic depth (drop-path) rate, for models that have it: BEiT, Swin, ConvNeXt and "
                   "other HF models with config.drop_path_rate, timm models (paper: 0.1-0.2 fine-tuning, up to "
                   "0.6 DeiT-III from scratch). Default: the model's own."},
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.image_size is not None and self.image_size <= 0:
+            raise UserInputError(f"--image_size must be positive, got {self.image_size}.")
+        if self.image_size is not None and self.model_name_or_path is not None:
+            raise UserInputError("--image_size sets the input size of a model built from --config_name alone; a "
+                                 "pretrained model keeps its own (another processor: --image_processor_name).")
 
 
 @dataclass
@@ -106,7 +124,9 @@ class RecipeArguments:
     reprob: float = field(default=0.0, metadata={"help": "Random-erasing probability (MAE / BEiT fine-tuning: 0.25)."})
     hflip: float = field(default=0.5, metadata={"help": "Horizontal-flip probability after a random crop."})
     train_interpolation: str = field(
-        default="bilinear", metadata={"help": "Resize interpolation (DeiT: bicubic).", "choices": list(INTERPOLATIONS)})
+        default="bilinear", metadata={"help": "Training's resize interpolation (DeiT: bicubic), and evaluation's for a "
+                                      "model built from a config alone; else evaluation resizes as the model's "
+                                      "processor does.", "choices": list(INTERPOLATIONS)})
     eval_crop_ratio: float | None = field(
         default=None, metadata={"help": "Evaluation: resize to size / ratio, center-crop size (DeiT: 0.875; "
                                 "DeiT-III: 1.0). Default: the HF example's resize to size."})
@@ -160,57 +180,89 @@ def set_drop_path_rate(config, rate):
                              "timm models have); drop the flag.")
 
 
-def image_config(model_args, **settings):
-    """The config: ``--config_name`` or the model's; a timm architecture name (``resnet50``) becomes a timm wrapper."""
-    name = model_args.config_name or model_args.model_name_or_path
-    if model_args.model_name_or_path is None and not os.path.exists(name) and timm.is_model(name):
-        return TimmWrapperConfig(architecture=name, **settings)
-    return AutoConfig.from_pretrained(name, **settings, **model_args.hub_kwargs())
-
-
-def image_processor(model_args, config):
-    """``--image_processor_name``, else the model's (or the config folder's); a model built from a config alone
-    without one gets its family's processor at the config's image size (timm: the architecture's data config)."""
-    name = model_args.image_processor_name or model_args.model_name_or_path or model_args.config_name
+def takes_image_size(architecture):
+    """Whether timm's ``architecture`` is built for one input size (``img_size``: ViTs, Swin), as opposed to any
+    (CNNs); built on the meta device, which allocates nothing."""
     try:
-        return AutoImageProcessor.from_pretrained(name, **model_args.hub_kwargs())
-    except OSError:
-        if model_args.model_name_or_path is not None or model_args.image_processor_name is not None:
-            raise
+        with torch.device("meta"):
+            timm.create_model(architecture, img_size=224)
+        return True
+    except TypeError:
+        return False
+
+
+def image_config(model_args, **settings):
+    """The config: ``--config_name`` or the model's; a timm architecture name (``resnet50``) becomes a timm wrapper
+    carrying timm's preprocessing for it (``pretrained_cfg``). ``--image_size`` sets a new model's input size."""
+    name = model_args.config_name or model_args.model_name_or_path
+    size = model_args.image_size
+    if model_args.model_name_or_path is None and not os.path.exists(name) and timm.is_model(name):
+        model_kwargs = {"img_size": size} if size is not None and takes_image_size(name) else {}
+        return TimmWrapperConfig(architecture=name, pretrained_cfg=timm_pretrained_cfg(name, size),
+                                 model_args=model_kwargs or None, **settings)
+    config = AutoConfig.from_pretrained(name, **settings, **model_args.hub_kwargs())
+    if size is not None:
+        if config.model_type == "timm_wrapper":
+            if takes_image_size(config.architecture):
+                config.model_args = {**(config.model_args or {}), "img_size": size}
+            config.pretrained_cfg = {**(config.pretrained_cfg or {}), "input_size": [3, size, size]}
+        elif hasattr(config, "image_size"):
+            config.image_size = size
+    return config
+
+
+def image_processor(model_args, config, interpolation="bilinear"):
+    """``--image_processor_name``, else the model's (or the config folder's); a model built from a config alone
+    without one gets its family's processor at its input size, resizing with ``interpolation``
+    (``image_processing.family_processor``)."""
+    name = model_args.image_processor_name or model_args.model_name_or_path or model_args.config_name
+    if model_args.image_size is None or model_args.image_processor_name is not None:
+        try:
+            return AutoImageProcessor.from_pretrained(name, **model_args.hub_kwargs())
+        except OSError:
+            if model_args.model_name_or_path is not None or model_args.image_processor_name is not None:
+                raise
+    size = model_args.image_size or getattr(config, "image_size", None)
+    return family_processor(config, size if isinstance(size, int) else 224, interpolation)
+
+
+def evaluation_geometry(processor, config, crop_ratio):
+    """The geometry evaluation uses, read from the processor that is saved with the model: with ``--eval_crop_ratio``
+    first written into it (timm: into ``config.pretrained_cfg``, where a timm model keeps its preprocessing), so that
+    the reloaded processor crops as evaluation did. Returns ``(geometry, processor)``."""
+    if crop_ratio is None:
+        return processor_geometry(processor), processor
+    side = processor_geometry(processor).size[0]
     if config.model_type == "timm_wrapper":
-        return TimmWrapperImageProcessor(pretrained_cfg=timm.models.get_pretrained_cfg(config.architecture).to_dict())
-    names = image_processing_auto.IMAGE_PROCESSOR_MAPPING_NAMES[config.model_type]
-    names = [name for name in (names.values() if isinstance(names, dict) else names) if name]
-    class_from_name = getattr(image_processing_auto, "get_image_processor_class_from_name", None) or \
-        image_processing_auto.image_processor_class_from_name  # its name before transformers 5.2x
-    processor_class = class_from_name(names[0])
-    size = getattr(config, "image_size", 224)
-    return processor_class(size={"height": size, "width": size} if isinstance(size, int) else size)
-
-
-def image_geometry(processor):
-    """(size, mean, std) for the transforms, from a transformers or timm-wrapper image processor."""
-    data_config = getattr(processor, "data_config", None)
-    if data_config is not None:  # TimmWrapperImageProcessor
-        return tuple(data_config["input_size"][1:]), data_config.get("mean"), data_config.get("std")
-    size = processor.size
-    size = size["shortest_edge"] if "shortest_edge" in size else (size["height"], size["width"])
-    return size, getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+        config.pretrained_cfg = {**config.pretrained_cfg, "crop_pct": crop_ratio, "crop_mode": "center"}
+        processor = TimmWrapperImageProcessor(pretrained_cfg=config.pretrained_cfg)
+    else:
+        geometry = processor_geometry(processor)
+        try:
+            set_processor_geometry(processor, Geometry.square(side, crop_ratio, geometry.mean, geometry.std,
+                                                              geometry.interpolation))
+        except ValueError as error:
+            raise UserInputError(f"--eval_crop_ratio: {error} Drop the flag, or give an --image_processor_name "
+                                 "that crops (e.g. DeiT's).") from error
+    return processor_geometry(processor), processor
 
 
 def make_transforms(processor, image_column, color_mode, augmentation="random_resized_crop", recipe=None,
-                    cuts_patch_rows=False):
+                    cuts_patch_rows=False, geometry=None):
     """Training and evaluation transforms (``masksub_hf.recipes.image_transforms``; without recipe flags, the HF
-    example's); every image is first converted to the model's colour mode. ``cuts_patch_rows``: the model reads
-    images cut into patch rows by its processor (``patch_row_transforms``)."""
+    example's) at the processor's geometry (``geometry``: read from ``processor`` when not given); every image is
+    first converted to the model's colour mode. ``cuts_patch_rows``: the model reads images cut into patch rows by
+    its processor (``patch_row_transforms``)."""
     recipe = recipe or RecipeArguments()
     if cuts_patch_rows:
         return patch_row_transforms(processor, image_column, color_mode, augmentation, recipe)
-    size, mean, std = image_geometry(processor)
-    train = train_transform(size, mean, std, augmentation, recipe.hflip,
+    geometry = geometry or processor_geometry(processor)
+    # a square model input after a shorter-edge resize crops the image (an int size); after a two-sided one, warps it
+    square = geometry.size[0] == geometry.size[1] and isinstance(geometry.resize, int)
+    train = train_transform(geometry.size[0] if square else geometry.size, geometry.mean, geometry.std, augmentation, recipe.hflip,
                             recipe.auto_augment_policy(), recipe.color_jitter,
                             recipe.reprob, recipe.train_interpolation)
-    evaluation = eval_transform(size, mean, std, recipe.eval_crop_ratio, recipe.train_interpolation)
+    evaluation = eval_transform(geometry.size, geometry.resize, geometry.mean, geometry.std, geometry.interpolation)
 
     def apply(transform):
         def transform_batch(batch):
@@ -287,16 +339,19 @@ def main(args=None):
         if model_args.drop_path_rate is not None:
             set_drop_path_rate(config, model_args.drop_path_rate)
         model = build_model(AutoModelForImageClassification, model_args, config)
-        processor = image_processor(model_args, config)
+        processor = image_processor(model_args, config, recipe.train_interpolation)
     except (OSError, ValueError, RuntimeError) as error:
         raise model_error(error) from error
     cuts_patch_rows = reads_patch_rows(model)
+    geometry = None
     if cuts_patch_rows:
         check_patch_row_recipe(recipe, model)
+    else:
+        geometry, processor = evaluation_geometry(processor, model.config, recipe.eval_crop_ratio)
 
     color_mode = "L" if getattr(model.config, "num_channels", 3) == 1 else "RGB"
     train_transform, eval_transform = make_transforms(processor, data_args.image_column_name, color_mode,
-                                                       data_args.augmentation, recipe, cuts_patch_rows)
+                                                       data_args.augmentation, recipe, cuts_patch_rows, geometry)
 
     def prepare(split, max_samples, needed_for, transform):
         data = select_image_split(dataset, split, max_samples, needed_for, data_args.image_column_name,

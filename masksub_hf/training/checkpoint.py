@@ -36,6 +36,18 @@ def is_complete_checkpoint(folder):
     return all(safetensors_is_whole(path) for path in glob.glob(os.path.join(folder, "*.safetensors")))
 
 
+def finished_steps(folder):
+    """``(global_step, max_steps)`` when the trainer state in ``folder`` (a checkpoint, or an output folder where
+    ``Trainer.save_state`` wrote it) reached its last optimizer step, else None."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as file:
+            state = json.load(file)
+    except (OSError, ValueError):
+        return None
+    steps = state.get("global_step", 0), state.get("max_steps", 0)
+    return steps if steps[1] > 0 and steps[0] >= steps[1] else None
+
+
 def save_owned(folder, owned):
     os.makedirs(folder, exist_ok=True)
     torch.save([p.detach().cpu() for p in owned], os.path.join(folder, MASKSUB_STATE_NAME))
