@@ -1,5 +1,6 @@
 """MaskSub for Hugging Face Trainer: "Masking meets Supervision: A Strong Learning Alliance" (arXiv 2306.11339)."""
 
+from .log import library_logger
 from .masking import PatchTokenDrop, TokenMasking, masking_for
 from .objectives import objective_for
 from .objectives.losses import sigmoid_binary_cross_entropy, soft_cross_entropy
@@ -10,6 +11,8 @@ from .training.arguments import MaskSubTrainingArguments
 from .training.trainer import MaskSubTrainer
 
 __version__ = "0.1.0"
+
+library_logger()  # what auto chose reaches a plain Python session's stderr
 
 __all__ = [
     "MaskSubImageCollator",

@@ -60,6 +60,20 @@ def _custom_transform(dataset):
             form["output_all_columns"])
 
 
+class MissingColumn(KeyError):
+    """The training set's transform read a column it does not have: most often one Trainer removed."""
+
+    def __init__(self, error, columns):
+        super().__init__(*error.args)
+        self.message = (
+            f"the training set's transform reads {error.args[0] if error.args else ''!r}, not among its columns "
+            f"({', '.join(columns)}): Trainer removes the columns the model's forward does not take; pass "
+            "remove_unused_columns=False, with a transform that returns the model's inputs only.")
+
+    def __str__(self):
+        return self.message
+
+
 class SeededDataset(torch.utils.data.Dataset):
     """Wrap a map-style dataset: each sample is loaded (transforms included) under its augmentation seed,
     and a dict sample gains its mask seed under ``SEED_KEY``.
@@ -112,7 +126,10 @@ class SeededDataset(torch.utils.data.Dataset):
             for position, seed in enumerate(augmentation_seeds):
                 row = {name: values[position:position + 1] for name, values in batch.items()}
                 seed_global_rngs(seed)
-                sample = transform({k: v for k, v in row.items() if columns is None or k in columns})
+                try:
+                    sample = transform({k: v for k, v in row.items() if columns is None or k in columns})
+                except KeyError as error:
+                    raise MissingColumn(error, list(row)) from error
                 if output_all_columns:
                     sample = {**{k: v for k, v in row.items() if k not in sample}, **sample}
                 samples.append({name: values[0] for name, values in sample.items()})
