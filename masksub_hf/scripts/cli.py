@@ -228,6 +228,10 @@ class ModelArguments:
             raise UserInputError("give --model_name_or_path (a model to fine-tune), or --config_name alone to train "
                                  "from scratch.")
 
+    def scratch_config(self):
+        """The config a model trained from scratch is built from (``--config_name`` alone), else None."""
+        return self.config_name if self.model_name_or_path is None else None
+
     def hub_kwargs(self):
         return {"cache_dir": self.cache_dir, "revision": self.model_revision, "token": self.token,
                 "trust_remote_code": self.trust_remote_code}

@@ -176,7 +176,8 @@ def main(args=None):
     trainer = text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_datasets.get(""),
                            compute_metrics)
 
-    card = {"finetuned_from": model_args.model_name_or_path, "tasks": "text-classification"}
+    card = {"finetuned_from": model_args.model_name_or_path, "tasks": "text-classification",
+            "tags": ["text-classification"], "config_name": model_args.scratch_config()}
     if data_args.task_name is not None:
         card.update(language="en", dataset_tags="glue", dataset_args=data_args.task_name,
                     dataset=f"GLUE {data_args.task_name.upper()}")

@@ -395,6 +395,7 @@ def main(args=None):
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "image-classification",
             "tags": ["image-classification", "vision"],
+            "config_name": model_args.scratch_config(),
             **card_data(data_args.dataset_name, data_args.train_dir, data_args.validation_dir)}
     train_evaluate_and_publish(trainer, training_args, train_dataset, {"": eval_dataset}, card,
                                arguments=(model_args, data_args, recipe, training_args))

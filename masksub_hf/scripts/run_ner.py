@@ -222,6 +222,7 @@ def main(args=None):
                            compute_metrics)
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "token-classification",
+            "tags": ["token-classification"], "config_name": model_args.scratch_config(),
             **card_data(None, data_args.train_file, data_args.validation_file)}
     train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card,
                                arguments=(model_args, data_args, training_args))

@@ -40,9 +40,10 @@ def describe_base(base):
     return f"[{base}](https://huggingface.co/{base})"
 
 
-def rewrite_card_text(output_dir, bases=None, local_data=None, log_history=()):
+def rewrite_card_text(output_dir, bases=None, local_data=None, log_history=(), built_as=None):
     """What Trainer's card text cannot say, said in ``output_dir/README.md``:
 
+    - ``built_as`` (``(model class, config name)``): what a model trained from scratch is and was built from;
     - ``bases`` (``{role: base}``; role "" for a single model): Trainer says a model whose base is a local folder
       (kept out of the metadata) or that has several bases (a dual encoder's towers) was "trained from scratch";
     - ``local_data`` (file or folder names): Trainer says "an unknown dataset";
@@ -50,6 +51,11 @@ def rewrite_card_text(output_dir, bases=None, local_data=None, log_history=()):
     path = os.path.join(output_dir, "README.md")
     with open(path) as card:
         text = card.read()
+    if built_as:
+        model_class, config_name = built_as
+        text = text.replace("This model was trained from scratch", f"This model, a `{model_class}` built with random "
+                            f"weights from `{os.path.basename(os.path.normpath(config_name))}`, was trained from "
+                            "scratch", 1)
     if bases:
         named = " and ".join(describe_base(base) + (f" ({role})" if role else "") for role, base in bases.items())
         text = text.replace("This model was trained from scratch", f"This model is a fine-tuned version of {named},", 1)
@@ -60,6 +66,31 @@ def rewrite_card_text(output_dir, bases=None, local_data=None, log_history=()):
                   + logged_losses_table(log_history) + "\n", text, count=1)
     with open(path, "w") as card:
         card.write(text)
+
+
+def local_data_type(names):
+    """How ``datasets`` reads local data (its loader's name): an image folder, or csv / json files."""
+    extension = os.path.splitext(names[0])[1].lstrip(".").lower()
+    return {"": "imagefolder", "jsonl": "json"}.get(extension, extension)
+
+
+def add_local_results(output_dir, task, local_data, log_history):
+    """The card's metadata results for a run on local data, which Trainer drops (it names no Hub dataset): each
+    evaluation metric Trainer's card reports, on the dataset named by its loader (``imagefolder``, ``csv``)."""
+    from huggingface_hub import EvalResult, ModelCard
+    from transformers.modelcard import infer_metric_tags_from_eval_results, parse_log_history
+
+    evaluated = parse_log_history(log_history)[2]
+    metrics = infer_metric_tags_from_eval_results(evaluated or {})
+    if not metrics or not task:
+        return
+    path = os.path.join(output_dir, "README.md")
+    card = ModelCard.load(path)
+    card.data.eval_results = [
+        EvalResult(task_type=task, dataset_type=local_data_type(local_data),
+                   dataset_name=f"local data ({', '.join(local_data)})", metric_type=tag, metric_name=name,
+                   metric_value=evaluated[name]) for tag, name in metrics.items()]
+    card.save(path)
 
 
 def logged_losses_table(log_history, rows=10):

@@ -36,7 +36,14 @@ from .arguments import MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import held_key_warnings, load_owned, reload_converted_weights, save_owned
 from .main_loss import MainLossReading
-from .model_card import MASKSUB_TAG, append_masksub_section, card_settings, rewrite_card_text, with_masksub_tag
+from .model_card import (
+    MASKSUB_TAG,
+    add_local_results,
+    append_masksub_section,
+    card_settings,
+    rewrite_card_text,
+    with_masksub_tag,
+)
 from .owned import ClearOwnedGradients, add_owned_group, average_gradients_by_hand
 from .process_group import noting_a_started_group, release_at_exit
 
@@ -434,12 +441,15 @@ class MaskSubTrainer(Trainer):
         super().log(logs, start_time)
 
     def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
-                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None, local_data=None):
+                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None, local_data=None,
+                          config_name=None):
         """Trainer's model card, plus the ``masksub`` tag, the MaskSub settings and the paper (TRL style).
 
         ``finetuned_from`` may name several bases by role (``{"vision tower": ..., "text tower": ...}``); a local
         folder among them stays out of the card's metadata (the Hub refuses local paths as ``base_model``) and
-        the text names it. ``local_data``: the names of local files or folders trained on (no Hub dataset)."""
+        the text names it. ``local_data``: the names of local files or folders trained on (no Hub dataset); the card's
+        metadata results name them by their loader. ``config_name``: the config a model trained from scratch was
+        built from, which the text names with the model's class."""
         bases = dict(finetuned_from) if isinstance(finetuned_from, dict) else \
             ({"": finetuned_from} if finetuned_from else {})
         single = next(iter(bases.values())) if len(bases) == 1 else None
@@ -464,8 +474,13 @@ class MaskSubTrainer(Trainer):
                 config._name_or_path = saved_name
         if not self.is_world_process_zero():
             return
+        built_as = (type(self.accelerator.unwrap_model(self.model)).__name__, config_name) \
+            if config_name and not bases else None
         rewrite_card_text(self.args.output_dir, bases if hub_base is None else None, local_data,
-                          self.state.log_history)
+                          self.state.log_history, built_as)
+        if local_data:
+            add_local_results(self.args.output_dir, tasks if isinstance(tasks, str) else None, local_data,
+                              self.state.log_history)
         if self.masking is not None:
             append_masksub_section(self.args.output_dir, card_settings(self.args, self.masking, self.masksub_objective))
 
