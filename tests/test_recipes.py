@@ -351,15 +351,19 @@ def test_every_recipe_file_parses_with_its_script(path):
     """Each recipe names its script on its first line; every key is one of that script's flags."""
     import importlib
 
-    from masksub_hf.scripts.cli import parse_arguments
+    from masksub_hf.scripts.cli import UserInputError, parse_arguments
 
     script = path.read_text().splitlines()[0].split()[1].rstrip(":")  # first line: "# <script>: ..."
     module = importlib.import_module("masksub_hf.scripts." + script.removesuffix(".py"))
     data = {"run_clip": ["--train_file", "unused.csv", "--model_name_or_path", "unused"]}.get(
         module.__name__.rsplit(".", 1)[-1], ["--dataset_name", "unused", "--model_name_or_path", "unused"])  # the recipes' commands name it
-    # The GPU recipes train in bf16, which TrainingArguments refuses on a machine without a GPU.
-    parsed = parse_arguments(module.ARGUMENT_TYPES, args=[str(path), *data, "--output_dir", "unused", "--bf16", "false"])
+    parsed = parse_arguments(module.ARGUMENT_TYPES, args=[str(path), *data, "--output_dir", "unused", "--use_cpu"])
     assert parsed[-1].masksub_ratio > 0
+    if parsed[-1].bf16:  # a GPU recipe: it says how to run it on a CPU, and so does the error without --use_cpu
+        assert "# On a CPU (to try it): add --use_cpu" in path.read_text()
+        if not torch.accelerator.is_available():
+            with pytest.raises(UserInputError, match=r"^--bf16: this machine has no GPU; add --use_cpu"):
+                parse_arguments(module.ARGUMENT_TYPES, args=[str(path), *data, "--output_dir", "unused"])
 
 
 def test_randaugment_posterize_at_zero_bits_gives_a_black_image_instead_of_pillows_error():

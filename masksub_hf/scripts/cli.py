@@ -117,8 +117,12 @@ def parse_arguments(dataclass_types, defaults=None, args=None):
     try:
         return parser.parse_args_into_dataclasses(args=args)
     except ValueError as error:
+        message = str(error).splitlines()[0]
+        if "use_cpu" in message and not torch.accelerator.is_available():  # bf16 (a GPU recipe's) on a CPU machine
+            raise UserInputError("--bf16: this machine has no GPU; add --use_cpu to train on the CPU (bf16 runs there "
+                                 "as autocast), or --bf16 false.") from error
         flags = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
-        raise UserInputError(flag_first(str(error).splitlines()[0], flags)) from error
+        raise UserInputError(flag_first(message, flags)) from error
 
 
 def flag_first(message, flags, otherwise=None):

@@ -216,7 +216,10 @@ def image_processor(model_args, config, interpolation="bilinear"):
     without one gets its family's processor at its input size, resizing with ``interpolation``
     (``image_processing.family_processor``)."""
     name = model_args.image_processor_name or model_args.model_name_or_path or model_args.config_name
-    if model_args.image_size is None or model_args.image_processor_name is not None:
+    # a timm architecture name is no folder or Hub repository to look a processor up in (without the offline
+    # variables the lookup retries the network for minutes)
+    timm_name = config.model_type == "timm_wrapper" and not os.path.exists(name) and timm.is_model(name)
+    if (model_args.image_size is None or model_args.image_processor_name is not None) and not timm_name:
         try:
             return AutoImageProcessor.from_pretrained(name, **model_args.hub_kwargs())
         except OSError:
