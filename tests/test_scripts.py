@@ -1,6 +1,7 @@
 """run_image_classification.py and run_glue.py as a user runs them, on real offline data."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -274,6 +275,24 @@ def test_two_process_accelerate_launch(tmp_path, mnist, script):
     assert state["global_step"] == -(-results["train_samples"] // 32) and state["train_batch_size"] == 16
     assert all("sub_loss" in entry for entry in logged_losses(output))
     assert results["eval_samples"] > 0
+
+
+def test_accelerate_cpu_launch_of_several_processes_is_refused_not_run_as_one(tmp_path, mnist):
+    """Before: `accelerate launch --cpu --num_processes 2` silently trained one process (Accelerate's one-process
+    launcher under --cpu). Now the script says so in one line, first (Accelerate then adds its own traceback)."""
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "run_image_classification.py"),
+         "--model_name_or_path", str(mnist["vit"]), "--train_dir", str(mnist["train"]),
+         "--output_dir", str(tmp_path / "out"), *COMMON], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert completed.returncode != 0
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: accelerate launch --cpu started one process"), errors
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture

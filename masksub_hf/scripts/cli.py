@@ -180,6 +180,13 @@ def check_launch(training_args):
     """Stop with one line when the script was launched as several processes that do not form one group: each would
     train alone on the whole data, all writing into the same ``--output_dir``."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if ("WORLD_SIZE" not in os.environ and "MASTER_ADDR" in os.environ
+            and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"):
+        # Accelerate's one-process launcher: it sets a rendezvous address only when --num_processes > 1 was asked
+        raise UserInputError(
+            "accelerate launch --cpu started one process though several were asked (--num_processes): with --cpu "
+            "it always starts one; launch with `accelerate launch --multi_gpu --num_processes N ...`, no --cpu "
+            "(the scripts train on the CPU where there is no GPU).")
     if launched > 1 and training_args.world_size != launched:
         raise UserInputError(
             f"launched as {launched} processes, but they do not train as one (each process sees world size "
