@@ -152,7 +152,7 @@ def test_run_clip_dual_encoder_on_mnist_captions(tmp_path, clip_data, ratio):
     card = (output / "README.md").read_text()
     assert "base_model" not in hub_card_metadata(card)
     assert "fine-tuned version of a local model folder, `vit` (vision tower) and a local model folder, `model` " \
-           "(text tower), on local data (`train.csv`, `validation.csv`)." in card, card
+           "(text tower), on local data (`data/train.csv`, `data/validation.csv`)." in card, card
     for line in ("- Zero Shot Accuracy: ", "- Image To Text Recall@1: ", "- Text To Image Recall@5: "):
         assert line in card
     transformers.AutoImageProcessor.from_pretrained(output)

@@ -175,7 +175,7 @@ def test_push_to_hub_uploads_a_masksub_model_card(tmp_path, mnist, monkeypatch):
     metadata = hub_card_metadata(card)
     assert "base_model" not in metadata and "datasets" not in metadata, metadata
     # Before: "on the imagefolder dataset", and an empty "Training results"
-    assert "a fine-tuned version of a local model folder, `vit`, on local data (`train`, `validation`)." in card, card
+    assert "a fine-tuned version of a local model folder, `vit`, on local data (`data/train`, `data/validation`)." in card, card
     assert "| Step | Epoch | Training loss | Main branch | Sub branch |" in card
 
 
@@ -399,7 +399,7 @@ def test_config_name_alone_trains_from_scratch(tmp_path, mnist, source, caplog):
         in card
     results = ModelCard(card).data.eval_results
     assert [(r.task_type, r.dataset_type, r.dataset_name, r.metric_type) for r in results] == [
-        ("image-classification", "imagefolder", "local data (train, validation)", "accuracy")]
+        ("image-classification", "imagefolder", "local data (data/train, data/validation)", "accuracy")]
     assert results[0].metric_value == read_json(output / "all_results.json")["eval_accuracy"]
     assert "image-classification" in hub_card_metadata(card)["tags"]
     AutoModelForImageClassification.from_pretrained(output)
@@ -423,6 +423,6 @@ def test_text_config_name_alone_trains_from_scratch(tmp_path, caplog):
     metadata = hub_card_metadata(card)
     assert "text-classification" in metadata["tags"]  # before: no task tag on a text card
     (result,) = ModelCard(card).data.eval_results
-    assert (result.dataset_type, result.dataset_name, result.metric_type) == ("csv", "local data (train.csv, "
-                                                                              "validation.csv)", "accuracy")
+    assert (result.dataset_type, result.dataset_name, result.metric_type) == ("csv", "local data (data/train.csv, "
+                                                                              "data/validation.csv)", "accuracy")
     assert result.metric_value == read_json(output / "all_results.json")["eval_accuracy"]

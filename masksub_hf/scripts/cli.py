@@ -420,12 +420,22 @@ def record_run_settings(training_args, arguments):
 
 def card_data(dataset_name, *paths):
     """The model card's data: ``{"dataset": a Hub name}``, or ``{"local_data": folder and file names}`` for a local
-    ``--dataset_name`` or, without one, the data files ``paths`` (the Hub refuses local paths in card metadata;
-    the card's text names them). A ``--dataset_name`` is what the scripts load, files given beside it are not."""
+    ``--dataset_name`` or, without one, the data files ``paths``, each with its parent folder (the Hub refuses
+    local paths in card metadata; the card's text names them). A ``--dataset_name`` is what the scripts load,
+    files given beside it are not."""
     if dataset_name is not None and not os.path.exists(dataset_name):
         return {"dataset": dataset_name}
-    local = [dataset_name] if dataset_name is not None else [path for path in paths if path is not None]
-    return {"local_data": [os.path.basename(os.path.normpath(path)) for path in local]} if local else {}
+    if dataset_name is not None:
+        return {"local_data": [os.path.basename(os.path.normpath(dataset_name))]}
+    local = [path for path in paths if path is not None]
+    return {"local_data": [local_name(path) for path in local]} if local else {}
+
+
+def local_name(path):
+    """A data folder or file as the card names it: with its parent folder (``beans/train``), never the whole path."""
+    path = os.path.abspath(path)
+    parent = os.path.basename(os.path.dirname(path))
+    return f"{parent}/{os.path.basename(path)}" if parent else os.path.basename(path)
 
 
 def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card_kwargs,
