@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import transformers
 from accelerate import PartialState
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainerState
 from transformers.trainer_utils import sort_checkpoints
 
 from ..objectives import UnsupportedHead
@@ -402,8 +402,6 @@ def finished_run(training_args, checkpoint, arguments):
 def finish_from_checkpoint(trainer, checkpoint):
     """The run ended training in ``checkpoint`` but stopped before saving its final model: that checkpoint's weights
     and state become the run's, without a step (``Trainer.train`` would take one more)."""
-    from transformers import TrainerState
-
     logger.warning(f"{checkpoint} ends the training (step {finished_steps(checkpoint)[0]}): the run stopped before "
                    "saving its final model; saving it now, without another step.")
     trainer._load_from_checkpoint(checkpoint)

@@ -89,15 +89,13 @@ def set_processor_geometry(processor, geometry):
     return processor
 
 
-def timm_pretrained_cfg(architecture, image_size=None, crop_ratio=None):
-    """timm's preprocessing for ``architecture`` (a model's ``config.pretrained_cfg``), at ``image_size`` when given,
-    with ``crop_ratio`` as its evaluation crop (timm's ``crop_pct``) when given."""
+def timm_pretrained_cfg(architecture, image_size=None):
+    """timm's preprocessing for ``architecture`` (a timm model's ``config.pretrained_cfg``), at ``image_size`` when
+    given."""
     cfg = timm.models.get_pretrained_cfg(architecture)
     cfg = cfg.to_dict() if cfg is not None else {}
     if image_size is not None:
         cfg["input_size"] = (3, image_size, image_size)
-    if crop_ratio is not None:
-        cfg["crop_pct"], cfg["crop_mode"] = crop_ratio, "center"
     return cfg
 
 

@@ -201,6 +201,8 @@ def image_config(model_args, **settings):
         return TimmWrapperConfig(architecture=name, pretrained_cfg=timm_pretrained_cfg(name, size),
                                  model_args=model_kwargs or None, **settings)
     config = AutoConfig.from_pretrained(name, **settings, **model_args.hub_kwargs())
+    if config.model_type == "timm_wrapper" and model_args.model_name_or_path is None and not config.pretrained_cfg:
+        config.pretrained_cfg = timm_pretrained_cfg(config.architecture)  # where a timm model keeps its processor
     if size is not None:
         if config.model_type == "timm_wrapper":
             if takes_image_size(config.architecture):
