@@ -180,6 +180,7 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     said = [line for line in (rerun.stdout + rerun.stderr).splitlines() if "holds this run, finished" in line]
     assert len(said) == 1 and "(step 4 of 4)" in said[0]
+    assert "resuming training" not in rerun.stdout + rerun.stderr
     assert files() == finished  # no checkpoint-5, the same weights, results, state and card
 
     # Killed after checkpoint-4 was complete, before the final model and state were saved.

@@ -352,8 +352,6 @@ def last_checkpoint(training_args, arguments=()):
     for checkpoint in reversed(checkpoints):  # newest first
         if is_complete_checkpoint(checkpoint):
             check_same_run(training_args.output_dir, checkpoint, arguments)
-            logger.warning(f"Checkpoint detected, resuming training from {checkpoint} (same settings; "
-                           "--overwrite_output_dir starts over).")
             return checkpoint
         logger.warning(f"Skipping the incomplete checkpoint {checkpoint} (its {TRAINER_STATE_NAME} does not parse "
                        "or a weights file is cut: the job was stopped while saving it).")
@@ -456,6 +454,9 @@ def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datas
             return
         if checkpoint is None:
             record_run_settings(training_args, arguments)
+        elif training_args.resume_from_checkpoint is None:
+            logger.warning(f"Checkpoint detected, resuming training from {checkpoint} (same settings; "
+                           "--overwrite_output_dir starts over).")
         if checkpoint is not None and finished_steps(checkpoint) is not None:
             finish_from_checkpoint(trainer, checkpoint)
             metrics = {}
