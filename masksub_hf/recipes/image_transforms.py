@@ -102,9 +102,28 @@ def _allow_posterize_to_zero_bits(policy):
             op.aug_fn = _posterize
 
 
-def eval_transform(size, resize, mean, std, interpolation="bilinear"):
+class FloorCenterCrop:
+    """transformers' center crop of a PIL image: offsets ``(side - crop) // 2``, where torchvision's ``CenterCrop``
+    rounds half a pixel up (one pixel apart on an odd margin). Smaller images go to torchvision's, which pads."""
+
+    def __init__(self, size):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def __call__(self, image):
+        (height, width), (width_in, height_in) = self.size, image.size
+        if height_in < height or width_in < width:
+            return CenterCrop(self.size)(image)
+        top, left = (height_in - height) // 2, (width_in - width) // 2
+        return image.crop((left, top, left + width, top + height))
+
+    def __repr__(self):
+        return f"FloorCenterCrop(size={self.size})"
+
+
+def eval_transform(size, resize, mean, std, interpolation="bilinear", floor_crop=False):
     """Resize (``resize``: the shorter edge when an int, both sides when a pair) and center-crop ``size``; the HF
-    example's is ``resize == size``, DeiT's crop ratio r ``resize = int(size / r)``."""
+    example's is ``resize == size``, DeiT's crop ratio r ``resize = int(size / r)``. ``floor_crop``: transformers'
+    crop offsets (a transformers image processor's), else torchvision's (timm's)."""
     normalize = Normalize(mean=mean, std=std) if mean is not None and std is not None else Lambda(lambda x: x)
-    return Compose([Resize(resize, interpolation=InterpolationMode(interpolation)), CenterCrop(size), ToTensor(),
-                    normalize])
+    crop = FloorCenterCrop(size) if floor_crop else CenterCrop(size)
+    return Compose([Resize(resize, interpolation=InterpolationMode(interpolation)), crop, ToTensor(), normalize])

@@ -29,6 +29,7 @@ class Geometry:
     mean: tuple | None = None
     std: tuple | None = None
     interpolation: str = "bilinear"  # the resize's, as torchvision names it
+    floor_crop: bool = True  # the crop's offsets: transformers' (floor), else torchvision's (timm's)
 
     @classmethod
     def square(cls, side, crop_ratio=None, mean=None, std=None, interpolation="bilinear"):
@@ -49,7 +50,7 @@ def processor_geometry(processor) -> Geometry:
         resize = math.floor(height / crop_pct) if height == width else \
             (math.floor(height / crop_pct), math.floor(width / crop_pct))
         return Geometry((height, width), resize, data_config.get("mean"), data_config.get("std"),
-                        data_config.get("interpolation") or "bilinear")
+                        data_config.get("interpolation") or "bilinear", floor_crop=False)
     mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
     interpolation = INTERPOLATIONS.get(int(getattr(processor, "resample", None) or 2), "bilinear")
     size, crop_size = processor.size, getattr(processor, "crop_size", None)

@@ -267,7 +267,8 @@ def make_transforms(processor, image_column, color_mode, augmentation="random_re
     train = train_transform(geometry.size[0] if square else geometry.size, geometry.mean, geometry.std, augmentation, recipe.hflip,
                             recipe.auto_augment_policy(), recipe.color_jitter,
                             recipe.reprob, recipe.train_interpolation)
-    evaluation = eval_transform(geometry.size, geometry.resize, geometry.mean, geometry.std, geometry.interpolation)
+    evaluation = eval_transform(geometry.size, geometry.resize, geometry.mean, geometry.std, geometry.interpolation,
+                                geometry.floor_crop)
 
     def apply(transform):
         def transform_batch(batch):
