@@ -16,8 +16,8 @@ from transformers import TimmWrapperImageProcessor
 from transformers.models.auto import image_processing_auto
 
 # PIL's resampling filters (transformers processors' ``resample``) by torchvision's names
-INTERPOLATIONS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-PIL_FILTERS = {name: number for number, name in INTERPOLATIONS.items()}
+PIL_FILTER_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+PIL_FILTERS = {name: number for number, name in PIL_FILTER_NAMES.items()}
 # ConvNeXt's processors warp to the square at and above this shorter edge instead of resizing and cropping.
 CONVNEXT_WARP_FROM = 384
 
@@ -52,7 +52,7 @@ def processor_geometry(processor) -> Geometry:
         return Geometry((height, width), resize, data_config.get("mean"), data_config.get("std"),
                         data_config.get("interpolation") or "bilinear", floor_crop=False)
     mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
-    interpolation = INTERPOLATIONS.get(int(getattr(processor, "resample", None) or 2), "bilinear")
+    interpolation = PIL_FILTER_NAMES.get(int(getattr(processor, "resample", None) or 2), "bilinear")
     size, crop_size = processor.size, getattr(processor, "crop_size", None)
     shortest = _field(size, "shortest_edge")
     resize = shortest if shortest else (_field(size, "height"), _field(size, "width"))
@@ -74,14 +74,15 @@ def set_processor_geometry(processor, geometry):
     side, resize = geometry.size[0], geometry.resize
     crops = resize != side
     two_sided = _field(processor.size, "shortest_edge") is None
-    if crops and (two_sided or (getattr(processor, "crop_pct", None) is None
-                                and getattr(processor, "crop_size", None) is None)):
+    has_crop_pct = getattr(processor, "crop_pct", None) is not None  # ConvNeXt, PoolFormer: resize shortest / crop_pct
+    has_crop_size = getattr(processor, "crop_size", None) is not None
+    if crops and (two_sided or not (has_crop_pct or has_crop_size)):
         raise ValueError(f"{type(processor).__name__} resizes to its size without a center crop.")
-    processor.size = {"height": side, "width": side} if two_sided else {"shortest_edge": side if crops and
-                      getattr(processor, "crop_pct", None) is not None else resize}
-    if getattr(processor, "crop_pct", None) is not None:  # ConvNeXt, PoolFormer: resize shortest / crop_pct
+    processor.size = {"height": side, "width": side} if two_sided else \
+        {"shortest_edge": side if crops and has_crop_pct else resize}
+    if has_crop_pct:
         processor.crop_pct = side / resize if crops else 1.0
-    if getattr(processor, "crop_size", None) is not None:
+    if has_crop_size:
         processor.crop_size = {"height": side, "width": side}
         processor.do_center_crop = crops or not two_sided  # a shorter-edge resize is square only once cropped
     processor.resample = PIL_FILTERS[geometry.interpolation]
@@ -90,14 +91,10 @@ def set_processor_geometry(processor, geometry):
     return processor
 
 
-def timm_pretrained_cfg(architecture, image_size=None):
-    """timm's preprocessing for ``architecture`` (a timm model's ``config.pretrained_cfg``), at ``image_size`` when
-    given."""
+def timm_pretrained_cfg(architecture):
+    """timm's preprocessing for ``architecture`` (a timm model's ``config.pretrained_cfg``)."""
     cfg = timm.models.get_pretrained_cfg(architecture)
-    cfg = cfg.to_dict() if cfg is not None else {}
-    if image_size is not None:
-        cfg["input_size"] = (3, image_size, image_size)
-    return cfg
+    return cfg.to_dict() if cfg is not None else {}
 
 
 def family_processor(config, image_size, interpolation="bilinear"):

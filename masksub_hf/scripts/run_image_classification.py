@@ -197,11 +197,11 @@ def image_config(model_args, **settings):
     name = model_args.config_name or model_args.model_name_or_path
     size = model_args.image_size
     if model_args.model_name_or_path is None and not os.path.exists(name) and timm.is_model(name):
-        model_kwargs = {"img_size": size} if size is not None and takes_image_size(name) else {}
-        return TimmWrapperConfig(architecture=name, pretrained_cfg=timm_pretrained_cfg(name, size),
-                                 model_args=model_kwargs or None, **settings)
-    config = AutoConfig.from_pretrained(name, **settings, **model_args.hub_kwargs())
-    if config.model_type == "timm_wrapper" and model_args.model_name_or_path is None and not config.pretrained_cfg:
+        config = TimmWrapperConfig(architecture=name, **settings)
+    else:
+        config = AutoConfig.from_pretrained(name, **settings, **model_args.hub_kwargs())
+    if config.model_type == "timm_wrapper" and model_args.model_name_or_path is None \
+            and not getattr(config, "pretrained_cfg", None):
         config.pretrained_cfg = timm_pretrained_cfg(config.architecture)  # where a timm model keeps its processor
     if size is not None:
         if config.model_type == "timm_wrapper":
@@ -237,14 +237,13 @@ def evaluation_geometry(processor, config, crop_ratio):
     the reloaded processor crops as evaluation did. Returns ``(geometry, processor)``."""
     if crop_ratio is None:
         return processor_geometry(processor), processor
-    side = processor_geometry(processor).size[0]
+    geometry = processor_geometry(processor)
     if config.model_type == "timm_wrapper":
         config.pretrained_cfg = {**config.pretrained_cfg, "crop_pct": crop_ratio, "crop_mode": "center"}
         processor = TimmWrapperImageProcessor(pretrained_cfg=config.pretrained_cfg)
     else:
-        geometry = processor_geometry(processor)
         try:
-            set_processor_geometry(processor, Geometry.square(side, crop_ratio, geometry.mean, geometry.std,
+            set_processor_geometry(processor, Geometry.square(geometry.size[0], crop_ratio, geometry.mean, geometry.std,
                                                               geometry.interpolation))
         except ValueError as error:
             raise UserInputError(f"--eval_crop_ratio: {error} Drop the flag, or give an --image_processor_name "
