@@ -1,7 +1,7 @@
 """MaskSub for Hugging Face Trainer: "Masking meets Supervision: A Strong Learning Alliance" (arXiv 2306.11339)."""
 
 from .log import library_logger
-from .masking import PatchTokenDrop, TokenMasking, masking_for
+from .masking import PatchTokenDrop, TextMasking, masking_for
 from .objectives import objective_for
 from .objectives.losses import sigmoid_binary_cross_entropy, soft_cross_entropy
 from .pipeline.collators import MaskSubImageCollator, MaskSubTextCollator
@@ -22,7 +22,7 @@ __all__ = [
     "MixupCollator",
     "PatchTokenDrop",
     "TargetLoss",
-    "TokenMasking",
+    "TextMasking",
     "masking_for",
     "objective_for",
     "sigmoid_binary_cross_entropy",

@@ -22,6 +22,7 @@ from test_text_drop import REVIEWS, row_by_row_logits, tiny_decoder
 from test_token_classification import model_and_tokenizer, tagged_items
 
 from masksub_hf import MaskSubTextCollator
+from masksub_hf.masking import MaskTokenBlocks, PixelMasking
 
 ITEMS, BLOCK = 7, 8
 SETUPS = {  # name: (processes, per-device batch, accumulation): 7 items, so the last micro-batch is smaller
@@ -92,7 +93,8 @@ class BlockImages(Case):
         return hf_model(self.family), image_items(labels)
 
     def reference(self, model, batch):
-        pixels, blocks = batch["pixel_values"], batch["masksub_block_mask"]
+        pixels = batch["pixel_values"]
+        blocks = batch[PixelMasking.key if self.family == "resnet" else MaskTokenBlocks.key]
         main = model(pixel_values=pixels).logits
         if self.family == "resnet":
             sub = model(pixel_values=pixels * (1 - patch_mask(blocks, BLOCK).unsqueeze(1).float())).logits

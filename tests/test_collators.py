@@ -15,8 +15,8 @@ from transformers import (
 )
 
 from masksub_hf import MaskSubImageCollator, MaskSubTextCollator
-from masksub_hf.masking import PatchTokenDrop, TokenMasking, num_masked
-from masksub_hf.pipeline.seeding import SEED_KEY
+from masksub_hf.batch import SEED
+from masksub_hf.masking import PatchTokenDrop, TextMasking, num_masked
 
 
 def image_features(n, size):
@@ -143,21 +143,21 @@ def test_tokenizer_without_mask_token_is_refused(minilm_tokenizer):
         mask_token_id = None
 
     with pytest.raises(ValueError, match="no mask token"):
-        TokenMasking.from_tokenizer(NoMask(), 0.15)
+        TextMasking.from_tokenizer(NoMask(), 0.15)
 
 
 def test_seeded_masks_depend_on_the_sample_seed_only(minilm_tokenizer):
     """Under MaskSubTrainer each sample carries a seed: its mask is the same in any batch, padded to any length."""
     images = MaskSubImageCollator(ViTConfig(image_size=32, patch_size=8), 0.5)
-    features = [{**feature, SEED_KEY: seed} for feature, seed in zip(image_features(3, 32), [11, 22, 33])]
+    features = [{**feature, SEED: seed} for feature, seed in zip(image_features(3, 32), [11, 22, 33])]
     together = images(features)["masksub_keep_indices"]
     for i, feature in enumerate(features):
         assert torch.equal(images([feature])["masksub_keep_indices"][0], together[i])
     assert not torch.equal(together[0], together[1])
 
     texts = MaskSubTextCollator(minilm_tokenizer, ratio=0.5)
-    short = {**minilm_tokenizer("one two three four five six seven eight"), SEED_KEY: 7}
-    long = {**minilm_tokenizer("one two three four five six seven eight nine ten eleven twelve " * 2), SEED_KEY: 8}
+    short = {**minilm_tokenizer("one two three four five six seven eight"), SEED: 7}
+    long = {**minilm_tokenizer("one two three four five six seven eight nine ten eleven twelve " * 2), SEED: 8}
     alone = texts([short])["masksub_input_ids"][0]
     padded = texts([short, long])["masksub_input_ids"][0]
     assert torch.equal(padded[: len(alone)], alone) and (alone == minilm_tokenizer.mask_token_id).sum() == 4

@@ -14,7 +14,7 @@ from helpers import tiny_bert, tiny_vit
 from transformers import ResNetConfig, ResNetForImageClassification
 
 from masksub_hf.functional import masksub_step
-from masksub_hf.masking import PixelMasking, TokenMasking, masking_for
+from masksub_hf.masking import PixelMasking, TextMasking, masking_for
 from masksub_hf.objectives import objective_for
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu.py)")
@@ -34,7 +34,7 @@ def case(name):
         model = tiny_bert(num_labels=3)
         input_ids = torch.randint(5, 64, (4, 12), generator=generator)
         inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-        masking = TokenMasking(mask_token_id=4, special_token_ids=[0, 1, 2, 3, 4], ratio=0.15)
+        masking = TextMasking(mask_token_id=4, special_token_ids=[0, 1, 2, 3, 4], ratio=0.15)
     else:
         model = tiny_vit() if name == "vit" else tiny_resnet()
         inputs = {"pixel_values": torch.randn(4, 3, 32, 32, generator=generator)}

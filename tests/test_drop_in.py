@@ -363,7 +363,7 @@ def test_a_collator_drawing_at_another_ratio_is_a_one_line_error(tmp_path):
     args = MaskSubTrainingArguments(**COMMON, output_dir=str(tmp_path / "out"), max_steps=1, masksub_ratio=0.3)
     trainer = MaskSubTrainer(model=tiny_bert(vocab_size=tokenizer.vocab_size), args=args, train_dataset=data,
                              data_collator=MaskSubTextCollator(tokenizer, 0.15))
-    with pytest.raises(ValueError, match=r"draws masks as TokenMasking at ratio 0.15 .* masksub_ratio 0.3") as error:
+    with pytest.raises(ValueError, match=r"draws masks as TextMasking at ratio 0.15 .* masksub_ratio 0.3") as error:
         trainer.train()
     assert "\n" not in str(error.value)
 

@@ -19,7 +19,7 @@ from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.functional import masksub_step
-from masksub_hf.masking import PixelMasking, masking_for
+from masksub_hf.masking import MaskTokenBlocks, PixelMasking, masking_for
 from masksub_hf.objectives import objective_for
 
 SIZE, BLOCK, NUM_SAMPLES = 32, 8, 8  # 8-px blocks: a 4 x 4 block grid, 8 of 16 masked at ratio 0.5
@@ -54,12 +54,13 @@ def timm_wrapper(architecture):
                                                                model_args=model_args))
 
 
-def block_items(seed=0):
+def block_items(seed=0, key=PixelMasking.key):
+    """Items with block masks drawn beforehand, under ``key``: the batch key of the masking that reads them."""
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randn(NUM_SAMPLES, 3, SIZE, SIZE, generator=generator)
     labels = torch.randint(0, 3, (NUM_SAMPLES,), generator=generator)
     masks = PixelMasking(0.5, BLOCK).draw({"pixel_values": pixels}, generator)
-    return [{"pixel_values": pixels[i], "labels": labels[i], "masksub_block_mask": masks[i]} for i in range(NUM_SAMPLES)]
+    return [{"pixel_values": pixels[i], "labels": labels[i], key: masks[i]} for i in range(NUM_SAMPLES)]
 
 
 def stacked(items):
@@ -111,7 +112,8 @@ HF_BLOCK_FAMILIES = ["resnet", "convnext", "convnextv2", "swin", "swinv2", "beit
 @pytest.mark.parametrize("family", HF_BLOCK_FAMILIES)
 def test_block_families_match_reference_and_reload(tmp_path, family):
     model = hf_model(family)
-    items = block_items()
+    key = MaskTokenBlocks.key if family in ("swin", "swinv2", "beit") else PixelMasking.key
+    items = block_items(key=key)
     reference = copy.deepcopy(model)
     trainer, probe = one_step_trainer(tmp_path / "run", model, items)
     owned = trainer._owned_parameters()
@@ -123,7 +125,7 @@ def test_block_families_match_reference_and_reload(tmp_path, family):
     batch = stacked(items)
     main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
     main_logits = reference(pixel_values=batch["pixel_values"]).logits
-    sub_logits = reference_sub_logits(reference, family, batch["pixel_values"], batch["masksub_block_mask"],
+    sub_logits = reference_sub_logits(reference, family, batch["pixel_values"], batch[key],
                                       reference_token)
     (0.5 * main_loss_fn(main_logits, batch["labels"]) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
     if reference_token is not None:
@@ -153,7 +155,7 @@ def test_pixel_masking_zeroes_exactly_the_removed_fraction(ratio):
     collator = MaskSubImageCollator(model, ratio=ratio, block_size=BLOCK)
     batch = collator([{"pixel_values": torch.ones(3, SIZE, SIZE), "labels": 0} for _ in range(4)])
     masking = masking_for(model, "auto", ratio, block_size=BLOCK)
-    with masking.apply(model, {"pixel_values": batch["pixel_values"]}, batch["masksub_block_mask"]) as sub_inputs:
+    with masking.apply(model, {"pixel_values": batch["pixel_values"]}, batch[PixelMasking.key]) as sub_inputs:
         model(**sub_inputs)
     zero_fraction = (seen[0] == 0).float().mean(dim=(1, 2, 3))
     assert torch.equal(zero_fraction, torch.full((4,), ratio))  # the fraction *removed* is the ratio
@@ -172,7 +174,7 @@ def test_owned_mask_token_trains_and_resumes_but_is_never_exported(tmp_path):
     args = MaskSubTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=2,
                                     save_steps=1, per_device_train_batch_size=4, learning_rate=0.1,
                                     disable_tqdm=True, masksub_block_size=BLOCK)
-    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(block_items()))
+    trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(block_items(key=MaskTokenBlocks.key)))
     (token,) = trainer._owned_parameters()
     initial = token.detach().clone()
     trainer.train()
@@ -183,7 +185,7 @@ def test_owned_mask_token_trains_and_resumes_but_is_never_exported(tmp_path):
     assert not any("mask_token" in key for key in load_file(str(tmp_path / "checkpoint-2/model.safetensors")))
     assert model.swin.embeddings.mask_token is None and not model.swin.embeddings.norm._forward_hooks
 
-    resumed = MaskSubTrainer(model=hf_model("swin"), args=args, train_dataset=ListDataset(block_items()))
+    resumed = MaskSubTrainer(model=hf_model("swin"), args=args, train_dataset=ListDataset(block_items(key=MaskTokenBlocks.key)))
     resumed._load_from_checkpoint(str(tmp_path / "checkpoint-1"))
     assert torch.equal(resumed._owned_parameters()[0], torch.load(tmp_path / "checkpoint-1/masksub_state.pt")[0])
 
@@ -192,9 +194,9 @@ def test_model_init_resume_restores_the_owned_mask_token_into_the_new_models_mas
     args = MaskSubTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=2,
                                     save_steps=1, per_device_train_batch_size=4, learning_rate=0.1,
                                     disable_tqdm=True, masksub_block_size=BLOCK)
-    trainer = MaskSubTrainer(model_init=lambda: hf_model("swin"), args=args, train_dataset=ListDataset(block_items()))
+    trainer = MaskSubTrainer(model_init=lambda: hf_model("swin"), args=args, train_dataset=ListDataset(block_items(key=MaskTokenBlocks.key)))
     trainer.train()
-    resumed = MaskSubTrainer(model_init=lambda: hf_model("swin"), args=args, train_dataset=ListDataset(block_items()))
+    resumed = MaskSubTrainer(model_init=lambda: hf_model("swin"), args=args, train_dataset=ListDataset(block_items(key=MaskTokenBlocks.key)))
     resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
     # The resumed run's token went on from checkpoint-1's, as the uninterrupted run's did: the same at step 2.
     assert torch.equal(resumed._owned_parameters()[0], trainer._owned_parameters()[0])
@@ -253,11 +255,11 @@ def test_bare_timm_resnet_with_the_functional_api():
     reference = copy.deepcopy(model)
 
     main_loss, sub_loss = masksub_step(model, {"pixel_values": batch["pixel_values"], "labels": batch["labels"]},
-                                       masking, objective_for(model), batch["masksub_block_mask"])
+                                       masking, objective_for(model), batch[PixelMasking.key])
 
     main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
     main_logits = reference(batch["pixel_values"])
-    keep = 1 - patch_mask(batch["masksub_block_mask"], BLOCK).unsqueeze(1).float()
+    keep = 1 - patch_mask(batch[PixelMasking.key], BLOCK).unsqueeze(1).float()
     sub_logits = reference(batch["pixel_values"] * keep)
     (0.5 * main_loss_fn(main_logits, batch["labels"]) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
     assert_same_gradients({n: p.grad for n, p in model.named_parameters()},

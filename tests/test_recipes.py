@@ -20,8 +20,9 @@ from timm.data import Mixup
 from transformers import AutoConfig, ResNetConfig, ResNetForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer
+from masksub_hf.batch import SEED
 from masksub_hf.pipeline.samplers import RepeatedAugSampler
-from masksub_hf.pipeline.seeding import SEED_KEY, SeededDataset
+from masksub_hf.pipeline.seeding import SeededDataset
 from masksub_hf.recipes.image_transforms import eval_transform, train_transform
 from masksub_hf.recipes.mixing import MixupCollator, batch_seed
 from masksub_hf.recipes.target_losses import TargetLoss
@@ -42,7 +43,7 @@ def features(count, seed=0, with_seeds=True):
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randn(count, 3, 32, 32, generator=generator)
     labels = torch.arange(count) % NUM_CLASSES
-    return [{"pixel_values": pixels[i], "labels": int(labels[i]), **({SEED_KEY: 1000 + 7 * i + seed} if with_seeds else {})}
+    return [{"pixel_values": pixels[i], "labels": int(labels[i]), **({SEED: 1000 + 7 * i + seed} if with_seeds else {})}
             for i in range(count)]
 
 
@@ -58,7 +59,7 @@ def test_mixed_batch_is_timms_draw_from_the_sample_seeds_and_targets_sum_to_one(
     mixed = MixupCollator(stack, mixup(mode=mode))(batch_features)
     assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state))  # caller's RNG untouched
 
-    np.random.seed(batch_seed([f[SEED_KEY] for f in batch_features]))  # timm, by hand, under that seed
+    np.random.seed(batch_seed([f[SEED] for f in batch_features]))  # timm, by hand, under that seed
     reference_pixels, reference_targets = mixup(mode=mode)(stack(batch_features)["pixel_values"],
                                                            stack(batch_features)["labels"])
     assert torch.equal(mixed["pixel_values"], reference_pixels)
@@ -68,7 +69,7 @@ def test_mixed_batch_is_timms_draw_from_the_sample_seeds_and_targets_sum_to_one(
 
     again = MixupCollator(stack, mixup(mode=mode))(features(8))
     assert torch.equal(again["pixel_values"], mixed["pixel_values"])  # a pure function of the seeds
-    other = MixupCollator(stack, mixup(mode=mode))([{**f, SEED_KEY: f[SEED_KEY] + 1} for f in features(8)])
+    other = MixupCollator(stack, mixup(mode=mode))([{**f, SEED: f[SEED] + 1} for f in features(8)])
     assert not torch.equal(other["labels"], mixed["labels"])
 
 
@@ -141,7 +142,7 @@ class Recording:
 def recipe_run(tmp_path, model, ratio, bce=True, mixing=None, steps=1):
     base = MaskSubImageCollator(model, ratio, block_size=8, base_collator=stack) if ratio > 0 else stack
     collator = Recording(MixupCollator(base, mixing or mixup(label_smoothing=0.0)))
-    data = ListDataset([{k: v for k, v in f.items() if k != SEED_KEY} for f in features(16)])
+    data = ListDataset([{k: v for k, v in f.items() if k != SEED} for f in features(16)])
     args = training_args(tmp_path, masksub_ratio=ratio, masksub_block_size=8, per_device_train_batch_size=8,
                          max_steps=steps, remove_unused_columns=False)
     probe = GradientProbe()
@@ -159,7 +160,7 @@ def test_sub_branch_sees_the_mixed_image_with_the_mask_and_bce_gradients_match_a
     trainer, collator, probe = recipe_run(tmp_path, model, ratio=0.5)
     trainer.train()
     batch = collator.batches[0]
-    block_mask = batch["masksub_block_mask"]  # (8, 4, 4) blocks of 8 px, True = masked
+    block_mask = batch["masksub_zeroed_blocks"]  # (8, 4, 4) blocks of 8 px, True = masked
     pixel_mask = block_mask.repeat_interleave(8, 1).repeat_interleave(8, 2).unsqueeze(1)
     assert torch.equal(seen[0], batch["pixel_values"])  # main branch: the mixed batch
     assert torch.equal(seen[1], batch["pixel_values"].masked_fill(pixel_mask, 0.0))  # sub: mixed, then masked
@@ -197,7 +198,7 @@ def test_mixup_that_never_mixes_trains_as_without_it_and_the_sub_branch_runs(tmp
     args = training_args(tmp_path / "plain", masksub_ratio=0.5, masksub_block_size=8, per_device_train_batch_size=8,
                          max_steps=2, remove_unused_columns=False)
     plain_probe = GradientProbe()
-    data = ListDataset([{k: v for k, v in f.items() if k != SEED_KEY} for f in features(16)])
+    data = ListDataset([{k: v for k, v in f.items() if k != SEED} for f in features(16)])
     MaskSubTrainer(model=plain_model, args=args, train_dataset=data, callbacks=[plain_probe],
                    data_collator=MaskSubImageCollator(plain_model, 0.5, block_size=8, base_collator=stack)).train()
     for step in range(2):
@@ -213,7 +214,7 @@ def test_evaluation_batches_are_never_mixed(tmp_path):
     collator = MixupCollator(MaskSubImageCollator(model, 0.5, block_size=8, base_collator=stack), mixup())
     trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, remove_unused_columns=False),
                              data_collator=collator, compute_loss_func=TargetLoss())
-    evaluation = ListDataset([{k: v for k, v in f.items() if k != SEED_KEY} for f in features(6)])
+    evaluation = ListDataset([{k: v for k, v in f.items() if k != SEED} for f in features(6)])
     batch = next(iter(trainer.get_eval_dataloader(evaluation)))
     assert batch["labels"].dtype == torch.int64
     assert torch.equal(batch["pixel_values"], stack(features(6))["pixel_values"])
@@ -225,7 +226,7 @@ def test_prediction_is_never_mixed_and_the_collator_stays_the_users(tmp_path):
     collator = MixupCollator(MaskSubImageCollator(model, 0.5, block_size=8, base_collator=stack), mixup())
     trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, remove_unused_columns=False),
                              data_collator=collator)
-    unseeded = [{k: v for k, v in f.items() if k != SEED_KEY} for f in features(6)]
+    unseeded = [{k: v for k, v in f.items() if k != SEED} for f in features(6)]
     output = trainer.predict(ListDataset(unseeded))
     model.eval()
     with torch.no_grad():
@@ -266,7 +267,7 @@ def test_repeated_copies_get_their_own_augmentation_seeds():
     copies = dataset.__getitems__([1, 5, 9])  # sample 1 and its two repeated copies
     assert [c["labels"] for c in copies] == [1, 1, 1]
     assert not torch.equal(copies[0]["pixel_values"], copies[1]["pixel_values"])
-    assert len({c[SEED_KEY] for c in copies}) == 3
+    assert len({c[SEED] for c in copies}) == 3
     assert torch.equal(dataset.__getitems__([5])[0]["pixel_values"], copies[1]["pixel_values"])
 
 

@@ -19,7 +19,8 @@ from helpers import IMAGE_SIZE, ListDataset, image_items, tiny_vit, training_arg
 from test_families import block_items, hf_model
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer
-from masksub_hf.pipeline.seeding import SEED_KEY, SeededDataset
+from masksub_hf.batch import SEED
+from masksub_hf.pipeline.seeding import SeededDataset
 
 
 class NoisyImages(ListDataset):
@@ -94,7 +95,7 @@ def test_seeded_dataset_draws_per_sample_and_epoch():
     assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG stream is left untouched
     assert torch.equal(dataset[1]["pixel_values"], first[1]["pixel_values"])  # any order, any process
     assert not torch.equal(first[0]["pixel_values"], first[1]["pixel_values"])
-    assert first[0][SEED_KEY] != first[1][SEED_KEY]
+    assert first[0][SEED] != first[1][SEED]
     dataset.set_epoch(1)
     assert not torch.equal(dataset[0]["pixel_values"], first[0]["pixel_values"])  # a new draw each epoch
 
@@ -124,7 +125,7 @@ def test_batched_fetch_of_a_datasets_transform_is_seeded_row_by_row():
     assert random.getstate() == states[2]
     for sample, index in zip(batch, [5, 1, 7]):
         alone = dataset[index]
-        assert torch.equal(sample["pixel_values"], alone["pixel_values"]) and sample[SEED_KEY] == alone[SEED_KEY]
+        assert torch.equal(sample["pixel_values"], alone["pixel_values"]) and sample[SEED] == alone[SEED]
     assert not torch.equal(dataset[1]["pixel_values"], dataset[2]["pixel_values"])
     dataset.set_epoch(1)
     assert not torch.equal(dataset[1]["pixel_values"], batch[1]["pixel_values"])  # a new draw each epoch

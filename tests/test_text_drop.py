@@ -41,7 +41,7 @@ from transformers import (
 )
 
 from masksub_hf import MaskSubTrainer
-from masksub_hf.masking import TokenDrop, TokenMasking, masking_for, num_masked
+from masksub_hf.masking import TextMasking, TextTokenDrop, masking_for, num_masked
 from masksub_hf.scripts.demo_data import rotten_tomatoes
 
 REVIEWS = list(rotten_tomatoes(seed=0)["sentence"][:8])
@@ -127,7 +127,7 @@ def test_gradients_match_a_plain_pytorch_step(tmp_path, family, padding_side):
                          masksub_mode="text_drop")
     trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(labelled(tokenizer)),
                              data_collator=collator, callbacks=[probe])
-    assert isinstance(trainer.masking, TokenDrop)
+    assert isinstance(trainer.masking, TextTokenDrop)
     trainer.train()
 
     batch = collator.batches[0]
@@ -147,10 +147,10 @@ def test_gradients_match_a_plain_pytorch_step(tmp_path, family, padding_side):
 def test_auto_drops_tokens_for_a_tokenizer_without_a_mask_token(tmp_path):
     tokenizer = bpe_tokenizer(REVIEWS)
     decoder = tiny_decoder("qwen2", len(tokenizer), tokenizer.pad_token_id)
-    assert isinstance(masking_for(decoder, "auto", 0.15, tokenizer), TokenDrop)
+    assert isinstance(masking_for(decoder, "auto", 0.15, tokenizer), TextTokenDrop)
     bert_tokenizer = word_tokenizer(tmp_path, REVIEWS)
     assert isinstance(masking_for(tiny_bert(vocab_size=bert_tokenizer.vocab_size), "auto", 0.15, bert_tokenizer),
-                      TokenMasking)
+                      TextMasking)
     args = training_args(tmp_path / "out", per_device_train_batch_size=4, max_steps=2, logging_steps=1,
                          masksub_ratio=0.15)
     trainer = MaskSubTrainer(model=decoder, args=args, train_dataset=ListDataset(labelled(tokenizer)),
@@ -282,7 +282,7 @@ def test_token_drop_keeps_robertas_own_positions():
         max_position_embeddings=20, pad_token_id=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
     input_ids = torch.tensor([[0, 7, 8, 9, 10, 2], [0, 11, 12, 2, 1, 1]])
     inputs = {"input_ids": input_ids, "attention_mask": input_ids.ne(1).long()}
-    masking = TokenDrop([0, 1, 2], 0.5, pad_token_id=1)
+    masking = TextTokenDrop([0, 1, 2], 0.5, pad_token_id=1)
     nothing = torch.zeros_like(input_ids, dtype=torch.bool)
     with torch.no_grad(), masking.apply(model, inputs, nothing) as sub_inputs:
         torch.testing.assert_close(model(**sub_inputs).logits, model(**inputs).logits)

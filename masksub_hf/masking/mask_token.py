@@ -28,8 +28,8 @@ def _embeddings_taking_masks(model):
     return embeddings
 
 
-class MaskTokenMasking(Masking):
-    key = "masksub_block_mask"
+class MaskTokenBlocks(Masking):
+    key = "masksub_mask_token_blocks"
     mode = "mask_token"
 
     def __init__(self, patch_size: tuple, ratio: float, block_size: int | None = None, owned_mask_token=None):
@@ -40,12 +40,12 @@ class MaskTokenMasking(Masking):
         self._hook = SubBranchHook(self._give_masked_positions, _embeddings_taking_masks, on_input=True)
 
     @classmethod
-    def from_config(cls, model_or_config, ratio: float, block_size: int | None = None) -> "MaskTokenMasking":
+    def from_config(cls, model_or_config, ratio: float, block_size: int | None = None) -> "MaskTokenBlocks":
         """Draws masks for a model (or config) whose embeddings take ``bool_masked_pos``; owns no token."""
         return cls(patch_size(_embeddings_taking_masks(module_tree(model_or_config))), ratio, block_size)
 
     @classmethod
-    def for_model(cls, model, ratio: float, block_size: int | None = None) -> "MaskTokenMasking":
+    def for_model(cls, model, ratio: float, block_size: int | None = None) -> "MaskTokenBlocks":
         """The masking for training ``model``: owns a mask token when the model has none."""
         masking = cls.from_config(model, ratio, block_size)
         embeddings = _embeddings_taking_masks(model)

@@ -13,27 +13,8 @@ import inspect
 
 import torch
 
+from ..batch import PATCH_MASK
 from .base import Masking, choose_uniformly, peft_base_model
-
-PATCH_MASK = "pixel_attention_mask"
-# what an image model reads: pixel values, and for patch rows their mask and grid
-IMAGE_INPUTS = ("pixel_values", PATCH_MASK, "spatial_shapes")
-
-
-def image_inputs(batch):
-    """An image model's inputs in a batch (or an example): its pixel values, and its patch rows' mask and grid."""
-    return {name: batch[name] for name in IMAGE_INPUTS if name in batch}
-
-
-def stack_image_inputs(examples):
-    """A batch's image inputs: each example's pixel values (and patch rows' mask and grid), stacked."""
-    return {name: torch.stack([torch.as_tensor(example[name]) for example in examples])
-            for name in image_inputs(examples[0])}
-
-
-def patch_rows(processor, images):
-    """``images`` cut by a NaFlex ``processor``: per image, its patch rows, their mask and its grid (lists of rows)."""
-    return {name: list(rows) for name, rows in processor(images=images, return_tensors="pt").items()}
 
 
 def reads_patch_rows(model) -> bool:

@@ -1,14 +1,14 @@
 """Text masking for the sub branch, two ways to hide ``ratio`` of each row's real tokens.
 
-- ``TokenMasking`` (``text``): replace them by the tokenizer's mask token, as in the paper (BERT's masking,
+- ``TextMasking`` (``text``): replace them by the tokenizer's mask token, as in the paper (BERT's masking,
   mask-token replacement only: no random/keep split). BERT-family tokenizers.
-- ``TokenDrop`` (``text_drop``): remove them from the sub branch's input, as ViT token drop removes patches:
+- ``TextTokenDrop`` (``text_drop``): remove them from the sub branch's input, as ViT token drop removes patches:
   the rows are repacked (right-padded), keeping the attention mask and each token's original position as
   explicit ``position_ids``. Any tokenizer (decoder-only models have no mask token), and cheaper: the sub
   pass runs on ``1 - ratio`` of the tokens. A model without ``position_ids`` gets its dropped tokens hidden
   from attention instead, where it shows that this keeps positions (``hidden_tokens.py``).
 
-Special tokens and padding are never chosen; ``TokenDrop`` also never drops the token a sequence classifier
+Special tokens and padding are never chosen; ``TextTokenDrop`` also never drops the token a sequence classifier
 pools: decoder heads pool at the rightmost token that is not the pad id (with ``pad_token == eos_token``, the
 token before a trailing eos), encoders at CLS, a special token.
 """
@@ -109,7 +109,7 @@ def drop_tokens(inputs, dropped, pad_token_id, default_positions):
     return repacked
 
 
-class TokenMasking(Masking):
+class TextMasking(Masking):
     """Sub-branch input ids with ``[MASK]`` in place of a ``ratio`` of the tokens."""
 
     key = "masksub_input_ids"
@@ -121,7 +121,7 @@ class TokenMasking(Masking):
         self.ratio = ratio
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, ratio: float) -> "TokenMasking":
+    def from_tokenizer(cls, tokenizer, ratio: float) -> "TextMasking":
         """A masking for ``tokenizer`` (or a processor holding one); ``None`` defers the check to :meth:`draw`."""
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         if tokenizer is None:
@@ -159,7 +159,7 @@ def takes_position_ids(model) -> bool:
     return "position_ids" in inspect.signature(peft_base_model(model).forward).parameters
 
 
-class TokenDrop(Masking):
+class TextTokenDrop(Masking):
     """Sub-branch inputs without a ``ratio`` of each row's real, non-special tokens (never the one a sequence
     classifier pools: ``pad_token_id`` is the model's, which decides where it pools)."""
 
@@ -174,7 +174,7 @@ class TokenDrop(Masking):
         # hidden_tokens.py). Set by ``for_model`` after the model passed the check.
         self.hides = hides
 
-    def for_model(self, model) -> "TokenDrop":
+    def for_model(self, model) -> "TextTokenDrop":
         """This drop made fit for ``model``: removing tokens where it takes position_ids, else hiding them where
         the model itself shows that hiding drops them; a one-line ``ValueError`` where neither keeps positions."""
         if takes_position_ids(model):
@@ -189,7 +189,7 @@ class TokenDrop(Masking):
         return self
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, ratio: float) -> "TokenDrop":
+    def from_tokenizer(cls, tokenizer, ratio: float) -> "TextTokenDrop":
         """A token drop for ``tokenizer`` (or a processor holding one); without one, nothing counts as special."""
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         if tokenizer is None or not hasattr(tokenizer, "all_special_ids"):  # none, or an image processor (ImageGPT)
@@ -227,7 +227,7 @@ class TokenDrop(Masking):
 
 def text_masking(tokenizer, ratio: float, mode: str = "auto", pad_token_id=None) -> Masking:
     """The text masking for ``tokenizer``: ``text`` (``[MASK]``), ``text_drop``, or ``auto``: ``[MASK]`` when the
-    tokenizer has a mask token (or none is known yet: ``TokenMasking`` then asks for one when it draws), token
+    tokenizer has a mask token (or none is known yet: ``TextMasking`` then asks for one when it draws), token
     drop when it has none (decoder-only models' tokenizers) or is an image processor (ImageGPT's colour-cluster
     ids have no words to mask and no special ids). ``pad_token_id``: the model's (its config's), where
     it differs from the tokenizer's."""
@@ -235,9 +235,9 @@ def text_masking(tokenizer, ratio: float, mode: str = "auto", pad_token_id=None)
         inner = getattr(tokenizer, "tokenizer", tokenizer)
         mode = "text_drop" if inner is not None and getattr(inner, "mask_token_id", None) is None else "text"
     if mode == "text":
-        return TokenMasking.from_tokenizer(tokenizer, ratio)
+        return TextMasking.from_tokenizer(tokenizer, ratio)
     if mode == "text_drop":
-        drop = TokenDrop.from_tokenizer(tokenizer, ratio)
+        drop = TextTokenDrop.from_tokenizer(tokenizer, ratio)
         drop.pad_token_id = pad_token_id if pad_token_id is not None else drop.pad_token_id
         return drop
     raise ValueError(f"text masking mode must be 'auto', 'text' or 'text_drop', got {mode!r}.")

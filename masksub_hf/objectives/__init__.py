@@ -6,17 +6,22 @@
 - ``clip``: CLIP-style dual encoders distil the N x N image-text similarity matrix;
 - ``losses``: the relaxed per-item losses they use.
 
-``objective_for`` picks one by what the model is; a head none fits (question answering, multiple choice,
-generation, ...) is a one-line error in every ``masksub_mode``.
+``OBJECTIVES`` is the registry: each objective says which heads it serves (``Objective.serves``), and
+``objective_for`` takes the first that does. A head none serves (question answering, multiple choice,
+generation, ...) is a one-line error in every ``masksub_mode``. A new head: one module, one line here.
 """
 
-from ..masking import timm_model_of
-from ..masking.structure import is_dual_encoder
-from . import classification, token_classification
-from .base import Objective, head_name, unwrap
+from .base import Objective, head_name
 from .classification import ClassificationObjective
 from .clip import DualEncoderObjective, SigmoidDualEncoderObjective
 from .token_classification import TokenClassificationObjective
+
+OBJECTIVES = (
+    SigmoidDualEncoderObjective,
+    DualEncoderObjective,
+    TokenClassificationObjective,
+    ClassificationObjective,
+)
 
 
 class UnsupportedHead(ValueError):
@@ -25,21 +30,14 @@ class UnsupportedHead(ValueError):
 
 def objective_for(model, sub_loss="auto") -> Objective:
     """The objective for ``model``'s head; ``sub_loss`` (``masksub_loss``) applies to one-prediction-per-input heads."""
-    bare = unwrap(model)
-    name = head_name(model)
-    if is_dual_encoder(bare):  # SigLIP's logit_bias marks its pairwise sigmoid loss
-        return SigmoidDualEncoderObjective() if getattr(bare, "logit_bias", None) is not None else DualEncoderObjective()
-    if name.endswith(token_classification.HEADS):
-        return TokenClassificationObjective()
-    if name.endswith(classification.HEADS) or timm_model_of(bare) is not None:
-        return ClassificationObjective(getattr(bare, "config", None), sub_loss)
+    for objective in OBJECTIVES:
+        if objective.serves(model):
+            return objective.for_model(model, sub_loss)
+    trains = [objective.trains for objective in OBJECTIVES if objective.trains]
     raise UnsupportedHead(
-        f"MaskSub has no sub-branch objective for {name}: it trains classifiers with one prediction per input "
-        f"(*{', *'.join(classification.HEADS)}, timm models), token classifiers (*ForTokenClassification) and "
-        "CLIP-style dual encoders; question answering, multiple choice and generation heads are not supported.")
+        f"MaskSub has no sub-branch objective for {head_name(model)}: it trains {', '.join(trains[:-1])} and "
+        f"{trains[-1]}; question answering, multiple choice and generation heads are not supported.")
 
 
-__all__ = ["ClassificationObjective", "DualEncoderObjective", "Objective", "SigmoidDualEncoderObjective",
-           "TokenClassificationObjective",
-           "UnsupportedHead",
-           "objective_for"]
+__all__ = ["OBJECTIVES", "ClassificationObjective", "DualEncoderObjective", "Objective", "SigmoidDualEncoderObjective",
+           "TokenClassificationObjective", "UnsupportedHead", "objective_for"]

@@ -50,10 +50,24 @@ class Objective:
     - ``main_inputs(inputs)``: what the main forward gets (a dual encoder asks for its loss);
     - ``sub_bypasses_wrapper``: the sub forward runs on the bare model, outside DDP's reducer (its gradients are
       averaged by hand).
+
+    Which heads it serves it says itself (``serves``: by default the head class names ending in ``heads``;
+    ``trains``: the words the one-line error of an unsupported head lists it by), and ``for_model`` builds it:
+    ``objectives.OBJECTIVES`` is the registry ``objective_for`` reads.
     """
 
+    heads = ()  # head class-name suffixes it serves
+    trains = ""
     sub_bypasses_wrapper = False
     sub_loss = "soft_ce"  # what the sub branch's loss is, by the name --masksub_loss uses
+
+    @classmethod
+    def serves(cls, model):
+        return bool(cls.heads) and head_name(model).endswith(cls.heads)
+
+    @classmethod
+    def for_model(cls, model, sub_loss="auto"):
+        return cls()
 
     def sub_loss_name(self):
         return self.sub_loss

@@ -12,12 +12,9 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from .base import Objective, sub_logits
+from ..masking import timm_model_of
+from .base import Objective, sub_logits, unwrap
 from .losses import SUB_LOSSES_PER_ITEM, sub_loss_name
-
-HEADS = ("ForImageClassification", "ForSequenceClassification",
-         # Perceiver's image classifiers, one per input preprocessor
-         "ForImageClassificationLearned", "ForImageClassificationFourier", "ForImageClassificationConvProcessing")
 
 
 def supervised_rows(batch, labels):
@@ -33,6 +30,19 @@ def supervised_rows(batch, labels):
 class ClassificationObjective(Objective):
     """``sub_loss``: ``auto`` (from ``config.problem_type``, or the main loss's ``masksub_sub_loss``), ``soft_ce``,
     ``bce`` or ``mse``; resolved once, after the first main forward has set ``problem_type``."""
+
+    heads = ("ForImageClassification", "ForSequenceClassification",
+             # Perceiver's image classifiers, one per input preprocessor
+             "ForImageClassificationLearned", "ForImageClassificationFourier", "ForImageClassificationConvProcessing")
+    trains = "classifiers with one prediction per input (*ForImageClassification, *ForSequenceClassification, timm models)"
+
+    @classmethod
+    def serves(cls, model):
+        return super().serves(model) or timm_model_of(unwrap(model)) is not None
+
+    @classmethod
+    def for_model(cls, model, sub_loss="auto"):
+        return cls(getattr(unwrap(model), "config", None), sub_loss)
 
     def __init__(self, config=None, sub_loss="auto"):
         self.config = config

@@ -21,7 +21,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..masking.patch_hiding import image_inputs
+from ..batch import image_inputs
+from ..masking.structure import is_dual_encoder
 from .base import Objective, unwrap
 from .losses import soft_cross_entropy_per_item
 
@@ -42,6 +43,12 @@ class DualEncoderObjective(Objective):
 
     sub_bypasses_wrapper = True
     sub_loss = "image-text similarity distillation"
+    trains = "CLIP-style dual encoders (CLIPModel, SiglipModel, ...)"
+
+    @classmethod
+    def serves(cls, model):  # SigLIP's logit_bias marks its pairwise sigmoid loss
+        bare = unwrap(model)
+        return is_dual_encoder(bare) and getattr(bare, "logit_bias", None) is None
 
     def main_inputs(self, inputs):
         return {**inputs, "return_loss": True}
@@ -87,6 +94,12 @@ class SigmoidDualEncoderObjective(DualEncoderObjective):
     """SigLIP: every pair scored on its own, ``sigmoid(scale * cos + bias)``; the main loss is the model's own."""
 
     sub_loss = "pairwise sigmoid distillation"
+    trains = ""  # listed with DualEncoderObjective
+
+    @classmethod
+    def serves(cls, model):
+        bare = unwrap(model)
+        return is_dual_encoder(bare) and getattr(bare, "logit_bias", None) is not None
 
     def main_loss_sum(self, outputs, labels):
         logits = outputs["logits_per_image"].float()

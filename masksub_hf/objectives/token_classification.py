@@ -17,17 +17,15 @@ import contextlib
 
 import torch.nn.functional as F
 
-from ..masking import TokenDrop
+from ..masking import TextTokenDrop
 from .base import Objective, sub_logits
 from .losses import soft_cross_entropy_per_item
-
-HEADS = ("ForTokenClassification",)
 
 
 def sub_positions(inputs, labels, masking, mask):
     """``(kept, supervised)``: the original position of each sub-branch token (``None``: the same positions, as
     under ``[MASK]``; -1 marks padding) and, per sub-branch token, whether it has a target."""
-    if not isinstance(masking, TokenDrop):
+    if not isinstance(masking, TextTokenDrop):
         return None, labels != -100
     kept = masking.kept_positions(inputs, mask)
     return kept, labels.gather(1, kept.clamp(min=0)).ne(-100) & kept.ge(0)
@@ -48,6 +46,8 @@ def token_sub_loss_sum(sub, main, labels, kept=None):
 
 
 class TokenClassificationObjective(Objective):
+    heads = ("ForTokenClassification",)
+    trains = "token classifiers (*ForTokenClassification)"
 
     def main_items(self, batch, labels):
         return (labels != -100).sum()

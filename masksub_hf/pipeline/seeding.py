@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from ..batch import SEED
 from ..counter_rng import hash_seeds
-
-SEED_KEY = "masksub_seed"  # the sample's mask seed, carried from the dataset to the MaskSub collator
 
 
 def sample_seeds(seed: int, epoch: int, indices) -> tuple[list[int], list[int]]:
@@ -76,7 +75,7 @@ class MissingColumn(KeyError):
 
 class SeededDataset(torch.utils.data.Dataset):
     """Wrap a map-style dataset: each sample is loaded (transforms included) under its augmentation seed,
-    and a dict sample gains its mask seed under ``SEED_KEY``.
+    and a dict sample gains its mask seed under ``SEED``.
 
     A batch is fetched in one call (``__getitems__``, what the DataLoader uses): a ``datasets.Dataset``
     reads the batch's rows from Arrow at once and applies its transform row by row, each row under its own
@@ -115,7 +114,7 @@ class SeededDataset(torch.utils.data.Dataset):
         if self._transformed is None and not self._plain_rows:
             samples = [dict(sample) for sample in samples]  # the dataset's own dicts stay as they are
         for sample, mask in zip(samples, mask_seeds):
-            sample[SEED_KEY] = mask
+            sample[SEED] = mask
         return samples
 
     def _fetch(self, indices, augmentation_seeds):
@@ -142,16 +141,16 @@ class SeededDataset(torch.utils.data.Dataset):
 
 
 def pop_sample_seeds(features):
-    """``(features without SEED_KEY, their seeds)``; seeds are ``None`` when the samples carry none."""
-    if not features or not isinstance(features[0], Mapping) or SEED_KEY not in features[0]:
+    """``(features without SEED, their seeds)``; seeds are ``None`` when the samples carry none."""
+    if not features or not isinstance(features[0], Mapping) or SEED not in features[0]:
         return features, None
-    seeds = [feature[SEED_KEY] for feature in features]
-    return [{k: v for k, v in feature.items() if k != SEED_KEY} for feature in features], seeds
+    seeds = [feature[SEED] for feature in features]
+    return [{k: v for k, v in feature.items() if k != SEED} for feature in features], seeds
 
 
 class SeedsBesideBatch:
-    """Wrap a collator that draws no masks: it collates the samples without ``SEED_KEY``, and the batch
-    gains their seeds as a tensor under ``SEED_KEY``, from which ``MaskSubTrainer`` draws the masks.
+    """Wrap a collator that draws no masks: it collates the samples without ``SEED``, and the batch
+    gains their seeds as a tensor under ``SEED``, from which ``MaskSubTrainer`` draws the masks.
 
     Everything else (``tokenizer``, other attributes) reads through to the wrapped collator.
     """
@@ -168,7 +167,7 @@ class SeedsBesideBatch:
         features, seeds = pop_sample_seeds(features)
         batch = self.collator(features)
         if seeds is not None and isinstance(batch, MutableMapping):
-            batch[SEED_KEY] = torch.tensor(seeds, dtype=torch.int64)
+            batch[SEED] = torch.tensor(seeds, dtype=torch.int64)
         return batch
 
 

@@ -24,7 +24,8 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.masking.patch_hiding import image_inputs, patch_rows, reads_patch_rows, stack_image_inputs
+from masksub_hf.batch import image_inputs, patch_rows, stack_image_inputs
+from masksub_hf.masking.patch_hiding import reads_patch_rows
 from masksub_hf.masking.structure import is_dual_encoder
 from masksub_hf.objectives.clip import retrieval_recalls, zero_shot_accuracy
 from masksub_hf.scripts.cli import (

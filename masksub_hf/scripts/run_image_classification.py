@@ -30,7 +30,8 @@ from transformers import (
 )
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
-from masksub_hf.masking.patch_hiding import patch_rows, reads_patch_rows, stack_image_inputs
+from masksub_hf.batch import patch_rows, stack_image_inputs
+from masksub_hf.masking.patch_hiding import reads_patch_rows
 from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_image_stages, train_transform
 from masksub_hf.recipes.mixing import MixupCollator
 from masksub_hf.recipes.target_losses import TargetLoss

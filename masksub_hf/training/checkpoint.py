@@ -13,6 +13,8 @@ from transformers import PreTrainedModel
 MASKSUB_STATE_NAME = "masksub_state.pt"  # MaskSub-owned parameters (a mask token) in each checkpoint
 TRAINER_STATE_NAME = "trainer_state.json"  # Trainer writes it last: a checkpoint is complete once it parses
 
+logger = logging.getLogger("masksub_hf")
+
 
 def safetensors_is_whole(path):
     """Whether a ``.safetensors`` file holds every byte its header promises (a killed write leaves it short)."""
@@ -99,3 +101,19 @@ def held_key_warnings():
         yield held
     finally:
         trainer_logger.removeFilter(hold)
+
+
+def restore_weights(trainer, checkpoint, held_warnings, owned, model=None):
+    """Every weight of ``checkpoint`` back in the model, and MaskSub's ``owned`` parameters (a mask token).
+
+    Trainer's key-name warnings of its non-strict reload (``held_warnings``) are emitted only where no strict reload
+    follows: sharded (FSDP, DeepSpeed), PEFT-adapter and other reloads stay Trainer's."""
+    restored = not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled) and reload_converted_weights(
+        trainer.accelerator.unwrap_model(model if model is not None else trainer.model), checkpoint)
+    if restored:
+        logger.info(f"Every weight restored from {checkpoint} (read by key name and loaded strictly; Trainer's "
+                    f"own reload {'reported keys under legacy names' if held_warnings else 'agreed'}).")
+    else:
+        for record in held_warnings:
+            logging.getLogger("transformers.trainer").handle(record)
+    load_owned(checkpoint, owned)

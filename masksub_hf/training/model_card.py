@@ -1,9 +1,21 @@
-"""The model card's MaskSub section: the ``masksub`` tag, the run's settings and the paper (TRL style)."""
+"""The model card, written from a template (``templates/model_card.md``) with what ``Trainer`` knows of the run
+(transformers' ``TrainingSummary``: metadata, evaluation results, hyperparameters) and what MaskSub adds: the
+``masksub`` tag, the run's settings, the paper. The method's words, the paper and the citation are class data
+(TRL's trainers do the same); nothing of Trainer's card text is edited.
+
+What the card says beyond Trainer's own: the bases by role (a dual encoder's towers), a local base by its folder
+name (the Hub refuses local paths as ``base_model``), local data by its file names (with metadata results on the
+dataset named by its loader), the architecture and config a model trained from scratch was built from, and,
+for a run evaluated only after training, its logged losses.
+"""
 
 import os
-import re
+from pathlib import Path
+from string import Template
 
 MASKSUB_TAG = "masksub"
+PAPER = {"title": "Masking meets Supervision: A Strong Learning Alliance", "id": "2306.11339",
+         "url": "https://arxiv.org/abs/2306.11339"}
 PAPER_CITATION = """@inproceedings{heo2025masksub,
   title     = {Masking meets Supervision: A Strong Learning Alliance},
   author    = {Heo, Byeongho and Kim, Taekyung and Yun, Sangdoo and Han, Dongyoon},
@@ -11,6 +23,10 @@ PAPER_CITATION = """@inproceedings{heo2025masksub,
   year      = {2025},
   note      = {arXiv:2306.11339}
 }"""
+METHOD = (f"Trained with [MaskSub]({PAPER['url']}) (masksub-hf): a sub branch sharing the model's weights sees a "
+          "masked copy of each batch and learns the main branch's detached output; evaluation uses the main model "
+          "only.")
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 
 
 def with_masksub_tag(tags):
@@ -34,63 +50,43 @@ def card_settings(args, masking, objective):
 
 
 def describe_base(base):
-    """A base model as the card's text names it: a Hub link, or a local folder by its name (never its path)."""
+    """A base model as the card names it: a Hub link, or a local folder by its name (never its path)."""
     if os.path.exists(base):
         return f"a local model folder, `{os.path.basename(os.path.normpath(base))}`"
     return f"[{base}](https://huggingface.co/{base})"
 
 
-def rewrite_card_text(output_dir, bases=None, local_data=None, log_history=(), built_as=None):
-    """What Trainer's card text cannot say, said in ``output_dir/README.md``:
+def describe_data(dataset, local_data):
+    if local_data:
+        return "local data (" + ", ".join(f"`{name}`" for name in local_data) + ")"
+    names = [dataset] if isinstance(dataset, str) else list(dataset or [])
+    if not names:
+        return "an unknown dataset"
+    return " and ".join(f"the {name}" for name in names) + (" datasets" if len(names) > 1 else " dataset")
 
-    - ``built_as`` (``(model class, config name)``): what a model trained from scratch is and was built from;
-    - ``bases`` (``{role: base}``; role "" for a single model): Trainer says a model whose base is a local folder
-      (kept out of the metadata) or that has several bases (a dual encoder's towers) was "trained from scratch";
-    - ``local_data`` (file or folder names): Trainer says "an unknown dataset";
-    - a run evaluated only after training leaves "Training results" empty: the logged losses go there."""
-    path = os.path.join(output_dir, "README.md")
-    with open(path) as card:
-        text = card.read()
-    if built_as:
-        model_class, config_name = built_as
-        text = text.replace("This model was trained from scratch", f"This model, a `{model_class}` built with random "
-                            f"weights from `{os.path.basename(os.path.normpath(config_name))}`, was trained from "
-                            "scratch", 1)
+
+def describe_origin(bases, hub_base, built_as, data):
+    """The card's first sentence: what the model was trained from, on what."""
+    if hub_base is not None:
+        return f"This model is a fine-tuned version of {describe_base(hub_base)} on {data}."
     if bases:
         named = " and ".join(describe_base(base) + (f" ({role})" if role else "") for role, base in bases.items())
-        text = text.replace("This model was trained from scratch", f"This model is a fine-tuned version of {named},", 1)
-    if local_data:
-        text = text.replace("an unknown dataset.", "local data (" + ", ".join(f"`{name}`" for name in local_data)
-                            + ").", 1)
-    text = re.sub(r"### Training results\n\s*\n(?=### )", lambda _: "### Training results\n\n"
-                  + logged_losses_table(log_history) + "\n", text, count=1)
-    with open(path, "w") as card:
-        card.write(text)
+        return f"This model is a fine-tuned version of {named}, on {data}."
+    if built_as:
+        model_class, config_name = built_as
+        return (f"This model, a `{model_class}` built with random weights from "
+                f"`{os.path.basename(os.path.normpath(config_name))}`, was trained from scratch on {data}.")
+    return f"This model was trained from scratch on {data}."
+
+
+def rounded(value, decimals=4):
+    return f"{value:.{decimals}f}" if isinstance(value, float) and len(repr(value).split(".")[-1]) > decimals else value
 
 
 def local_data_type(names):
     """How ``datasets`` reads local data (its loader's name): an image folder, or csv / json files."""
     extension = os.path.splitext(names[0])[1].lstrip(".").lower()
     return {"": "imagefolder", "jsonl": "json"}.get(extension, extension)
-
-
-def add_local_results(output_dir, task, local_data, log_history):
-    """The card's metadata results for a run on local data, which Trainer drops (it names no Hub dataset): each
-    evaluation metric Trainer's card reports, on the dataset named by its loader (``imagefolder``, ``csv``)."""
-    from huggingface_hub import EvalResult, ModelCard
-    from transformers.modelcard import infer_metric_tags_from_eval_results, parse_log_history
-
-    evaluated = parse_log_history(log_history)[2]
-    metrics = infer_metric_tags_from_eval_results(evaluated or {})
-    if not metrics or not task:
-        return
-    path = os.path.join(output_dir, "README.md")
-    card = ModelCard.load(path)
-    card.data.eval_results = [
-        EvalResult(task_type=task, dataset_type=local_data_type(local_data),
-                   dataset_name=f"local data ({', '.join(local_data)})", metric_type=tag, metric_name=name,
-                   metric_value=evaluated[name]) for tag, name in metrics.items()]
-    card.save(path)
 
 
 def logged_losses_table(log_history, rows=10):
@@ -115,14 +111,96 @@ def logged_losses_table(log_history, rows=10):
             + "\n".join(lines) + "\n")
 
 
-def append_masksub_section(output_dir, settings):
-    """Append the MaskSub section (a table of ``settings`` and the citation) to ``output_dir/README.md``."""
-    rows = "\n".join(f"| `{name}` | {value} |" for name, value in settings.items())
-    section = (
-        "\n## MaskSub\n\nTrained with [MaskSub](https://arxiv.org/abs/2306.11339) (masksub-hf): a sub branch "
-        "sharing the model's weights sees a masked copy of each batch and learns the main branch's detached "
-        "output; evaluation uses the main model only.\n\n| setting | value |\n|---|---|\n"
-        f"{rows}\n\n### Citation\n\n```bibtex\n{PAPER_CITATION}\n```\n"
-    )
-    with open(os.path.join(output_dir, "README.md"), "a") as card:
-        card.write(section)
+def framework_versions(with_masksub):
+    import datasets
+    import tokenizers
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    versions = [("masksub-hf", __version__)] if with_masksub else []
+    versions += [("Transformers", transformers.__version__), ("Pytorch", torch.__version__),
+                 ("Datasets", datasets.__version__), ("Tokenizers", tokenizers.__version__)]
+    return "\n".join(f"- {name} {version}" for name, version in versions)
+
+
+def local_results(summary, task, local_data):
+    """The metadata results of a run on local data, which Trainer's card drops (it names no Hub dataset): each
+    evaluation metric on the dataset named by its loader (``imagefolder``, ``csv``)."""
+    from huggingface_hub import EvalResult
+    from transformers.modelcard import infer_metric_tags_from_eval_results
+
+    metrics = infer_metric_tags_from_eval_results(summary.eval_results or {})
+    if not metrics or not task:
+        return []
+    return [EvalResult(task_type=task, dataset_type=local_data_type(local_data),
+                       dataset_name=f"local data ({', '.join(local_data)})", metric_type=tag, metric_name=name,
+                       metric_value=summary.eval_results[name]) for tag, name in metrics.items()]
+
+
+def model_card_text(summary, *, origin, settings=None, log_history=(), local_results=()):
+    """The card: ``summary`` (a ``TrainingSummary``) through the template, with the MaskSub ``settings`` (None: off)."""
+    import yaml
+    from huggingface_hub import ModelCard
+    from transformers.modelcard import make_markdown_table
+
+    results = ""
+    if summary.eval_results:
+        results = "\nIt achieves the following results on the evaluation set:\n" + "\n".join(
+            f"- {name}: {rounded(value)}" for name, value in summary.eval_results.items()) + "\n"
+    method = citation = ""
+    if settings is not None:
+        rows = "\n".join(f"| `{name}` | {value} |" for name, value in settings.items())
+        method = f"\n{METHOD}\n\n| setting | value |\n|---|---|\n{rows}\n"
+        citation = f"\n## Citation\n\n```bibtex\n{PAPER_CITATION}\n```\n"
+    hyperparameters = "\n".join(f"- {name}: {value}" for name, value in (summary.hyperparameters or {}).items())
+    text = Template(TEMPLATE.read_text()).substitute(
+        metadata=yaml.dump(summary.create_metadata(), sort_keys=False), model_name=summary.model_name,
+        origin=origin, results=results, method=method,
+        hyperparameters="The following hyperparameters were used during training:\n" + hyperparameters
+        if hyperparameters else "More information needed",
+        training_results=make_markdown_table(summary.eval_lines) if summary.eval_lines
+        else logged_losses_table(log_history),
+        frameworks=framework_versions(settings is not None), citation=citation)
+    if local_results:
+        card = ModelCard(text)
+        card.data.eval_results = list(local_results)
+        text = str(card)
+    return text
+
+
+def write_model_card(trainer, settings=None, *, language=None, license=None, tags=None, model_name=None,
+                     finetuned_from=None, tasks=None, dataset_tags=None, dataset=None, dataset_args=None,
+                     local_data=None, config_name=None):
+    """``output_dir/README.md`` for ``trainer``'s run (``MaskSubTrainer.create_model_card`` says what each argument
+    adds to Trainer's); ``settings``: the MaskSub settings (``card_settings``), None when MaskSub is off."""
+    from huggingface_hub import ModelCard
+    from transformers.modelcard import TrainingSummary
+
+    path = os.path.join(trainer.args.output_dir, "README.md")
+    existing = ModelCard.load(path).data if os.path.exists(path) else None  # e.g. a PEFT adapter's card
+    tags = [tags] if isinstance(tags, str) else list(tags or [])
+    tags += [tag for tag in (existing.tags or [] if existing is not None else []) if tag not in tags]
+    if settings is not None:
+        tags = with_masksub_tag(tags)
+    bases = dict(finetuned_from) if isinstance(finetuned_from, dict) else ({"": finetuned_from} if finetuned_from else {})
+    single = next(iter(bases.values())) if len(bases) == 1 else None
+    hub_base = single if single and not os.path.exists(single) else None
+    if local_data:  # nothing for Trainer to infer a Hub dataset from ("imagefolder" is none)
+        dataset_tags, dataset, dataset_args = [], [], []
+    summary = TrainingSummary.from_trainer(trainer, language=language, license=license, tags=tags or None,
+                                           model_name=model_name, finetuned_from=hub_base, tasks=tasks,
+                                           dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    built_as = (type(model).__name__, config_name) if config_name and not bases else None
+    if hub_base is None and (bases or built_as or not summary.finetuned_from):
+        summary.finetuned_from = None  # Trainer's guess from the config's _name_or_path is no base here
+    origin = describe_origin(bases, summary.finetuned_from, built_as, describe_data(summary.dataset, local_data))
+    task = tasks if isinstance(tasks, str) else None
+    text = model_card_text(summary, origin=origin, settings=settings, log_history=trainer.state.log_history,
+                           local_results=local_results(summary, task, local_data) if local_data else ())
+    with open(path, "w", encoding="utf-8") as card:
+        card.write(text)
+    if existing is not None and existing.get("library_name") == "peft":  # as Trainer: the adapter's own card
+        model.create_or_update_model_card(trainer.args.output_dir)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import ListDataset, tiny_vit, training_args  # noqa: E402
 
 from masksub_hf import MaskSubTrainer  # noqa: E402
-from masksub_hf.pipeline.seeding import SEED_KEY  # noqa: E402
+from masksub_hf.batch import SEED  # noqa: E402
 
 result_file = sys.argv[1]
 data = ListDataset([{"pixel_values": torch.zeros(3, 32, 32), "labels": 0, "index": index} for index in range(16)])
@@ -21,7 +21,7 @@ seen_seeds = {}
 
 def collate(features):
     for feature in features:  # the per-sample mask seed tells the copies of one sample apart
-        seen_seeds.setdefault(feature["index"], set()).add(feature[SEED_KEY])
+        seen_seeds.setdefault(feature["index"], set()).add(feature[SEED])
     return {"pixel_values": torch.stack([f["pixel_values"] for f in features]),
             "labels": torch.tensor([f["labels"] for f in features]), "index": torch.tensor([f["index"] for f in features])}
 
