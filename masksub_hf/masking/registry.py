@@ -159,9 +159,9 @@ def masking_for(model_or_config, mode: str = "auto", ratio: float = 0.5, tokeniz
         if (entry.mode == mode or (mode == "auto" and entry.automatic)) and entry.fits(subject):
             return entry.build(subject, Settings(mode, ratio, tokenizer, block_size))
     modes = fitting_modes(subject)
-    config = getattr(model_or_config, "config", model_or_config)
+    config = getattr(subject.model, "config", model_or_config)
     reason = f"modes that fit it: {modes}" if modes else why_nothing_fits(subject)
     raise ValueError(
-        f"masksub_mode={mode!r} cannot mask {type(model_or_config).__name__} "
+        f"masksub_mode={mode!r} cannot mask {type(subject.model).__name__} "
         f"(model_type={getattr(config, 'model_type', None)!r}): {reason}. 'dropout' (DropSub) fits any model with "
         "nn.Dropout modules, 'droppath' (PathSub) any with drop-path modules.")
