@@ -12,7 +12,7 @@ import pytest
 import timm
 import torch
 import transformers
-from helpers import GradientProbe, ListDataset
+from helpers import GradientProbe, ListDataset, training_args
 from safetensors.torch import load_file
 from test_equivalence import REFERENCE_LOSSES, assert_same_gradients
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
@@ -335,3 +335,22 @@ def test_siglip2_patches_hidden_through_its_own_mask_match_the_reference():
     assert_same_gradients({n: p.grad for n, p in model.named_parameters() if p.grad is not None},
                           {n: p.grad for n, p in reference.named_parameters() if p.grad is not None})
     assert not torch.allclose(sub_logits, main_logits)
+
+
+@pytest.mark.parametrize("image_key", ["inputs", "pixel_values"])
+def test_perceiver_reads_its_images_from_either_name_the_batch_carries(tmp_path, image_key):
+    """Perceiver's image classifiers read ``inputs`` and accept ``pixel_values``: plain Trainer trains either batch,
+    and so does MaskSub, zero-filling blocks of whichever the batch carries (before: KeyError 'inputs')."""
+    config = transformers.PerceiverConfig(image_size=SIZE, num_latents=8, d_latents=16, d_model=16,
+                                          num_self_attends_per_block=1, num_self_attention_heads=1,
+                                          num_cross_attention_heads=1, num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.PerceiverForImageClassificationLearned(config)
+    seen = []
+    model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw[image_key].clone()), with_kwargs=True)
+    generator = torch.Generator().manual_seed(0)
+    items = [{image_key: torch.randn(3, SIZE, SIZE, generator=generator), "labels": i % 3} for i in range(4)]
+    args = training_args(tmp_path, per_device_train_batch_size=4, max_steps=1, masksub_block_size=BLOCK)
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items)).train()
+    main, sub = seen
+    assert (main == 0).float().mean() == 0 and (sub == 0).float().mean() == pytest.approx(0.5, abs=0.01)

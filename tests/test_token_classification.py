@@ -193,3 +193,46 @@ def test_main_losses_that_take_the_labels_away(tmp_path, mode, main_loss):
     for name, gradient in sub_only.items():
         expected = gradient + dict(reference.named_parameters())[name].grad
         torch.testing.assert_close(probe.gradients[0][name], expected, rtol=1e-4, atol=1e-6, msg=name)
+
+
+class StatedTrainer(MaskSubTrainer):
+    """A custom ``compute_loss`` that says how it normalises (``loss_is_scaled_for_ga``, Trainer's contract)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = F.cross_entropy(outputs.logits.flatten(0, 1), labels.flatten(), reduction="sum")
+        loss = loss / num_items_in_batch if self.loss_is_scaled_for_ga else loss / (labels != -100).sum()
+        return (loss, outputs) if return_outputs else loss
+
+
+def summed_over_accumulated_batch(outputs, labels, num_items_in_batch):
+    return F.cross_entropy(outputs["logits"].flatten(0, 1), labels.flatten(), reduction="sum") / num_items_in_batch
+
+
+@pytest.mark.parametrize("how", ["model's own", "scaled for accumulation", "a micro-batch mean",
+                                 "compute_loss_func"])
+def test_the_main_loss_normalisation_follows_trainers_contract(tmp_path, how):
+    """Each way Trainer's contract lets a main loss be normalised, under accumulation with unequal labelled tokens,
+    gives the method's gradient: read by rule (loss_is_scaled_for_ga, compute_loss_func, else a mean over the
+    micro-batch), never by comparing values."""
+    if how in ("scaled for accumulation", "a micro-batch mean") and not hasattr(MaskSubTrainer, "loss_is_scaled_for_ga"):
+        pytest.skip("loss_is_scaled_for_ga: transformers >= 5.23")
+    model, tokenizer = model_and_tokenizer("bert", tmp_path)
+    reference = copy.deepcopy(model)
+    collator = RecordingCollator(tokenizer, 0.3, mode="text", base_collator=DataCollatorForTokenClassification(tokenizer))
+    probe = GradientProbe()
+    args = training_args(tmp_path / "out", per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=1,
+                         masksub_ratio=0.3, masksub_mode="text")
+    trainer_class, kwargs = MaskSubTrainer, {}
+    if how == "compute_loss_func":
+        kwargs["compute_loss_func"] = summed_over_accumulated_batch
+    elif how != "model's own":
+        trainer_class = type("Stated", (StatedTrainer,), {"loss_is_scaled_for_ga": how == "scaled for accumulation"})
+    trainer_class(model=model, args=args, train_dataset=ListDataset(tagged_items(tokenizer)[:5]),
+                  data_collator=collator, callbacks=[probe], **kwargs).train()
+    counts = [int((batch["labels"] != -100).sum()) for batch in collator.batches]
+    assert len(counts) == 2 and counts[0] != counts[1]  # a micro-batch mean and an accumulated mean differ
+    expected = reference_gradients(reference, collator.batches, "text")
+    for name, gradient in expected.items():
+        torch.testing.assert_close(probe.gradients[0][name], gradient, rtol=1e-4, atol=1e-6, msg=name)

@@ -208,3 +208,34 @@ def test_the_cards_loss_table_spreads_its_rows_and_ends_at_the_last_logged_step(
     table = logged_losses_table([{"loss": float(step), "step": step, "epoch": step / 10} for step in range(1, 31)])
     steps = [int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and "Step" not in line]
     assert steps[0] == 1 and steps[-1] == 30 and len(steps) == 10 and steps == sorted(set(steps))
+
+
+def test_each_micro_batch_carries_its_own_steps_item_counts(tmp_path):
+    """The step's item counts travel in each micro-batch from get_batch_samples to training_step: 10 rows in
+    micro-batches of 4, accumulated 2 at a time, make a step of 4 + 4 rows and a step of 2."""
+    from masksub_hf.batch import STEP_ITEMS
+
+    seen = []
+
+    class Spying(MaskSubTrainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            items, share = inputs[STEP_ITEMS]
+            seen.append((len(inputs["labels"]), float(items.main), float(items.sub), share))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    args = training_args(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2, num_train_epochs=1)
+    Spying(model=tiny_vit(), args=args, train_dataset=ListDataset(labelled_items(10))).train()
+    assert seen == [(4, 8.0, 8.0, 1.0), (4, 8.0, 8.0, 1.0), (2, 2.0, 2.0, 1.0)]
+
+
+def test_a_micro_batch_that_skipped_get_batch_samples_is_an_error_not_a_silent_step(tmp_path):
+    """If Trainer's loop ever hands training_step batches that did not pass through get_batch_samples, each would be
+    normalised as a whole step by itself (silently wrong under accumulation): MaskSub says so instead."""
+
+    class Bypassing(MaskSubTrainer):
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            return Trainer.get_batch_samples(self, epoch_iterator, num_batches, device)
+
+    args = training_args(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=1)
+    with pytest.raises(RuntimeError, match="without its step's item counts"):
+        Bypassing(model=tiny_vit(), args=args, train_dataset=ListDataset(labelled_items(8))).train()
