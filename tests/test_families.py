@@ -97,8 +97,8 @@ class TokenProbe(GradientProbe):
 def one_step_trainer(tmp_path, model, items, **overrides):
     args = MaskSubTrainingArguments(
         output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no", max_steps=1,
-        per_device_train_batch_size=NUM_SAMPLES, max_grad_norm=0.0, masksub_ratio=0.5, masksub_block_size=BLOCK,
-        disable_tqdm=True, **overrides,
+        per_device_train_batch_size=NUM_SAMPLES, masksub_ratio=0.5, masksub_block_size=BLOCK,
+        disable_tqdm=True, **{"max_grad_norm": 0.0, **overrides},
     )
     trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items))
     probe = TokenProbe(trainer._owned_parameters)
@@ -354,3 +354,20 @@ def test_perceiver_reads_its_images_from_either_name_the_batch_carries(tmp_path,
     MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items)).train()
     main, sub = seen
     assert (main == 0).float().mean() == 0 and (sub == 0).float().mean() == pytest.approx(0.5, abs=0.01)
+
+
+def test_clipping_takes_the_owned_mask_token_with_the_models_gradients(tmp_path):
+    """The owned mask token is one of the optimizer's parameters: Trainer's clipping sees it with the model's, so the
+    norm of all of them together is the clip value (clipping the model's alone would leave the whole above it)."""
+    model = hf_model("swin")
+    unclipped, _ = one_step_trainer(tmp_path / "unclipped", copy.deepcopy(model), block_items(key=MaskTokenBlocks.key))
+    unclipped_probe = unclipped.callback_handler.callbacks[-1]
+    unclipped.train()
+    total = torch.cat([g.flatten() for g in unclipped_probe.gradients[0].values()]).norm()
+    clip = float(total) / 4
+    trainer, probe = one_step_trainer(tmp_path / "clipped", model, block_items(key=MaskTokenBlocks.key),
+                                      max_grad_norm=clip)
+    trainer.train()
+    gradients = probe.gradients[0]
+    assert "owned.0" in gradients and gradients["owned.0"].norm() > 0
+    assert torch.cat([g.flatten() for g in gradients.values()]).norm() == pytest.approx(clip, rel=1e-4)
