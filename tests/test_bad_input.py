@@ -162,7 +162,7 @@ def test_a_head_masksub_has_no_objective_for_is_the_models_matter():
     from transformers import BertConfig, BertForQuestionAnswering
 
     from masksub_hf.objectives import objective_for
-    from masksub_hf.scripts.cli import trainer_error
+    from masksub_hf.scripts.errors import trainer_error
 
     with pytest.raises(ValueError) as raised:
         objective_for(BertForQuestionAnswering(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1,

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from script_fixtures import mnist_imagefolder, rotten_tomatoes_csv, tiny_bert_dir, tiny_vit_dir
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.scripts.cli import last_checkpoint
+from masksub_hf.scripts.resume import last_checkpoint
 from masksub_hf.training.checkpoint import is_complete_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,3 +194,24 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path):
 
 def command_line(script_args):
     return [sys.executable, str(ROOT / "run_image_classification.py"), *script_args]
+
+
+@pytest.mark.parametrize("script", ["run_image_classification", "run_glue", "run_ner", "run_clip"])
+def test_the_flags_a_rerun_may_change_are_declared_beside_their_fields(script):
+    """Each argument dataclass names its own fields that do not change training (RESUMABLE): every name is a field of
+    that class, and evaluation, logging, saving and upload flags are among them while what trains is not."""
+    import dataclasses
+    import importlib
+
+    from masksub_hf.scripts.resume import resumable_flags
+
+    types = importlib.import_module(f"masksub_hf.scripts.{script}").ARGUMENT_TYPES
+    for argument_type in types:
+        for cls in argument_type.__mro__:
+            declared = set(vars(cls).get("RESUMABLE", ())) - {"logging_dir"}  # a field of older transformers releases
+            assert not declared or set(declared) <= {f.name for f in dataclasses.fields(cls)}, (cls.__name__, declared)
+    instances = [t.__new__(t) for t in types]  # only their classes are read: no __init__ needed
+    flags = resumable_flags(instances)
+    assert {"eval_steps", "logging_steps", "save_steps", "push_to_hub", "output_dir", "max_eval_samples"} <= flags
+    assert not flags & {"learning_rate", "seed", "masksub_ratio", "masksub_mode", "num_train_epochs", "train_file",
+                        "train_dir", "max_train_samples", "per_device_train_batch_size", "model_name_or_path"}

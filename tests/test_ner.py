@@ -142,3 +142,20 @@ def test_a_prediction_file_without_tags_is_tagged(tmp_path, ner_data):
     assert [len(line.split()) for line in tagged_rows] == [len(row["tokens"]) for row in rows]
     assert all(tag in ("O", "B-ENT", "I-ENT") for line in tagged_rows for tag in line.split())
     assert not (output / "predict_results.json").exists()
+
+
+def test_run_ner_trains_with_a_training_file_alone(tmp_path, ner_data):
+    """As transformers' run_ner.py: --train_file alone trains (before: "give --train_file and --validation_file");
+    --do_eval without a validation file is a one-line error naming the flag."""
+    files, model = ner_data
+    output = tmp_path / "out"
+    flags = [flag for flag in COMMON if flag != "--do_eval"]
+    run_ner.main(["--model_name_or_path", str(model), "--train_file", str(files["train"]), "--output_dir", str(output),
+                  *flags])
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["train_samples"] == 64 and "eval_f1" not in results
+    assert (output / "model.safetensors").is_file()
+    with pytest.raises(SystemExit) as stopped:
+        run_ner.main(["--model_name_or_path", str(model), "--train_file", str(files["train"]),
+                      "--output_dir", str(tmp_path / "eval"), *COMMON])
+    assert stopped.value.code == 2

@@ -27,7 +27,8 @@ from masksub_hf.recipes.image_transforms import eval_transform, train_transform
 from masksub_hf.recipes.mixing import MixupCollator, batch_seed
 from masksub_hf.recipes.target_losses import TargetLoss
 from masksub_hf.scripts import run_image_classification
-from masksub_hf.scripts.cli import UserInputError, parse_arguments
+from masksub_hf.scripts.cli import parse_arguments
+from masksub_hf.scripts.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -351,8 +352,6 @@ def recipe_files():
 def test_every_recipe_file_parses_with_its_script(path):
     """Each recipe names its script on its first line; every key is one of that script's flags."""
     import importlib
-
-    from masksub_hf.scripts.cli import UserInputError, parse_arguments
 
     script = path.read_text().splitlines()[0].split()[1].rstrip(":")  # first line: "# <script>: ..."
     module = importlib.import_module("masksub_hf.scripts." + script.removesuffix(".py"))

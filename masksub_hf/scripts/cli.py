@@ -6,28 +6,21 @@ import functools
 import json
 import logging
 import os
-import re
-import shutil
 import sys
-from dataclasses import dataclass, field
 
 import torch
 import transformers
 from accelerate import PartialState
-from transformers import HfArgumentParser, TrainerState
-from transformers.trainer_utils import sort_checkpoints
+from transformers import HfArgumentParser, set_seed
 
-from ..objectives import UnsupportedHead
 from ..pipeline.collators import MaskSubTextCollator
 from ..training.arguments import MaskSubTrainingArguments
-from ..training.checkpoint import TRAINER_STATE_NAME, finished_steps, is_complete_checkpoint
+from ..training.checkpoint import finished_steps
 from ..training.trainer import MaskSubTrainer
+from .errors import UserInputError, flag_first, trainer_errors
+from .resume import finish_from_checkpoint, finished_run, last_checkpoint, record_run_settings
 
 logger = logging.getLogger("masksub_hf")
-
-
-class UserInputError(ValueError):
-    """A mistake in the command line or the data; the scripts report it as one line naming the flag."""
 
 
 class SetUpLogs:
@@ -125,18 +118,6 @@ def parse_arguments(dataclass_types, defaults=None, args=None):
         raise UserInputError(flag_first(message, flags)) from error
 
 
-def flag_first(message, flags, otherwise=None):
-    """``message`` as a script's error: starting with the flag it is about. The library's errors name a setting
-    by its field (``masksub_ratio must be ...``): that becomes ``--masksub_ratio must be ...``; a message naming
-    no setting first is put after ``otherwise`` (when given)."""
-    first = re.split(r"[ =:,]", message, maxsplit=1)[0]
-    if first.startswith("--"):
-        return message
-    if first in flags:
-        return "--" + message
-    return f"{otherwise}: {message}" if otherwise else message
-
-
 SHIPPED_RECIPES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "configs")
 
 
@@ -174,6 +155,17 @@ def _read_recipe(path, dataclass_types):
     if unknown:
         raise UserInputError(f"{path}: not a flag of this script: {', '.join(unknown)}.")
     return values
+
+
+def start_script(argument_types, defaults=None, args=None):
+    """A script's start-up, the same for each: its arguments parsed (``parse_arguments``), the launch checked, logging
+    set up (the set-up's log held until training starts) and the seed set. Returns the parsed dataclasses."""
+    parsed = parse_arguments(argument_types, defaults, args)
+    training_args = next(arguments for arguments in parsed if isinstance(arguments, MaskSubTrainingArguments))
+    check_launch(training_args)
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+    return parsed
 
 
 def check_launch(training_args):
@@ -214,40 +206,6 @@ def setup_logging(training_args):
     )
 
 
-@dataclass
-class ModelArguments:
-    """Which model to fine-tune (the flags of transformers' example scripts)."""
-
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Path to a local model or a model id on huggingface.co/models."}
-    )
-    config_name: str | None = field(
-        default=None, metadata={"help": "Config name or path, if not the model's; alone (no --model_name_or_path) "
-                                        "the model is built from it with random weights: training from scratch."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and data are stored."})
-    model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (default: the one of `hf auth login`)."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow models and datasets with custom code from the Hub (off by default)."}
-    )
-    ignore_mismatched_sizes: bool = field(
-        default=False, metadata={"help": "Load a checkpoint whose head has a different number of labels."}
-    )
-
-    def __post_init__(self):
-        if self.model_name_or_path is None and self.config_name is None:
-            raise UserInputError("give --model_name_or_path (a model to fine-tune), or --config_name alone to train "
-                                 "from scratch.")
-
-    def scratch_config(self):
-        """The config a model trained from scratch is built from (``--config_name`` alone), else None."""
-        return self.config_name if self.model_name_or_path is None else None
-
-    def hub_kwargs(self):
-        return {"cache_dir": self.cache_dir, "revision": self.model_revision, "token": self.token,
-                "trust_remote_code": self.trust_remote_code}
-
-
 def build_model(auto_model_class, model_args, config):
     """The model: ``--model_name_or_path``'s weights, or with ``--config_name`` alone a new model with random weights
     (training from scratch, as transformers' language-modelling examples do)."""
@@ -259,159 +217,16 @@ def build_model(auto_model_class, model_args, config):
                                             **model_args.hub_kwargs())
 
 
-def trainer_error(error: Exception) -> Exception:
-    """A ``MaskSubTrainer`` set-up error as a user error naming its flag: ``--push_to_hub`` when the Hub cannot be
-    reached (Trainer creates the repository first), else ``--masksub_mode`` unless the message names a flag."""
-    if isinstance(error, ConnectionError) or type(error).__module__.startswith(("huggingface_hub", "requests")):
-        return UserInputError(f"--push_to_hub: cannot reach the Hub ({str(error).splitlines()[0][:200]}); train "
-                              "without it and upload the --output_dir later (`hf upload`).")
-    if not isinstance(error, ValueError):
-        return error
-    # A head MaskSub has no objective for is the model's matter; any other set-up error is the masking's.
-    otherwise = "--model_name_or_path" if isinstance(error, UnsupportedHead) else "--masksub_mode"
-    flags = {f.name for f in dataclasses.fields(MaskSubTrainingArguments)}
-    return UserInputError(flag_first(str(error), flags, otherwise))
-
-
 def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_dataset, compute_metrics):
     """The text scripts' ``MaskSubTrainer``: ``base_collator`` wrapped so the text masks are drawn in the data
     pipeline (``[MASK]`` or token drop, as ``--masksub_mode`` says); a set-up error names its flag."""
     collator = base_collator
-    try:
+    with trainer_errors():
         if training_args.masksub_ratio > 0 and training_args.masksub_mode in ("auto", "text", "text_drop"):
             collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator,
                                            mode=training_args.masksub_mode)
         return MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                               compute_metrics=compute_metrics, processing_class=tokenizer, data_collator=collator)
-    except (ValueError, OSError) as error:
-        raise trainer_error(error) from error
-
-
-def model_error(error: Exception) -> UserInputError:
-    """A model or processor that cannot be loaded, reported against the flag that named it."""
-    if "ignore_mismatched_sizes" in str(error):
-        return UserInputError("--model_name_or_path: the checkpoint's head has another number of labels than the "
-                              "data; pass --ignore_mismatched_sizes to train a new head.")
-    return UserInputError(f"--model_name_or_path / --config_name: cannot load: {str(error).splitlines()[0]}")
-
-
-RUN_ARGUMENTS = "run_arguments.json"  # in --output_dir: the settings of the run its checkpoints belong to
-# Flags that do not change what a run trains: a rerun may change them and still resume.
-NOT_TRAINING = {
-    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "do_train", "do_eval", "do_predict", "run_name",
-    "logging_dir", "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter",
-    "report_to", "disable_tqdm", "log_level", "log_level_replica", "save_strategy", "save_steps",
-    "save_total_limit", "save_only_model", "eval_strategy", "eval_steps", "eval_delay", "eval_on_start",
-    "per_device_eval_batch_size", "eval_accumulation_steps", "load_best_model_at_end", "metric_for_best_model",
-    "greater_is_better", "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
-    "hub_always_push", "hub_revision", "token", "cache_dir", "dataloader_num_workers", "dataloader_prefetch_factor",
-    "dataloader_persistent_workers", "max_eval_samples", "max_predict_samples", "validation_file", "validation_dir",
-    "test_file", "check_images", "preprocessing_num_workers",
-}
-
-
-def run_settings(arguments):
-    """``{flag: value}`` of every argument dataclass, as JSON would hold them."""
-    settings = {}
-    for parsed in arguments:
-        values = parsed.to_dict() if hasattr(parsed, "to_dict") else dataclasses.asdict(parsed)
-        settings.update(values)
-    return json.loads(json.dumps(settings, default=str))
-
-
-def _recorded_settings(output_dir, checkpoint):
-    """The settings the run in ``output_dir`` was started with, or None if they cannot be read."""
-    recorded = os.path.join(output_dir, RUN_ARGUMENTS)
-    if os.path.isfile(recorded):
-        with open(recorded, encoding="utf-8") as file:
-            return json.load(file)
-    try:  # a run started before run_arguments.json existed: its checkpoint's training arguments
-        return run_settings([torch.load(os.path.join(checkpoint, "training_args.bin"), weights_only=False)])
-    except Exception:  # noqa: BLE001 (a file written by another version, or none)
-        return None
-
-
-def last_checkpoint(training_args, arguments=()):
-    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the newest complete one in ``--output_dir``
-    if that run's settings are this one's (``arguments``: the script's argument dataclasses, training's included).
-
-    A job killed while saving leaves a checkpoint without a whole ``trainer_state.json`` (Trainer writes it last)
-    or with a cut weights file; that one is skipped with a warning, and training resumes from the one before.
-    A rerun with other settings stops with one line; ``--overwrite_output_dir`` starts over (the checkpoints go).
-    """
-    if training_args.resume_from_checkpoint is not None or not training_args.do_train:
-        return training_args.resume_from_checkpoint
-    if not os.path.isdir(training_args.output_dir):
-        return None
-    checkpoints = sort_checkpoints(training_args.output_dir)
-    if training_args.overwrite_output_dir:
-        if training_args.should_save:
-            for checkpoint in checkpoints:
-                shutil.rmtree(checkpoint, ignore_errors=True)
-        return None
-    for checkpoint in reversed(checkpoints):  # newest first
-        if is_complete_checkpoint(checkpoint):
-            check_same_run(training_args.output_dir, checkpoint, arguments)
-            return checkpoint
-        logger.warning(f"Skipping the incomplete checkpoint {checkpoint} (its {TRAINER_STATE_NAME} does not parse "
-                       "or a weights file is cut: the job was stopped while saving it).")
-    return None
-
-
-def settings_changed(output_dir, checkpoint, arguments):
-    """What differs between the run in ``output_dir`` and this one (``--flag old -> new, ...``), None if nothing."""
-    if not arguments:
-        return None
-    recorded, current = _recorded_settings(output_dir, checkpoint), run_settings(arguments)
-    if recorded is None:
-        return "its settings cannot be read"
-    changed = sorted(flag for flag in current.keys() & recorded.keys()
-                     if flag not in NOT_TRAINING and current[flag] != recorded[flag])
-    if not changed:
-        return None
-    differences = ", ".join(f"--{flag} {recorded[flag]} -> {current[flag]}" for flag in changed[:6])
-    return differences + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
-
-
-def check_same_run(output_dir, checkpoint, arguments):
-    """Stop with one line when the run in ``output_dir`` had other settings than this one."""
-    differences = settings_changed(output_dir, checkpoint, arguments)
-    if differences is None:
-        return
-    raise UserInputError(
-        f"--output_dir {output_dir} holds a run with other settings ({os.path.basename(checkpoint)}: {differences}): "
-        f"give a new --output_dir, --overwrite_output_dir to start over there, or --resume_from_checkpoint "
-        f"{checkpoint} to resume it anyway.")
-
-
-def finished_run(training_args, checkpoint, arguments):
-    """``(global_step, max_steps)`` when ``--output_dir`` holds this very run, finished: the state the script saves
-    after training says so (with the same settings), else None. Trainer would take one more step from it. An explicit
-    ``--resume_from_checkpoint`` is the user's to decide."""
-    if (training_args.overwrite_output_dir or training_args.resume_from_checkpoint is not None
-            or not os.path.isdir(training_args.output_dir)):
-        return None
-    steps = finished_steps(training_args.output_dir)
-    if steps is None or (checkpoint is None and settings_changed(training_args.output_dir, None, arguments)):
-        return None
-    return steps
-
-
-def finish_from_checkpoint(trainer, checkpoint):
-    """The run ended training in ``checkpoint`` but stopped before saving its final model: that checkpoint's weights
-    and state become the run's, without a step (``Trainer.train`` would take one more)."""
-    logger.warning(f"{checkpoint} ends the training (step {finished_steps(checkpoint)[0]}): the run stopped before "
-                   "saving its final model; saving it now, without another step.")
-    trainer._load_from_checkpoint(checkpoint)
-    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
-
-
-def record_run_settings(training_args, arguments):
-    """Write this run's settings into ``--output_dir``, where a rerun compares its own with them."""
-    if arguments and training_args.do_train and training_args.should_save:
-        os.makedirs(training_args.output_dir, exist_ok=True)
-        with open(os.path.join(training_args.output_dir, RUN_ARGUMENTS), "w", encoding="utf-8") as file:
-            json.dump(run_settings(arguments), file, indent=1, sort_keys=True)
 
 
 def card_data(dataset_name, *paths):

@@ -7,13 +7,15 @@ import io
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import PIL.Image
 from datasets import ClassLabel, DatasetDict, Image, Sequence, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
 from ..recipes.image_transforms import CROPS
-from .cli import UserInputError
+from .arguments import PredictionFile, SampleLimits
+from .errors import UserInputError
 
 logger = logging.getLogger("masksub_hf")
 
@@ -182,8 +184,10 @@ def _check_class_folders(train_dir, validation_dir):
 
 
 @dataclass
-class ImageDataArguments:
+class ImageDataArguments(SampleLimits):
     """What to train and evaluate on (the flags of ``run_image_classification.py`` in transformers)."""
+
+    RESUMABLE: ClassVar[tuple] = ("validation_dir", "check_images", "preprocessing_num_workers")
 
     dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hub."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
@@ -192,8 +196,6 @@ class ImageDataArguments:
     train_val_split: float = field(
         default=0.15, metadata={"help": "Fraction of train held out for validation when there is no validation split."}
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set (debugging)."})
     image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
     label_column_name: str = field(default="label", metadata={"help": "Column holding the labels."})
     augmentation: str = field(
@@ -255,8 +257,10 @@ def load_image_dataset(data_args, cache_dir=None, token=None, seed=42) -> Datase
 
 
 @dataclass
-class TextDataArguments:
+class TextDataArguments(SampleLimits, PredictionFile):
     """What to train and evaluate on (the flags of ``run_glue.py`` in transformers)."""
+
+    RESUMABLE: ClassVar[tuple] = ("validation_file",)
 
     task_name: str | None = field(
         default=None, metadata={"help": "A GLUE task: " + ", ".join(GLUE_TASK_KEYS) + " (data from the Hub)."}
@@ -268,12 +272,9 @@ class TextDataArguments:
     pad_to_max_length: bool = field(
         default=True, metadata={"help": "Pad every sample to max_seq_length (False: pad each batch dynamically)."}
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set (debugging)."})
-    max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test set (debugging)."})
     train_file: str | None = field(default=None, metadata={"help": "A csv or json file with the training data."})
-    validation_file: str | None = field(default=None, metadata={"help": "A csv or json file with validation data."})
-    test_file: str | None = field(default=None, metadata={"help": "A csv or json file with test data."})
+    validation_file: str | None = field(default=None,
+                                            metadata={"help": "A csv or json file with validation data."})
 
     def __post_init__(self):
         if self.task_name is not None:
@@ -294,11 +295,8 @@ def load_text_dataset(data_args, do_predict=False, cache_dir=None, token=None) -
         return load_dataset("nyu-mll/glue", data_args.task_name, cache_dir=cache_dir, token=token)
     if data_args.dataset_name is not None:
         return load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir, token=token)
-    data_files = {"train": data_args.train_file, "validation": data_args.validation_file}
-    if do_predict:
-        if data_args.test_file is None:
-            raise UserInputError("--do_predict needs --test_file.")
-        data_files["test"] = data_args.test_file
+    data_files = {"train": data_args.train_file, "validation": data_args.validation_file,
+                  **data_args.prediction_files(do_predict)}
     dataset = load_data_files(data_files, cache_dir)
     check_columns(DatasetDict({k: v for k, v in dataset.items() if k != "test"}), [("the label column", "label")],
                   "--train_file / --validation_file")

@@ -17,42 +17,33 @@ are not (see ``masksub_hf.objectives.clip``).
 
 import logging
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from PIL import Image
 from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor
-from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel, set_seed
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, VisionTextDualEncoderModel
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
 from masksub_hf.batch import image_inputs, patch_rows, stack_image_inputs
 from masksub_hf.masking.patch_hiding import reads_patch_rows
 from masksub_hf.masking.structure import is_dual_encoder
 from masksub_hf.objectives.clip import retrieval_recalls, zero_shot_accuracy
-from masksub_hf.scripts.cli import (
-    ModelArguments,
-    UserInputError,
-    card_data,
-    check_launch,
-    exits_on_user_error,
-    model_error,
-    parse_arguments,
-    setup_logging,
-    train_evaluate_and_publish,
-    trainer_error,
-)
+from masksub_hf.scripts.arguments import SampleLimits, TokenizerArguments
+from masksub_hf.scripts.cli import card_data, exits_on_user_error, start_script, train_evaluate_and_publish
+from masksub_hf.scripts.errors import UserInputError, model_errors, trainer_errors
 from masksub_hf.scripts.loading import check_columns, load_data_files, select_image_split
 
 logger = logging.getLogger("masksub_hf")
 
 
 @dataclass
-class ClipModelArguments(ModelArguments):
+class ClipModelArguments(TokenizerArguments):
     model_name_or_path: str | None = field(default=None, metadata={"help": "A CLIP or dual-encoder model."})
     vision_model_name_or_path: str | None = field(
         default=None, metadata={"help": "With --text_model_name_or_path: build a VisionTextDualEncoderModel."}
     )
     text_model_name_or_path: str | None = field(default=None, metadata={"help": "The text tower of a new dual encoder."})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
     image_processor_name: str | None = field(default=None, metadata={"help": "Image processor name or path."})
     freeze_vision_model: bool = field(default=False, metadata={"help": "Do not train the vision tower."})
     freeze_text_model: bool = field(default=False, metadata={"help": "Do not train the text tower."})
@@ -65,14 +56,14 @@ class ClipModelArguments(ModelArguments):
 
 
 @dataclass
-class ClipDataArguments:
+class ClipDataArguments(SampleLimits):
+    RESUMABLE: ClassVar[tuple] = ("validation_file", "check_images", "preprocessing_num_workers")
+
     train_file: str | None = field(default=None, metadata={"help": "csv or json: an image path and a caption per row."})
     validation_file: str | None = field(default=None, metadata={"help": "csv or json with validation pairs."})
     image_column: str = field(default="image_path", metadata={"help": "Column with image file paths."})
     caption_column: str = field(default="caption", metadata={"help": "Column with the captions."})
     max_seq_length: int = field(default=128, metadata={"help": "Longer captions are truncated."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
     zero_shot_classes: str | None = field(
         default=None, metadata={"help": "Comma-separated class names for zero-shot evaluation, or a file, one per line."}
     )
@@ -190,12 +181,8 @@ ARGUMENT_TYPES = (ClipModelArguments, ClipDataArguments, MaskSubTrainingArgument
 
 @exits_on_user_error
 def main(args=None):
-    model_args, data_args, training_args = parse_arguments(
-        ARGUMENT_TYPES, args=args)
+    model_args, data_args, training_args = start_script(ARGUMENT_TYPES, args=args)
     training_args.remove_unused_columns = False  # the transform needs the image and caption columns
-    check_launch(training_args)
-    setup_logging(training_args)
-    set_seed(training_args.seed)
 
     files = {split: path for split, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
              if path is not None}
@@ -203,10 +190,8 @@ def main(args=None):
     check_columns(dataset, [("--image_column", data_args.image_column), ("--caption_column", data_args.caption_column)],
                   "--train_file / --validation_file")
 
-    try:
+    with model_errors():
         model, tokenizer, processor = load_model(model_args)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise model_error(error) from error
     for flag, tower in (("freeze_vision_model", model.vision_model), ("freeze_text_model", model.text_model)):
         if getattr(model_args, flag):
             tower.requires_grad_(False)
@@ -248,14 +233,12 @@ def main(args=None):
         eval_dataset.set_transform(preprocess)
 
     collator = collate
-    try:
+    with trainer_errors():
         if training_args.masksub_ratio > 0:
             collator = MaskSubImageCollator(model, training_args.masksub_ratio, training_args.masksub_mode,
                                             base_collator=collate)
         trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
                                  eval_dataset=eval_dataset, processing_class=tokenizer, data_collator=collator)
-    except (ValueError, OSError) as error:
-        raise trainer_error(error) from error
 
     def retrieval_and_zero_shot():
         """Recall@1/5 both ways on the validation pairs, and zero-shot accuracy when classes are given."""

@@ -26,23 +26,19 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     default_data_collator,
-    set_seed,
 )
 
 from masksub_hf import MaskSubTrainingArguments
+from masksub_hf.scripts.arguments import TokenizerArguments
 from masksub_hf.scripts.cli import (
-    ModelArguments,
-    UserInputError,
     build_model,
     card_data,
-    check_launch,
     exits_on_user_error,
-    model_error,
-    parse_arguments,
-    setup_logging,
+    start_script,
     text_trainer,
     train_evaluate_and_publish,
 )
+from masksub_hf.scripts.errors import UserInputError, model_errors
 from masksub_hf.scripts.loading import TextDataArguments, label_kind, load_text_dataset, select_split, sentence_keys
 from masksub_hf.scripts.metrics import load_metric
 
@@ -51,8 +47,7 @@ BERT_MASK_RATIO = 0.15
 
 
 @dataclass
-class TextModelArguments(ModelArguments):
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
+class TextModelArguments(TokenizerArguments):
     use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (tokenizers-backed) tokenizer."})
 
 
@@ -84,13 +79,7 @@ ARGUMENT_TYPES = (TextModelArguments, TextDataArguments, MaskSubTrainingArgument
 
 @exits_on_user_error
 def main(args=None):
-    model_args, data_args, training_args = parse_arguments(
-        ARGUMENT_TYPES,
-        defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args,
-    )
-    check_launch(training_args)
-    setup_logging(training_args)
-    set_seed(training_args.seed)
+    model_args, data_args, training_args = start_script(ARGUMENT_TYPES, defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args)
 
     dataset = load_text_dataset(data_args, training_args.do_predict, model_args.cache_dir, model_args.token)
     kind, label_list = label_setup(dataset, data_args.task_name)
@@ -98,7 +87,7 @@ def main(args=None):
     problem_type = {"regression": "regression", "multi_label": "multi_label_classification"}.get(
         kind, "single_label_classification")
 
-    try:
+    with model_errors():
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
                                             num_labels=num_labels, finetuning_task=data_args.task_name,
                                             problem_type=problem_type, **model_args.hub_kwargs())
@@ -106,8 +95,6 @@ def main(args=None):
                                                   or model_args.config_name,
                                                   use_fast=model_args.use_fast_tokenizer, **model_args.hub_kwargs())
         model = build_model(AutoModelForSequenceClassification, model_args, config)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise model_error(error) from error
 
     # Labels read as strings or numbers map to ids; a ClassLabel column (GLUE from the Hub) already holds ids.
     label_to_id = None

@@ -26,7 +26,6 @@ from transformers import (
     AutoModelForImageClassification,
     TimmWrapperConfig,
     TimmWrapperImageProcessor,
-    set_seed,
 )
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
@@ -35,19 +34,9 @@ from masksub_hf.masking.patch_hiding import reads_patch_rows
 from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, train_image_stages, train_transform
 from masksub_hf.recipes.mixing import MixupCollator
 from masksub_hf.recipes.target_losses import TargetLoss
-from masksub_hf.scripts.cli import (
-    ModelArguments,
-    UserInputError,
-    build_model,
-    card_data,
-    check_launch,
-    exits_on_user_error,
-    model_error,
-    parse_arguments,
-    setup_logging,
-    train_evaluate_and_publish,
-    trainer_error,
-)
+from masksub_hf.scripts.arguments import ModelArguments
+from masksub_hf.scripts.cli import build_model, card_data, exits_on_user_error, start_script, train_evaluate_and_publish
+from masksub_hf.scripts.errors import UserInputError, model_errors, trainer_errors
 from masksub_hf.scripts.image_processing import (
     Geometry,
     family_processor,
@@ -325,29 +314,21 @@ ARGUMENT_TYPES = (ImageModelArguments, ImageDataArguments, RecipeArguments, Mask
 
 @exits_on_user_error
 def main(args=None):
-    model_args, data_args, recipe, training_args = parse_arguments(
-        ARGUMENT_TYPES, args=args
-    )
+    model_args, data_args, recipe, training_args = start_script(ARGUMENT_TYPES, args=args)
     check_recipe(recipe, training_args)
     training_args.remove_unused_columns = False  # the transforms need the image column
-
-    check_launch(training_args)
-    setup_logging(training_args)
-    set_seed(training_args.seed)
 
     dataset = load_image_dataset(data_args, model_args.cache_dir, model_args.token, training_args.seed)
     labels = next(iter(dataset.values())).features[data_args.label_column_name].names
     label2id, id2label = {label: i for i, label in enumerate(labels)}, dict(enumerate(labels))
 
-    try:
+    with model_errors():
         config = image_config(model_args, num_labels=len(labels), label2id=label2id, id2label=id2label,
                               finetuning_task="image-classification")
         if model_args.drop_path_rate is not None:
             set_drop_path_rate(config, model_args.drop_path_rate)
         model = build_model(AutoModelForImageClassification, model_args, config)
         processor = image_processor(model_args, config, recipe.train_interpolation)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise model_error(error) from error
     cuts_patch_rows = reads_patch_rows(model)
     geometry = None
     if cuts_patch_rows:
@@ -380,7 +361,7 @@ def main(args=None):
         return metric.compute(predictions=prediction.predictions, references=prediction.label_ids, top_k=TOP_K)
 
     collator = collate(data_args.label_column_name)
-    try:
+    with trainer_errors():
         if training_args.masksub_ratio > 0:
             collator = MaskSubImageCollator(model, training_args.masksub_ratio, training_args.masksub_mode,
                                             base_collator=collator, block_size=training_args.masksub_block_size)
@@ -396,8 +377,6 @@ def main(args=None):
                                  eval_dataset=eval_dataset, compute_metrics=compute_metrics,
                                  processing_class=processor, data_collator=train_collator,
                                  compute_loss_func=loss_func)
-    except (ValueError, OSError) as error:
-        raise trainer_error(error) from error
 
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "image-classification",
             "tags": ["image-classification", "vision"],

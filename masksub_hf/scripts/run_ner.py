@@ -18,6 +18,7 @@ import ast
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from datasets import ClassLabel, DatasetDict
@@ -26,23 +27,19 @@ from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
     DataCollatorForTokenClassification,
-    set_seed,
 )
 
 from masksub_hf import MaskSubTrainingArguments
+from masksub_hf.scripts.arguments import PredictionFile, SampleLimits, TokenizerArguments
 from masksub_hf.scripts.cli import (
-    ModelArguments,
-    UserInputError,
     build_model,
     card_data,
-    check_launch,
     exits_on_user_error,
-    model_error,
-    parse_arguments,
-    setup_logging,
+    start_script,
     text_trainer,
     train_evaluate_and_publish,
 )
+from masksub_hf.scripts.errors import UserInputError, model_errors
 from masksub_hf.scripts.loading import check_columns, check_data_files, load_data_files, select_split
 from masksub_hf.scripts.metrics import load_metric
 
@@ -52,17 +49,14 @@ PREFIX_SPACE_MODELS = {"bloom", "gpt2", "roberta", "deberta"}  # BPE tokenizers 
 
 
 @dataclass
-class NerModelArguments(ModelArguments):
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
-
-
-@dataclass
-class NerDataArguments:
+class NerDataArguments(SampleLimits, PredictionFile):
     """What to train and evaluate on (the flags of ``run_ner.py`` in transformers)."""
 
+    RESUMABLE: ClassVar[tuple] = ("validation_file",)
+
     train_file: str | None = field(default=None, metadata={"help": "A json or csv file with the training data."})
-    validation_file: str | None = field(default=None, metadata={"help": "A json or csv file with validation data."})
-    test_file: str | None = field(default=None, metadata={"help": "A json or csv file with test data."})
+    validation_file: str | None = field(default=None,
+                                            metadata={"help": "A json or csv file with validation data."})
     text_column_name: str = field(default="tokens", metadata={"help": "The column with each sample's words."})
     label_column_name: str = field(default="ner_tags", metadata={"help": "The column with each word's tag."})
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
@@ -77,20 +71,17 @@ class NerDataArguments:
         default=False, metadata={"help": "Report precision / recall / F1 of each entity type, not only overall."}
     )
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the tokenized datasets."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set (debugging)."})
-    max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test set (debugging)."})
 
     def __post_init__(self):
-        if self.train_file is None or self.validation_file is None:
-            raise UserInputError("give --train_file and --validation_file.")
+        if self.train_file is None:  # as transformers' run_ner.py, the training tags are what the model learns
+            raise UserInputError("give --train_file (and --validation_file to evaluate).")
         check_data_files((("--train_file", self.train_file), ("--validation_file", self.validation_file),
                           ("--test_file", self.test_file)))
         if self.max_seq_length <= 0:
             raise UserInputError(f"--max_seq_length must be positive, got {self.max_seq_length}.")
 
 
-ARGUMENT_TYPES = (NerModelArguments, NerDataArguments, MaskSubTrainingArguments)
+ARGUMENT_TYPES = (TokenizerArguments, NerDataArguments, MaskSubTrainingArguments)
 
 
 def parse_list_columns(dataset, columns):
@@ -127,17 +118,11 @@ def label_list_of(dataset, column):
 
 @exits_on_user_error
 def main(args=None):
-    model_args, data_args, training_args = parse_arguments(ARGUMENT_TYPES, defaults={"masksub_ratio": BERT_MASK_RATIO},
-                                                           args=args)
-    check_launch(training_args)
-    setup_logging(training_args)
-    set_seed(training_args.seed)
+    model_args, data_args, training_args = start_script(ARGUMENT_TYPES, defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args)
 
-    files = {"train": data_args.train_file, "validation": data_args.validation_file}
-    if training_args.do_predict:
-        if data_args.test_file is None:
-            raise UserInputError("--do_predict needs --test_file.")
-        files["test"] = data_args.test_file
+    files = {split: path for split, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
+             if path is not None}
+    files.update(data_args.prediction_files(training_args.do_predict))
     dataset = load_data_files(files, model_args.cache_dir)
     columns = [("--text_column_name", data_args.text_column_name), ("--label_column_name", data_args.label_column_name)]
     check_columns(DatasetDict({k: v for k, v in dataset.items() if k != "test"}), columns,
@@ -152,7 +137,7 @@ def main(args=None):
     b_to_i = [label_to_id.get("I-" + str(label)[2:], i) if str(label).startswith("B-") else i
               for i, label in enumerate(label_list)]
 
-    try:
+    with model_errors():
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
                                             num_labels=len(label_list), **model_args.hub_kwargs())
         prefix_space = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
@@ -160,8 +145,6 @@ def main(args=None):
                                                   or model_args.config_name,
                                                   **prefix_space, **model_args.hub_kwargs())
         model = build_model(AutoModelForTokenClassification, model_args, config)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise model_error(error) from error
     if not getattr(tokenizer, "is_fast", False):
         raise UserInputError("--model_name_or_path / --tokenizer_name: run_ner.py needs a fast tokenizer "
                              "(it maps sub-tokens to words).")
@@ -195,7 +178,7 @@ def main(args=None):
                                for name, split in dataset.items()})
     train_dataset = select_split(dataset, "train", data_args.max_train_samples, "--do_train") \
         if training_args.do_train else None
-    eval_datasets = {"": select_split(dataset, "validation", data_args.max_eval_samples, "--do_eval")} \
+    eval_datasets = {"": select_split(dataset, "validation", data_args.max_eval_samples, "--do_eval (--validation_file)")} \
         if training_args.do_eval else {}
 
     metric = load_metric("seqeval")

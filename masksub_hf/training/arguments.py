@@ -3,6 +3,7 @@
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
@@ -11,11 +12,23 @@ from ..objectives.losses import SUB_LOSSES_PER_ITEM
 from .process_group import noting_a_started_group
 
 MASKSUB_LOSSES = ("auto", *SUB_LOSSES_PER_ITEM)
-
-
 @dataclass
 class MaskSubTrainingArguments(TrainingArguments):
     """Every ``TrainingArguments`` flag, plus MaskSub's (``--masksub_ratio 0.5`` turns it on)."""
+
+    # The fields that do not change what a run trains (where it logs, saves, evaluates or uploads): a rerun may change
+    # them and still resume the run's checkpoints (the scripts' resume guard compares every other field). Each
+    # argument dataclass declares its own; a field transformers adds counts as changing training until named here.
+    RESUMABLE: ClassVar[tuple] = (
+        "overwrite_output_dir", "masksub_log_grad_norm",
+        "output_dir", "resume_from_checkpoint", "do_train", "do_eval", "do_predict", "run_name", "logging_dir",
+        "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter", "report_to",
+        "disable_tqdm", "log_level", "log_level_replica", "save_strategy", "save_steps", "save_total_limit",
+        "save_only_model", "eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "per_device_eval_batch_size",
+        "eval_accumulation_steps", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
+        "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push",
+        "hub_revision", "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers",
+    )
 
     masksub_ratio: float = field(
         default=0.5,
@@ -139,3 +152,4 @@ class MaskSubTrainingArguments(TrainingArguments):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}.")
+
