@@ -168,6 +168,20 @@ def start_script(argument_types, defaults=None, args=None):
     return parsed
 
 
+def script_main(argument_types, defaults=None):
+    """A script's ``main(args=None)``: the one start-up (``start_script``), the script's body called with the parsed
+    dataclasses, its user errors as one line and exit status 2 (``exits_on_user_error``)."""
+    def decorate(body):
+        @exits_on_user_error
+        @functools.wraps(body)
+        def main(args=None):
+            return body(*start_script(argument_types, defaults, args))
+
+        return main
+
+    return decorate
+
+
 def check_launch(training_args):
     """Stop with one line when the script was launched as several processes that do not form one group: each would
     train alone on the whole data, all writing into the same ``--output_dir``."""

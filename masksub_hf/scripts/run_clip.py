@@ -30,7 +30,7 @@ from masksub_hf.masking.patch_hiding import reads_patch_rows
 from masksub_hf.masking.structure import is_dual_encoder
 from masksub_hf.objectives.clip import retrieval_recalls, zero_shot_accuracy
 from masksub_hf.scripts.arguments import SampleLimits, TokenizerArguments
-from masksub_hf.scripts.cli import card_data, exits_on_user_error, start_script, train_evaluate_and_publish
+from masksub_hf.scripts.cli import card_data, script_main, train_evaluate_and_publish
 from masksub_hf.scripts.errors import UserInputError, model_errors, trainer_errors
 from masksub_hf.scripts.loading import check_columns, load_data_files, select_image_split
 
@@ -179,9 +179,9 @@ def class_embeddings(model, tokenizer, classes, templates, device):
 ARGUMENT_TYPES = (ClipModelArguments, ClipDataArguments, MaskSubTrainingArguments)  # what the command line and recipe files set
 
 
-@exits_on_user_error
-def main(args=None):
-    model_args, data_args, training_args = start_script(ARGUMENT_TYPES, args=args)
+@script_main(ARGUMENT_TYPES)
+def main(model_args, data_args, training_args):
+    """The script: ``main(args=None)`` parses ``args`` (default: the command line) into these."""
     training_args.remove_unused_columns = False  # the transform needs the image and caption columns
 
     files = {split: path for split, path in (("train", data_args.train_file), ("validation", data_args.validation_file))

@@ -29,21 +29,13 @@ from transformers import (
 )
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.scripts.arguments import TokenizerArguments
-from masksub_hf.scripts.cli import (
-    build_model,
-    card_data,
-    exits_on_user_error,
-    start_script,
-    text_trainer,
-    train_evaluate_and_publish,
-)
+from masksub_hf.scripts.arguments import TEXT_DEFAULTS, TokenizerArguments
+from masksub_hf.scripts.cli import build_model, card_data, script_main, text_trainer, train_evaluate_and_publish
 from masksub_hf.scripts.errors import UserInputError, model_errors
 from masksub_hf.scripts.loading import TextDataArguments, label_kind, load_text_dataset, select_split, sentence_keys
 from masksub_hf.scripts.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
-BERT_MASK_RATIO = 0.15
 
 
 @dataclass
@@ -77,10 +69,9 @@ def metric_for(task_name, kind):
 ARGUMENT_TYPES = (TextModelArguments, TextDataArguments, MaskSubTrainingArguments)  # what the command line and recipe files set
 
 
-@exits_on_user_error
-def main(args=None):
-    model_args, data_args, training_args = start_script(ARGUMENT_TYPES, defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args)
-
+@script_main(ARGUMENT_TYPES, TEXT_DEFAULTS)
+def main(model_args, data_args, training_args):
+    """The script: ``main(args=None)`` parses ``args`` (default: the command line) into these."""
     dataset = load_text_dataset(data_args, training_args.do_predict, model_args.cache_dir, model_args.token)
     kind, label_list = label_setup(dataset, data_args.task_name)
     num_labels = 1 if kind == "regression" else len(label_list)

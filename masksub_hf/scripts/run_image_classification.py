@@ -35,7 +35,7 @@ from masksub_hf.recipes.image_transforms import INTERPOLATIONS, eval_transform, 
 from masksub_hf.recipes.mixing import MixupCollator
 from masksub_hf.recipes.target_losses import TargetLoss
 from masksub_hf.scripts.arguments import ModelArguments
-from masksub_hf.scripts.cli import build_model, card_data, exits_on_user_error, start_script, train_evaluate_and_publish
+from masksub_hf.scripts.cli import build_model, card_data, script_main, train_evaluate_and_publish
 from masksub_hf.scripts.errors import UserInputError, model_errors, trainer_errors
 from masksub_hf.scripts.image_processing import (
     Geometry,
@@ -312,9 +312,9 @@ def collate(label_column):
 ARGUMENT_TYPES = (ImageModelArguments, ImageDataArguments, RecipeArguments, MaskSubTrainingArguments)  # what the command line and recipe files set
 
 
-@exits_on_user_error
-def main(args=None):
-    model_args, data_args, recipe, training_args = start_script(ARGUMENT_TYPES, args=args)
+@script_main(ARGUMENT_TYPES)
+def main(model_args, data_args, recipe, training_args):
+    """The script: ``main(args=None)`` parses ``args`` (default: the command line) into these."""
     check_recipe(recipe, training_args)
     training_args.remove_unused_columns = False  # the transforms need the image column
 

@@ -30,21 +30,13 @@ from transformers import (
 )
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.scripts.arguments import PredictionFile, SampleLimits, TokenizerArguments
-from masksub_hf.scripts.cli import (
-    build_model,
-    card_data,
-    exits_on_user_error,
-    start_script,
-    text_trainer,
-    train_evaluate_and_publish,
-)
+from masksub_hf.scripts.arguments import TEXT_DEFAULTS, PredictionFile, SampleLimits, TokenizerArguments
+from masksub_hf.scripts.cli import build_model, card_data, script_main, text_trainer, train_evaluate_and_publish
 from masksub_hf.scripts.errors import UserInputError, model_errors
 from masksub_hf.scripts.loading import check_columns, check_data_files, load_data_files, select_split
 from masksub_hf.scripts.metrics import load_metric
 
 logger = logging.getLogger("masksub_hf")
-BERT_MASK_RATIO = 0.15
 PREFIX_SPACE_MODELS = {"bloom", "gpt2", "roberta", "deberta"}  # BPE tokenizers that need it for split words
 
 
@@ -116,10 +108,9 @@ def label_list_of(dataset, column):
     return sorted({tag for row in dataset["train"][column] for tag in row}, key=str), False
 
 
-@exits_on_user_error
-def main(args=None):
-    model_args, data_args, training_args = start_script(ARGUMENT_TYPES, defaults={"masksub_ratio": BERT_MASK_RATIO}, args=args)
-
+@script_main(ARGUMENT_TYPES, TEXT_DEFAULTS)
+def main(model_args, data_args, training_args):
+    """The script: ``main(args=None)`` parses ``args`` (default: the command line) into these."""
     files = {split: path for split, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
              if path is not None}
     files.update(data_args.prediction_files(training_args.do_predict))
