@@ -37,7 +37,13 @@ def test_logged_gradient_norms_are_each_branchs_gradient(tmp_path):
     assert logged["sub_grad_norm"] == pytest.approx(sub_norm, rel=1e-5)
 
 
-def test_plots_from_trainer_state(tmp_path):
+def test_plots_from_trainer_state(tmp_path, monkeypatch):
+    """The plots draw exactly the logged curves: MaskSub's total, main and sub losses and the baseline's loss, then
+    each branch's gradient norm, at the logged steps (read back from each run's trainer_state.json)."""
+    import json
+
+    import matplotlib.axes
+
     items = image_items(32, torch.arange(32) % 3, num_keep=8)
     for name, ratio in (("baseline", 0.0), ("masksub", 0.5)):
         args = training_args(tmp_path / name, per_device_train_batch_size=4, max_steps=6, logging_steps=2,
@@ -45,10 +51,30 @@ def test_plots_from_trainer_state(tmp_path):
         trainer = MaskSubTrainer(model=make_case("ce")[0], args=args, train_dataset=ListDataset(items))
         trainer.train()
         trainer.save_state()
+    drawn = []
+    plot = matplotlib.axes.Axes.plot
+
+    def recording_plot(axis, x, y, **kwargs):
+        drawn.append((kwargs["label"], list(x), list(y)))
+        return plot(axis, x, y, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording_plot)
     plot_main([str(tmp_path / "masksub"), "--baseline", str(tmp_path / "baseline"), "--out", str(tmp_path / "plots")])
+
+    def logged(name, key):
+        history = json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"]
+        return [entry["step"] for entry in history if key in entry and "loss" in entry], \
+            [entry[key] for entry in history if key in entry and "loss" in entry]
+
+    expected = [("MaskSub total", "masksub", "loss"), ("MaskSub main branch", "masksub", "main_loss"),
+                ("MaskSub sub branch", "masksub", "sub_loss"), ("baseline", "baseline", "loss"),
+                ("main branch", "masksub", "main_grad_norm"), ("sub branch", "masksub", "sub_grad_norm")]
+    assert [label for label, _, _ in drawn] == [label for label, _, _ in expected]
+    for (label, steps, values), (_, run, key) in zip(drawn, expected):
+        assert (steps, values) == logged(run, key) and steps == [2, 4, 6], label
     for name in ("losses.png", "grad_norms.png"):
         with Image.open(tmp_path / "plots" / name) as image:
-            assert image.width > 300 and image.height > 200
+            image.verify()
 
 
 def test_plot_reads_a_library_runs_folder_and_errors_in_one_line(tmp_path, capsys):
