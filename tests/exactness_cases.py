@@ -14,12 +14,19 @@ import copy
 import torch
 import torch.nn.functional as F
 import transformers
-from helpers import bpe_tokenizer, tiny_vit, word_tokenizer
-from test_clip import pair_items, patch_row_items, reference_image_embeds, tiny_clip, tiny_siglip2
-from test_equivalence import reference_vit_logits
-from test_families import TokenProbe, hf_model, patch_mask
-from test_text_drop import REVIEWS, row_by_row_logits, tiny_decoder
-from test_token_classification import model_and_tokenizer, tagged_items
+from helpers import TokenProbe, bpe_tokenizer, tiny_vit, word_tokenizer
+from models import (
+    REVIEWS,
+    hf_model,
+    model_and_tokenizer,
+    pair_items,
+    patch_row_items,
+    tagged_items,
+    tiny_clip,
+    tiny_decoder,
+    tiny_siglip2,
+)
+from references import patch_mask, reference_image_embeds, reference_vit_logits, row_by_row_logits
 
 from masksub_hf import MaskSubTextCollator
 from masksub_hf.masking import MaskTokenBlocks, PixelMasking

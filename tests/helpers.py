@@ -163,3 +163,15 @@ class RecordingCollator(MaskSubTextCollator):
         batch = super().__call__(features)
         self.batches.append({k: v.clone() for k, v in batch.items()})
         return batch
+
+
+class TokenProbe(GradientProbe):
+    """Also keeps the gradient of the MaskSub-owned mask token, when there is one."""
+
+    def __init__(self, owned):
+        super().__init__()
+        self.owned = owned
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        super().on_pre_optimizer_step(args, state, control, model=model)
+        self.gradients[-1].update({f"owned.{i}": p.grad.clone() for i, p in enumerate(self.owned())})

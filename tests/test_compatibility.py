@@ -55,7 +55,8 @@ def test_adafactor_steps_on_the_methods_gradient(tmp_path):
     it, moves them from the method's gradient written in plain torch (test_equivalence's reference)."""
     import copy
 
-    from test_equivalence import make_case, reference_gradients
+    from models import make_case
+    from test_equivalence import reference_gradients
 
     model, items = make_case("ce")
     reference = copy.deepcopy(model)

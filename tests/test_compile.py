@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import ListDataset, tiny_bert, tiny_vit, training_args
+from models import hf_model
 from test_best_model import image_data, text_data
-from test_families import hf_model
 
 from masksub_hf import MaskSubTrainer
 

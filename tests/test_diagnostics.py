@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 from helpers import ListDataset, image_items, training_args
+from models import make_case
 from PIL import Image
-from test_equivalence import REFERENCE_LOSSES, make_case, reference_vit_logits
+from references import REFERENCE_LOSSES, reference_vit_logits
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.scripts.plot import main as plot_main

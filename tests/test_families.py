@@ -12,9 +12,10 @@ import pytest
 import timm
 import torch
 import transformers
-from helpers import GradientProbe, ListDataset, training_args
+from helpers import ListDataset, TokenProbe, training_args
+from models import SIZE, hf_model
+from references import REFERENCE_LOSSES, assert_same_gradients, patch_mask
 from safetensors.torch import load_file
-from test_equivalence import REFERENCE_LOSSES, assert_same_gradients
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer, MaskSubTrainingArguments
@@ -22,26 +23,7 @@ from masksub_hf.functional import masksub_step
 from masksub_hf.masking import MaskTokenBlocks, PixelMasking, masking_for
 from masksub_hf.objectives import objective_for
 
-SIZE, BLOCK, NUM_SAMPLES = 32, 8, 8  # 8-px blocks: a 4 x 4 block grid, 8 of 16 masked at ratio 0.5
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.0)
-
-
-def hf_model(name):
-    torch.manual_seed(0)
-    configs = {
-        "resnet": transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
-                                            num_labels=3),
-        "convnext": transformers.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
-        "convnextv2": transformers.ConvNextV2Config(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
-        "swin": transformers.SwinConfig(image_size=SIZE, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
-                                        window_size=4, num_labels=3, **NO_DROPOUT),
-        "swinv2": transformers.Swinv2Config(image_size=SIZE, patch_size=4, embed_dim=16, depths=[1, 1],
-                                            num_heads=[1, 2], window_size=4, num_labels=3, **NO_DROPOUT),
-        "beit": transformers.BeitConfig(image_size=SIZE, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                        num_attention_heads=2, intermediate_size=64, num_labels=3,
-                                        use_mean_pooling=True, **NO_DROPOUT),
-    }
-    return transformers.AutoModelForImageClassification.from_config(configs[name])
+BLOCK, NUM_SAMPLES = 8, 8  # 8-px blocks on 32-px images: a 4 x 4 block grid, 8 of 16 masked at ratio 0.5
 
 
 def timm_wrapper(architecture):
@@ -67,10 +49,6 @@ def stacked(items):
     return {k: torch.stack([item[k] for item in items]) for k in items[0]}
 
 
-def patch_mask(block_mask, patches_per_block):
-    return torch.kron(block_mask.int(), torch.ones(patches_per_block, patches_per_block, dtype=torch.int)).bool()
-
-
 def reference_sub_logits(model, family, pixels, block_mask, mask_token=None):
     if family in ("resnet", "convnext", "convnextv2"):
         keep = 1 - patch_mask(block_mask, BLOCK).unsqueeze(1).float()
@@ -80,18 +58,6 @@ def reference_sub_logits(model, family, pixels, block_mask, mask_token=None):
     patch = model.config.patch_size
     masked = patch_mask(block_mask, BLOCK // patch).flatten(1)
     return model.classifier(backbone(pixel_values=pixels, bool_masked_pos=masked).pooler_output)
-
-
-class TokenProbe(GradientProbe):
-    """Also keeps the gradient of the MaskSub-owned mask token, when there is one."""
-
-    def __init__(self, owned):
-        super().__init__()
-        self.owned = owned
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        super().on_pre_optimizer_step(args, state, control, model=model)
-        self.gradients[-1].update({f"owned.{i}": p.grad.clone() for i, p in enumerate(self.owned())})
 
 
 def one_step_trainer(tmp_path, model, items, **overrides):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import GradientProbe, ListDataset, image_items, launch, tiny_vit, training_args
-from test_equivalence import assert_same_gradients
+from references import assert_same_gradients
 from transformers import ViTForImageClassification
 
 from masksub_hf import MaskSubTrainer

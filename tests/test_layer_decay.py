@@ -4,8 +4,8 @@ for each family; the same training as without them when they change nothing; one
 import pytest
 import torch
 from helpers import ListDataset, image_items, tiny_bert, tiny_vit, training_args
-from test_clip import tiny_clip
-from test_families import hf_model, timm_wrapper
+from models import hf_model, tiny_clip
+from test_families import timm_wrapper
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.recipes.layer_decay import param_groups_layer_decay

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import IMAGE_SIZE, ListDataset, image_items, tiny_vit, training_args
-from test_families import block_items, hf_model
+from models import hf_model
+from test_families import block_items
 
 from masksub_hf import MaskSubImageCollator, MaskSubTrainer
 from masksub_hf.batch import SEED

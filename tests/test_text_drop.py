@@ -25,42 +25,20 @@ from helpers import (
     training_args,
     word_tokenizer,
 )
+from models import REVIEWS, tiny_decoder
+from references import kept_positions, row_by_row_logits
 from transformers import (
     BertConfig,
     BertForMultipleChoice,
     BertForQuestionAnswering,
     GPT2Config,
-    GPT2ForSequenceClassification,
     GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForSequenceClassification,
-    MistralConfig,
-    MistralForSequenceClassification,
-    Qwen2Config,
-    Qwen2ForSequenceClassification,
 )
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.masking import TextMasking, TextTokenDrop, masking_for, num_masked
-from masksub_hf.scripts.demo_data import rotten_tomatoes
 
-REVIEWS = list(rotten_tomatoes(seed=0)["sentence"][:8])
 DECODERS = ["llama", "qwen2", "mistral", "gpt2"]
-
-
-def tiny_decoder(family, vocab_size, pad_token_id, seed=0):
-    torch.manual_seed(seed)
-    shared = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, num_labels=2)
-    if family == "gpt2":
-        config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
-                            attn_pdrop=0.0, **shared)
-        return GPT2ForSequenceClassification(config)
-    llama_like = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=1, max_position_embeddings=64, **shared)
-    config_class, model_class = {"llama": (LlamaConfig, LlamaForSequenceClassification),
-                                 "qwen2": (Qwen2Config, Qwen2ForSequenceClassification),
-                                 "mistral": (MistralConfig, MistralForSequenceClassification)}[family]
-    return model_class(config_class(**llama_like))
 
 
 def setup(family, padding_side, tmp_path):
@@ -71,24 +49,6 @@ def setup(family, padding_side, tmp_path):
         return tiny_bert(vocab_size=tokenizer.vocab_size), tokenizer
     tokenizer = bpe_tokenizer(REVIEWS, padding_side=padding_side)
     return tiny_decoder(family, len(tokenizer), tokenizer.pad_token_id), tokenizer
-
-
-def kept_positions(batch, dropped, row):
-    return [i for i in range(batch["input_ids"].shape[1]) if batch["attention_mask"][row, i] and not dropped[row, i]]
-
-
-def row_by_row_logits(model, batch, dropped):
-    """Each row's kept tokens alone, unpadded, at their original positions (0..L-1 of the padded batch)."""
-    rows = []
-    for row in range(batch["input_ids"].shape[0]):
-        kept = torch.tensor(kept_positions(batch, dropped, row))
-        # With the mask given: without one, transformers >= 5.25 reads gapped position_ids as packed sequences.
-        single = {"input_ids": batch["input_ids"][row, kept][None], "position_ids": kept[None],
-                  "attention_mask": torch.ones(1, len(kept), dtype=torch.long)}
-        if "token_type_ids" in batch:
-            single["token_type_ids"] = batch["token_type_ids"][row, kept][None]
-        rows.append(model(**single).logits[0])
-    return torch.stack(rows)
 
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])

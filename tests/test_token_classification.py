@@ -12,22 +12,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import GradientProbe, ListDataset, RecordingCollator, bpe_tokenizer, training_args, word_tokenizer
-from test_text_drop import REVIEWS
+from helpers import GradientProbe, ListDataset, RecordingCollator, training_args
+from models import NUM_TAGS, model_and_tokenizer, tagged_items
 from transformers import (
-    BertConfig,
-    BertForTokenClassification,
     DataCollatorForTokenClassification,
-    MptConfig,
-    MptForTokenClassification,
-    Qwen2Config,
-    Qwen2ForTokenClassification,
 )
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.objectives.token_classification import token_sub_loss_sum
-
-NUM_TAGS = 3
 
 
 def test_unsupervised_positions_and_neighbours_carry_no_target():
@@ -53,41 +45,6 @@ def test_unsupervised_positions_and_neighbours_carry_no_target():
     neighbours[1, 1] += 100.0
     assert torch.equal(token_sub_loss_sum(dropped_sub, neighbours, labels, kept=kept),
                        token_sub_loss_sum(dropped_sub, main, labels, kept=kept))
-
-
-def tagged_items(tokenizer):
-    """Reviews as words, the first sub-token of each word tagged (word length mod 3), the rest -100."""
-    items = []
-    for review in REVIEWS:
-        words = review.lower().replace(",", " ").replace(".", " ").split()[:20]
-        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=48)
-        labels, previous = [], None
-        for word in encoded.word_ids():
-            labels.append(-100 if word is None or word == previous else len(words[word]) % NUM_TAGS)
-            previous = word
-        items.append({**encoded, "labels": labels})
-    return items
-
-
-def model_and_tokenizer(family, tmp_path):
-    torch.manual_seed(0)
-    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                 num_labels=NUM_TAGS)
-    if family == "bert":
-        tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
-        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0, **small)
-        return BertForTokenClassification(config), tokenizer
-    tokenizer = bpe_tokenizer(REVIEWS, padding_side="left")
-    tokenizer._tokenizer.pre_tokenizer.add_prefix_space = True  # words given one by one: "Ġword" as in running text
-    if family == "mpt":  # ALiBi, no position_ids: token drop hides the dropped tokens from attention
-        config = MptConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, d_model=32, n_layers=2,
-                           n_heads=2, max_seq_len=64, num_labels=NUM_TAGS, classifier_dropout=0.0)
-        return MptForTokenClassification(config), tokenizer
-    config = Qwen2Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_key_value_heads=1,
-                         classifier_dropout=0.0,  # the generic token head drops 10% by default
-                         max_position_embeddings=64, **small)
-    return Qwen2ForTokenClassification(config), tokenizer
 
 
 def reference_gradients(model, batches, mode, main_weight=0.5, hides=False):

@@ -76,7 +76,7 @@ def main():
     # Either way, 1 and 2 processes apply the same masks to the same samples.
     collator = None
     if run_args.family == "clip":
-        from test_clip import pair_items, tiny_clip
+        from models import pair_items, tiny_clip
 
         model, items = tiny_clip(), pair_items()
     elif run_args.family == "text":
