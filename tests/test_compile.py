@@ -67,6 +67,7 @@ def assert_close_parameters(actual, expected, atol):
         torch.testing.assert_close(actual[name], value, rtol=0, atol=atol, msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("custom_loss", [False, True], ids=["trainer_loss", "custom_compute_loss"])
 @pytest.mark.parametrize("mode", list(CASES))
 def test_compiled_training_equals_eager(tmp_path, mode, custom_loss):

@@ -152,6 +152,7 @@ def test_a_rerun_with_other_settings_stops_instead_of_resuming(tmp_path):
     assert f"Loading model from {output / 'checkpoint-10'}" in anyway.stdout + anyway.stderr
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     """Before: the same command after the end resumed from the last checkpoint, took one more step (checkpoint-5 of
     max_steps 4) and overwrote the results with that step's. Now it says the run is finished, in one line, and leaves

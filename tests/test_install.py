@@ -56,6 +56,7 @@ def test_the_wheel_carries_the_scripts_the_recipe_files_the_method_card_and_the_
     assert "masksub-hf = masksub_hf.scripts.command:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+@pytest.mark.slow
 def test_pip_install_alone_runs_a_script_with_a_shipped_recipe_from_any_folder(wheel, tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
@@ -80,6 +81,7 @@ def test_pip_install_alone_runs_a_script_with_a_shipped_recipe_from_any_folder(w
     assert json.loads((work / "out" / "run_arguments.json").read_text())["mixup"] == 0.8  # the recipe was read
 
 
+@pytest.mark.slow
 def test_the_library_trains_without_the_scripts_extra_and_the_command_names_the_extra(tmp_path):
     program = HIDE_EXTRA + f"""
 import importlib, pkgutil

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from script_fixtures import mnist_imagefolder, tiny_vit_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ def usage_snippet():
     return python_block("README.md", "## Usage")
 
 
+@pytest.mark.slow
 def test_readme_usage_snippet_runs_on_an_image_folder(tmp_path):
     mnist_imagefolder(tmp_path / "data", train=48, validation=16)  # data/train/<digit>/*.png, data/validation/...
     tiny_vit_dir(tmp_path / "vit-base")

@@ -1,7 +1,7 @@
 """The model card, written from a template (``templates/model_card.md``) with what ``Trainer`` knows of the run
 (transformers' ``TrainingSummary``: metadata, evaluation results, hyperparameters) and what MaskSub adds: the
-``masksub`` tag, the run's settings, the paper. The method's words, the paper and the citation are class data
-(TRL's trainers do the same); nothing of Trainer's card text is edited.
+``masksub`` tag, the run's settings, the paper. The method's tag, words and citation are the trainer's class data
+(``MaskSubTrainer.method_card``, as TRL's trainers keep theirs); nothing of Trainer's card text is edited.
 
 What the card says beyond Trainer's own: the bases by role (a dual encoder's towers), a local base by its folder
 name (the Hub refuses local paths as ``base_model``), local data by its file names (with metadata results on the
@@ -10,28 +10,33 @@ for a run evaluated only after training, its logged losses.
 """
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-MASKSUB_TAG = "masksub"
-PAPER = {"title": "Masking meets Supervision: A Strong Learning Alliance", "id": "2306.11339",
-         "url": "https://arxiv.org/abs/2306.11339"}
-PAPER_CITATION = """@inproceedings{heo2025masksub,
+
+@dataclass(frozen=True)
+class MethodCard:
+    """What a trainer's model card says of its method: class data of the trainer, as TRL's trainers keep theirs."""
+
+    tag: str  # the Hub tag of models trained with it
+    description: str  # the card's paragraph on it (markdown)
+    citation: str  # BibTeX
+
+
+MASKSUB = MethodCard(
+    tag="masksub",
+    description="Trained with [MaskSub](https://arxiv.org/abs/2306.11339) (masksub-hf): a sub branch sharing the "
+                "model's weights sees a masked copy of each batch and learns the main branch's detached output; "
+                "evaluation uses the main model only.",
+    citation="""@inproceedings{heo2025masksub,
   title     = {Masking meets Supervision: A Strong Learning Alliance},
   author    = {Heo, Byeongho and Kim, Taekyung and Yun, Sangdoo and Han, Dongyoon},
   booktitle = {CVPR},
   year      = {2025},
   note      = {arXiv:2306.11339}
-}"""
-METHOD = (f"Trained with [MaskSub]({PAPER['url']}) (masksub-hf): a sub branch sharing the model's weights sees a "
-          "masked copy of each batch and learns the main branch's detached output; evaluation uses the main model "
-          "only.")
+}""")
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
-
-
-def with_masksub_tag(tags):
-    tags = [tags] if isinstance(tags, str) else list(tags or [])
-    return tags + ([MASKSUB_TAG] if MASKSUB_TAG not in tags else [])
 
 
 def card_settings(args, masking, objective):
@@ -139,8 +144,9 @@ def local_results(summary, task, local_data):
                        metric_value=summary.eval_results[name]) for tag, name in metrics.items()]
 
 
-def model_card_text(summary, *, origin, settings=None, log_history=(), local_results=()):
-    """The card: ``summary`` (a ``TrainingSummary``) through the template, with the MaskSub ``settings`` (None: off)."""
+def model_card_text(summary, *, origin, method=None, settings=None, log_history=(), local_results=()):
+    """The card: ``summary`` (a ``TrainingSummary``) through the template, with the ``method`` (a ``MethodCard``)
+    and its ``settings``, when it trained (None: off)."""
     import yaml
     from huggingface_hub import ModelCard
     from transformers.modelcard import make_markdown_table
@@ -149,15 +155,15 @@ def model_card_text(summary, *, origin, settings=None, log_history=(), local_res
     if summary.eval_results:
         results = "\nIt achieves the following results on the evaluation set:\n" + "\n".join(
             f"- {name}: {rounded(value)}" for name, value in summary.eval_results.items()) + "\n"
-    method = citation = ""
+    paragraph = citation = ""
     if settings is not None:
         rows = "\n".join(f"| `{name}` | {value} |" for name, value in settings.items())
-        method = f"\n{METHOD}\n\n| setting | value |\n|---|---|\n{rows}\n"
-        citation = f"\n## Citation\n\n```bibtex\n{PAPER_CITATION}\n```\n"
+        paragraph = f"\n{method.description}\n\n| setting | value |\n|---|---|\n{rows}\n"
+        citation = f"\n## Citation\n\n```bibtex\n{method.citation}\n```\n"
     hyperparameters = "\n".join(f"- {name}: {value}" for name, value in (summary.hyperparameters or {}).items())
     text = Template(TEMPLATE.read_text()).substitute(
         metadata=yaml.dump(summary.create_metadata(), sort_keys=False), model_name=summary.model_name,
-        origin=origin, results=results, method=method,
+        origin=origin, results=results, method=paragraph,
         hyperparameters="The following hyperparameters were used during training:\n" + hyperparameters
         if hyperparameters else "More information needed",
         training_results=make_markdown_table(summary.eval_lines) if summary.eval_lines
@@ -174,7 +180,8 @@ def write_model_card(trainer, settings=None, *, language=None, license=None, tag
                      finetuned_from=None, tasks=None, dataset_tags=None, dataset=None, dataset_args=None,
                      local_data=None, config_name=None):
     """``output_dir/README.md`` for ``trainer``'s run (``MaskSubTrainer.create_model_card`` says what each argument
-    adds to Trainer's); ``settings``: the MaskSub settings (``card_settings``), None when MaskSub is off."""
+    adds to Trainer's); ``settings``: the MaskSub settings (``card_settings``), None when MaskSub is off; the method's
+    tag, paragraph and citation: ``trainer.method_card``."""
     from huggingface_hub import ModelCard
     from transformers.modelcard import TrainingSummary
 
@@ -182,8 +189,8 @@ def write_model_card(trainer, settings=None, *, language=None, license=None, tag
     existing = ModelCard.load(path).data if os.path.exists(path) else None  # e.g. a PEFT adapter's card
     tags = [tags] if isinstance(tags, str) else list(tags or [])
     tags += [tag for tag in (existing.tags or [] if existing is not None else []) if tag not in tags]
-    if settings is not None:
-        tags = with_masksub_tag(tags)
+    if settings is not None and trainer.method_card.tag not in tags:
+        tags.append(trainer.method_card.tag)
     bases = dict(finetuned_from) if isinstance(finetuned_from, dict) else ({"": finetuned_from} if finetuned_from else {})
     single = next(iter(bases.values())) if len(bases) == 1 else None
     hub_base = single if single and not os.path.exists(single) else None
@@ -198,7 +205,8 @@ def write_model_card(trainer, settings=None, *, language=None, license=None, tag
         summary.finetuned_from = None  # Trainer's guess from the config's _name_or_path is no base here
     origin = describe_origin(bases, summary.finetuned_from, built_as, describe_data(summary.dataset, local_data))
     task = tasks if isinstance(tasks, str) else None
-    text = model_card_text(summary, origin=origin, settings=settings, log_history=trainer.state.log_history,
+    text = model_card_text(summary, origin=origin, method=trainer.method_card, settings=settings,
+                           log_history=trainer.state.log_history,
                            local_results=local_results(summary, task, local_data) if local_data else ())
     with open(path, "w", encoding="utf-8") as card:
         card.write(text)

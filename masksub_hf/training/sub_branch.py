@@ -12,7 +12,7 @@ from ..masking import masking_for
 from ..objectives import objective_for
 from ..recipes.layer_decay import param_groups_layer_decay
 from .engine import is_sharded
-from .model_card import MASKSUB_TAG, card_settings
+from .model_card import card_settings
 from .owned import ClearOwnedGradients
 
 logger = logging.getLogger("masksub_hf")
@@ -58,7 +58,7 @@ def configure_sub_branch(trainer):
         trainer.masking = masking_for(unwrapped, args.masksub_mode, args.masksub_ratio, tokenizer_of(trainer),
                                       args.masksub_block_size)
         if hasattr(unwrapped, "add_model_tags"):
-            unwrapped.add_model_tags([MASKSUB_TAG])
+            unwrapped.add_model_tags([trainer.method_card.tag])
         if trainer.masking.parameters():
             trainer._owned_gradient_callback = ClearOwnedGradients(trainer.masking.parameters())
             trainer.add_callback(trainer._owned_gradient_callback)

@@ -28,7 +28,7 @@ from .checkpoint import held_key_warnings, restore_weights, save_owned
 from .engine import backward, forward_context, log_engine, main_branch_without_sync
 from .main_loss import main_loss_sum
 from .micro_batches import prepare_step
-from .model_card import card_settings, write_model_card
+from .model_card import MASKSUB, card_settings, write_model_card
 from .owned import add_owned_group, average_gradients_by_hand
 from .process_group import noting_a_started_group, release_at_exit
 from .sub_branch import check_collator_masks, configure_sub_branch
@@ -40,6 +40,8 @@ class MaskSubTrainer(Trainer):
     Takes the same arguments as ``Trainer``; ``args`` must be :class:`MaskSubTrainingArguments`. With
     ``masksub_ratio=0`` every step is ``Trainer.training_step``.
     """
+
+    method_card = MASKSUB  # the model card's tag, paragraph and citation of the method
 
     def __init__(self, model=None, args=None, *trainer_args, **trainer_kwargs):
         if args is None:
