@@ -1,5 +1,7 @@
-"""What the ``run_*.py`` scripts share: argument dataclasses, parsing, one-line user errors and the
-train / evaluate / model card / push tail, as in transformers' example scripts."""
+"""A script's start and finish, the same for each ``run_*.py``, as in transformers' example scripts: parsing (a recipe
+file first), the launch check, logging (the set-up's log held until training starts), the seed, user errors as one
+line (``script_main``); the model built, the text scripts' trainer; the train / evaluate / model card / push tail
+(``train_evaluate_and_publish``)."""
 
 import dataclasses
 import functools
