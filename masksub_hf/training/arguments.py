@@ -12,6 +12,8 @@ from ..objectives.losses import SUB_LOSSES_PER_ITEM
 from .process_group import noting_a_started_group
 
 MASKSUB_LOSSES = ("auto", *SUB_LOSSES_PER_ITEM)
+
+
 @dataclass
 class MaskSubTrainingArguments(TrainingArguments):
     """Every ``TrainingArguments`` flag, plus MaskSub's (``--masksub_ratio 0.5`` turns it on)."""
@@ -152,4 +154,3 @@ class MaskSubTrainingArguments(TrainingArguments):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}.")
-
