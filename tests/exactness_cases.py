@@ -28,7 +28,7 @@ from models import (
 )
 from references import patch_mask, reference_image_embeds, reference_vit_logits, row_by_row_logits
 
-from masksub_hf import MaskSubTextCollator
+from masksub_hf import MaskSubTextCollator, MaskSubTrainer
 from masksub_hf.masking import MaskTokenBlocks, PixelMasking
 
 ITEMS, BLOCK = 7, 8
@@ -57,6 +57,34 @@ def row_losses(kind, main, sub, labels):
         return (F.binary_cross_entropy_with_logits(main, labels, reduction="none").mean(-1),
                 F.binary_cross_entropy_with_logits(sub, main.detach().sigmoid(), reduction="none").mean(-1))
     return (main.squeeze(-1) - labels) ** 2, ((sub - main.detach()) ** 2).mean(-1)
+
+
+# (relative tolerance, floor of a tensor's scale as a fraction of the step's largest gradient)
+TOLERANCE = {"fp32": (1e-5, 1e-3), "bf16": (5e-2, 1e-2)}
+
+
+class RecordingTrainer(MaskSubTrainer):
+    """Keeps every micro-batch as the step receives it: the collator's output plus the mask drawn for it."""
+
+    recorded = ()
+
+    def get_batch_samples(self, *args, **kwargs):
+        batches, num_items = super().get_batch_samples(*args, **kwargs)
+        self.recorded = [*self.recorded, *({k: v.detach().cpu().clone() for k, v in batch.items()
+                                            if torch.is_tensor(v)} for batch in batches)]
+        return batches, num_items
+
+
+def assert_gradients_equal(actual, expected, precision, label):
+    """Each tensor's largest difference within a tolerance of its largest gradient, floored at a fraction of the
+    step's largest: a gradient that is zero in exact arithmetic, like a key bias's, is rounding noise."""
+    assert actual.keys() == expected.keys(), (label, sorted(actual.keys() ^ expected.keys()))
+    tolerance, floor = TOLERANCE[precision]
+    floor *= max(gradient.abs().max().item() for gradient in expected.values())
+    for name, gradient in expected.items():
+        scale = max(gradient.abs().max().item(), floor)
+        difference = (actual[name].float() - gradient.float()).abs().max().item()
+        assert difference <= tolerance * scale, f"{label} {name}: {difference:.3g} > {tolerance} x {scale:.3g}"
 
 
 class Case:
@@ -88,12 +116,15 @@ class VitRows(Case):
 
 
 class BlockImages(Case):
-    """ResNet with zero-filled pixel blocks; Swin with a (MaskSub-owned) mask token through bool_masked_pos."""
+    """Block masking on transformers' image models: zero-filled pixel blocks (ResNet, ConvNeXt, ConvNeXt V2), or a
+    mask token through the model's own ``bool_masked_pos`` path (Swin, Swin V2, BEiT; the token MaskSub's own where
+    the model has none)."""
 
     args = {"masksub_block_size": BLOCK}
 
     def __init__(self, family):
         self.family = family
+        self.pixels = family in PIXEL_FAMILIES
 
     def build(self, tmp_path):
         labels = torch.randint(0, 3, (ITEMS,), generator=torch.Generator().manual_seed(1))
@@ -101,14 +132,18 @@ class BlockImages(Case):
 
     def reference(self, model, batch):
         pixels = batch["pixel_values"]
-        blocks = batch[PixelMasking.key if self.family == "resnet" else MaskTokenBlocks.key]
+        blocks = batch[PixelMasking.key if self.pixels else MaskTokenBlocks.key]
         main = model(pixel_values=pixels).logits
-        if self.family == "resnet":
+        if self.pixels:
             sub = model(pixel_values=pixels * (1 - patch_mask(blocks, BLOCK).unsqueeze(1).float())).logits
         else:
-            model.swin.embeddings.mask_token = self.token  # transformers' own masked-image path
+            backbone = getattr(model, self.family)
+            if self.token is not None:  # MaskSub's own token, lent to transformers' own masked-image path
+                backbone.embeddings.mask_token = self.token
             masked = patch_mask(blocks, BLOCK // model.config.patch_size).flatten(1)
-            sub = model.classifier(model.swin(pixel_values=pixels, bool_masked_pos=masked).pooler_output)
+            sub = model.classifier(backbone(pixel_values=pixels, bool_masked_pos=masked).pooler_output)
+            if self.token is not None:
+                backbone.embeddings.mask_token = None
         return row_losses("ce", main, sub, batch["labels"])
 
 
@@ -234,6 +269,11 @@ class Siglip2PatchRows(Case):
         return main_losses, sub_losses.sum(dim=1)
 
 
+PIXEL_FAMILIES = ("resnet", "convnext", "convnextv2")
+MASK_TOKEN_FAMILIES = ("swin", "swinv2", "beit")
+# The matrix runs one family of each block kind; the family tests (tests/test_families.py) run every one at GA=1.
+FAMILY_CASES = {f"{family}_blocks": (lambda family=family: BlockImages(family))
+                for family in PIXEL_FAMILIES + MASK_TOKEN_FAMILIES}
 CASES = {
     "vit_tokens_ce": lambda: VitRows("ce"),
     "vit_tokens_bce": lambda: VitRows("bce"),
@@ -254,7 +294,7 @@ def run_case(name, setup, precision, tmp_path, training_args, trainer_class):
     """Train one optimizer step; ``(case, initial model, trainer, gradients before the step, batches seen here)``."""
     from helpers import ListDataset
 
-    case = CASES[name]()
+    case = (CASES | FAMILY_CASES)[name]()
     model, items = case.build(tmp_path)
     initial = copy.deepcopy(model)
     processes, batch, accumulation = SETUPS[setup]

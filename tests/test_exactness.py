@@ -16,38 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from exactness_cases import CASES, reference_gradients, run_case
+from exactness_cases import CASES, RecordingTrainer, assert_gradients_equal, reference_gradients, run_case
 from helpers import launch, training_args
 
-from masksub_hf import MaskSubTrainer
-
-# (relative tolerance, floor of a tensor's scale as a fraction of the step's largest gradient)
-TOLERANCE = {"fp32": (1e-5, 1e-3), "bf16": (5e-2, 1e-2)}
 SCRIPT = Path(__file__).parent / "scripts" / "exactness_ddp.py"
-
-
-class RecordingTrainer(MaskSubTrainer):
-    """Keeps every micro-batch as the step receives it: the collator's output plus the mask drawn for it."""
-
-    recorded = ()
-
-    def get_batch_samples(self, *args, **kwargs):
-        batches, num_items = super().get_batch_samples(*args, **kwargs)
-        self.recorded = [*self.recorded, *({k: v.detach().cpu().clone() for k, v in batch.items()
-                                            if torch.is_tensor(v)} for batch in batches)]
-        return batches, num_items
-
-
-def assert_gradients_equal(actual, expected, precision, label):
-    """Each tensor's largest difference within a tolerance of its largest gradient, floored at a fraction of the
-    step's largest: a gradient that is zero in exact arithmetic, like a key bias's, is rounding noise."""
-    assert actual.keys() == expected.keys(), (label, sorted(actual.keys() ^ expected.keys()))
-    tolerance, floor = TOLERANCE[precision]
-    floor *= max(gradient.abs().max().item() for gradient in expected.values())
-    for name, gradient in expected.items():
-        scale = max(gradient.abs().max().item(), floor)
-        difference = (actual[name].float() - gradient.float()).abs().max().item()
-        assert difference <= tolerance * scale, f"{label} {name}: {difference:.3g} > {tolerance} x {scale:.3g}"
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

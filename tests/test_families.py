@@ -12,6 +12,14 @@ import pytest
 import timm
 import torch
 import transformers
+from exactness_cases import (
+    MASK_TOKEN_FAMILIES,
+    PIXEL_FAMILIES,
+    RecordingTrainer,
+    assert_gradients_equal,
+    reference_gradients,
+    run_case,
+)
 from helpers import ListDataset, TokenProbe, training_args
 from models import SIZE, hf_model
 from references import REFERENCE_LOSSES, assert_same_gradients, patch_mask
@@ -49,17 +57,6 @@ def stacked(items):
     return {k: torch.stack([item[k] for item in items]) for k in items[0]}
 
 
-def reference_sub_logits(model, family, pixels, block_mask, mask_token=None):
-    if family in ("resnet", "convnext", "convnextv2"):
-        keep = 1 - patch_mask(block_mask, BLOCK).unsqueeze(1).float()
-        return model(pixel_values=pixels * keep).logits
-    backbone = getattr(model, family)
-    backbone.embeddings.mask_token = mask_token  # transformers' own masked-image path
-    patch = model.config.patch_size
-    masked = patch_mask(block_mask, BLOCK // patch).flatten(1)
-    return model.classifier(backbone(pixel_values=pixels, bool_masked_pos=masked).pooler_output)
-
-
 def one_step_trainer(tmp_path, model, items, **overrides):
     args = MaskSubTrainingArguments(
         output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no", max_steps=1,
@@ -72,34 +69,19 @@ def one_step_trainer(tmp_path, model, items, **overrides):
     return trainer, probe
 
 
-HF_BLOCK_FAMILIES = ["resnet", "convnext", "convnextv2", "swin", "swinv2", "beit"]
+HF_BLOCK_FAMILIES = [*PIXEL_FAMILIES, *MASK_TOKEN_FAMILIES]
 
 
 @pytest.mark.parametrize("family", HF_BLOCK_FAMILIES)
 def test_block_families_match_reference_and_reload(tmp_path, family):
-    model = hf_model(family)
-    key = MaskTokenBlocks.key if family in ("swin", "swinv2", "beit") else PixelMasking.key
-    items = block_items(key=key)
-    reference = copy.deepcopy(model)
-    trainer, probe = one_step_trainer(tmp_path / "run", model, items)
-    owned = trainer._owned_parameters()
-    assert len(owned) == (1 if family in ("swin", "swinv2", "beit") else 0)
-    reference_token = torch.nn.Parameter(owned[0].detach().clone()) if owned else None
-
-    trainer.train()
-
-    batch = stacked(items)
-    main_loss_fn, sub_loss_fn = REFERENCE_LOSSES["ce"]
-    main_logits = reference(pixel_values=batch["pixel_values"]).logits
-    sub_logits = reference_sub_logits(reference, family, batch["pixel_values"], batch[key],
-                                      reference_token)
-    (0.5 * main_loss_fn(main_logits, batch["labels"]) + 0.5 * sub_loss_fn(sub_logits, main_logits.detach())).backward()
-    if reference_token is not None:
-        getattr(reference, family).embeddings.mask_token = None
-    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
-    if reference_token is not None:
-        expected["owned.0"] = reference_token.grad
-    assert_same_gradients(probe.gradients[0], expected)
+    """The exactness matrix's block case (tests/exactness_cases.py: pixels zeroed by hand, or transformers' own
+    ``bool_masked_pos`` path with the owned mask token) for every block family, at one micro-batch."""
+    case, initial, trainer, gradients = run_case(f"{family}_blocks", "ga1", "fp32", tmp_path, training_args,
+                                                 RecordingTrainer)
+    assert len(trainer._owned_parameters()) == (1 if family in MASK_TOKEN_FAMILIES else 0)
+    expected = reference_gradients(case, initial, trainer.recorded, "fp32")
+    assert_gradients_equal(gradients, expected, "fp32", family)
+    model, batch = trainer.model, trainer.recorded[0]
 
     # The export is the model alone: same keys as transformers' own save, identical outputs on reload.
     trainer.save_model(str(tmp_path / "export"))

@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from exactness_cases import CASES, run_case  # noqa: E402
+from exactness_cases import CASES, RecordingTrainer, run_case  # noqa: E402
 from helpers import training_args  # noqa: E402
-from test_exactness import RecordingTrainer  # noqa: E402
 
 
 def main():
