@@ -7,15 +7,17 @@ from .objectives.losses import sigmoid_binary_cross_entropy, soft_cross_entropy
 from .pipeline.collators import MaskSubImageCollator, MaskSubTextCollator
 from .recipes.mixing import MixupCollator
 from .recipes.target_losses import TargetLoss
-from .training.arguments import MaskSubTrainingArguments
-from .training.trainer import MaskSubTrainer
+from .training.arguments import MaskSubArguments, MaskSubTrainingArguments
+from .training.trainer import MaskSubMixin, MaskSubTrainer
 
 __version__ = "0.1.0"
 
 library_logger()  # what auto chose reaches a plain Python session's stderr
 
 __all__ = [
+    "MaskSubArguments",
     "MaskSubImageCollator",
+    "MaskSubMixin",
     "MaskSubTextCollator",
     "MaskSubTrainer",
     "MaskSubTrainingArguments",

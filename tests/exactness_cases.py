@@ -63,8 +63,9 @@ def row_losses(kind, main, sub, labels):
 TOLERANCE = {"fp32": (1e-5, 1e-3), "bf16": (5e-2, 1e-2)}
 
 
-class RecordingTrainer(MaskSubTrainer):
-    """Keeps every micro-batch as the step receives it: the collator's output plus the mask drawn for it."""
+class Recording:
+    """Before a MaskSub trainer class: keeps every micro-batch as the step receives it, the collator's output plus
+    the mask drawn for it."""
 
     recorded = ()
 
@@ -73,6 +74,10 @@ class RecordingTrainer(MaskSubTrainer):
         self.recorded = [*self.recorded, *({k: v.detach().cpu().clone() for k, v in batch.items()
                                             if torch.is_tensor(v)} for batch in batches)]
         return batches, num_items
+
+
+class RecordingTrainer(Recording, MaskSubTrainer):
+    pass
 
 
 def assert_gradients_equal(actual, expected, precision, label):

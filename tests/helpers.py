@@ -108,7 +108,7 @@ def image_items(num_samples, labels, num_keep, seed=0):
     ]
 
 
-def training_args(output_dir, **overrides):
+def training_args(output_dir, arguments_class=MaskSubTrainingArguments, **overrides):
     defaults = dict(
         output_dir=str(output_dir),
         use_cpu=TEST_DEVICE == "cpu",
@@ -122,7 +122,7 @@ def training_args(output_dir, **overrides):
         disable_tqdm=True,
     )
     defaults.update(overrides)
-    return MaskSubTrainingArguments(**defaults)
+    return arguments_class(**defaults)
 
 
 class GradientProbe(TrainerCallback):

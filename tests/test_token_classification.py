@@ -16,9 +16,10 @@ from helpers import GradientProbe, ListDataset, RecordingCollator, training_args
 from models import NUM_TAGS, model_and_tokenizer, tagged_items
 from transformers import (
     DataCollatorForTokenClassification,
+    Trainer,
 )
 
-from masksub_hf import MaskSubTrainer
+from masksub_hf import MaskSubMixin, MaskSubTrainer
 from masksub_hf.objectives.token_classification import token_sub_loss_sum
 
 
@@ -107,8 +108,9 @@ def test_gradients_match_a_token_by_token_reference_over_accumulated_batches(tmp
         torch.testing.assert_close(probe.gradients[0][name], gradient, rtol=1e-4, atol=1e-6, msg=name)
 
 
-class PoppingTrainer(MaskSubTrainer):
-    """A custom ``compute_loss`` as transformers' documentation writes one: it pops the labels from its inputs."""
+class UsersPoppingTrainer(Trainer):
+    """A user's Trainer subclass with a custom ``compute_loss`` as transformers' documentation writes one: it pops
+    the labels from its inputs."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -117,10 +119,15 @@ class PoppingTrainer(MaskSubTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
+class PoppingTrainer(MaskSubMixin, UsersPoppingTrainer):
+    """MaskSub added to the user's own Trainer subclass."""
+
+
 @pytest.mark.parametrize("mode", ["text", "text_drop"])
 @pytest.mark.parametrize("main_loss", ["label_smoothing", "popping_compute_loss"])
 def test_main_losses_that_take_the_labels_away(tmp_path, mode, main_loss):
-    """Trainer's label smoothing and a compute_loss that pops "labels" (before: KeyError 'labels' at step 1); under
+    """Trainer's label smoothing and a user's Trainer subclass whose compute_loss pops "labels", under MaskSubMixin
+    (before: KeyError 'labels' at step 1); under
     accumulation both branches as the method: label smoothing divides by the step's labelled tokens, the popping
     loss is a micro-batch mean that MaskSub reads as one."""
     model, tokenizer = model_and_tokenizer("bert", tmp_path)

@@ -1,4 +1,12 @@
-"""``MaskSubTrainingArguments``: ``TrainingArguments`` plus the MaskSub fields, validated at construction."""
+"""MaskSub's fields, validated at construction: ``MaskSubArguments`` on any ``TrainingArguments`` class.
+
+``MaskSubTrainingArguments`` is them on ``TrainingArguments``; on another one (``Seq2SeqTrainingArguments``, TRL's
+``SFTConfig``, a user's own), declare the pair in a module of yours, so that a checkpoint's pickled arguments load::
+
+    @dataclass
+    class MaskSubSeq2SeqArguments(MaskSubArguments, Seq2SeqTrainingArguments):
+        pass
+"""
 
 import math
 from dataclasses import dataclass, field
@@ -15,22 +23,11 @@ MASKSUB_LOSSES = ("auto", *SUB_LOSSES_PER_ITEM)
 
 
 @dataclass
-class MaskSubTrainingArguments(TrainingArguments):
-    """Every ``TrainingArguments`` flag, plus MaskSub's (``--masksub_ratio 0.5`` turns it on)."""
+class MaskSubArguments:
+    """MaskSub's flags (``--masksub_ratio 0.5`` turns it on), to put before a ``TrainingArguments`` class."""
 
-    # The fields that do not change what a run trains (where it logs, saves, evaluates or uploads): a rerun may change
-    # them and still resume the run's checkpoints (the scripts' resume guard compares every other field). Each
-    # argument dataclass declares its own; a field transformers adds counts as changing training until named here.
-    RESUMABLE: ClassVar[tuple] = (
-        "overwrite_output_dir", "masksub_log_grad_norm",
-        "output_dir", "resume_from_checkpoint", "do_train", "do_eval", "do_predict", "run_name", "logging_dir",
-        "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter", "report_to",
-        "disable_tqdm", "log_level", "log_level_replica", "save_strategy", "save_steps", "save_total_limit",
-        "save_only_model", "eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "per_device_eval_batch_size",
-        "eval_accumulation_steps", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
-        "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push",
-        "hub_revision", "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers",
-    )
+    # Fields that do not change what a run trains: a rerun may change them and still resume (the scripts' guard).
+    RESUMABLE: ClassVar[tuple] = ("overwrite_output_dir", "masksub_log_grad_norm")
 
     masksub_ratio: float = field(
         default=0.5,
@@ -126,7 +123,7 @@ class MaskSubTrainingArguments(TrainingArguments):
     def _setup_devices(self):
         # Where Accelerate starts the process group under torchrun / accelerate launch: MaskSub ends it at exit.
         with noting_a_started_group():
-            return TrainingArguments._setup_devices.func(self)
+            return super()._setup_devices
 
     def validate_masksub(self):
         """Check the MaskSub fields; ``MaskSubTrainer`` checks again what a trial or a user set since."""
@@ -154,3 +151,21 @@ class MaskSubTrainingArguments(TrainingArguments):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}.")
+
+
+@dataclass
+class MaskSubTrainingArguments(MaskSubArguments, TrainingArguments):
+    """Every ``TrainingArguments`` flag, plus MaskSub's (``--masksub_ratio 0.5`` turns it on)."""
+
+    # The fields that do not change what a run trains (where it logs, saves, evaluates or uploads): a rerun may change
+    # them and still resume the run's checkpoints (the scripts' resume guard compares every other field). Each
+    # argument dataclass declares its own; a field transformers adds counts as changing training until named here.
+    RESUMABLE: ClassVar[tuple] = (
+        "output_dir", "resume_from_checkpoint", "do_train", "do_eval", "do_predict", "run_name", "logging_dir",
+        "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter", "report_to",
+        "disable_tqdm", "log_level", "log_level_replica", "save_strategy", "save_steps", "save_total_limit",
+        "save_only_model", "eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "per_device_eval_batch_size",
+        "eval_accumulation_steps", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
+        "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push",
+        "hub_revision", "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers",
+    )

@@ -5,7 +5,9 @@ Left to the interpreter's exit, the group is freed during its final garbage coll
 still needs the GIL is stopped by Python in the middle of C++ code: ``terminate called without an active
 exception``, exit -6. Measured with ``benchmarks/process_exit.py`` (docs/compatibility.md has the figures).
 
-What is ended: only a group that started during MaskSub's set-up (``MaskSubTrainingArguments``' device set-up,
+What is released: every trainer's engine-wrapped model, which holds the group (a group the user destroys in an exit
+handler of theirs is otherwise freed only at the interpreter's final collection: the same abort, measured with
+``tests/test_distributed.py``'s ``own_group`` case). What is ended: only a group that started during MaskSub's set-up (``MaskSubTrainingArguments``' device set-up,
 where Accelerate starts it under ``torchrun`` / ``accelerate launch``, or a ``MaskSubTrainer``'s). A group the
 user created before is theirs: it is left alone. When: the handler is registered when this module is imported,
 so that it runs after the exit handlers a user registers later (``atexit`` runs the last registered first): a
@@ -44,16 +46,20 @@ def release_at_exit(trainer):
 
 
 def end_process_group():
-    """If MaskSub's set-up started the default group and it is still there: release the trainers' wrapped models,
-    destroy it, collect."""
-    if not (_started and group_initialized()):
-        return
-    for trainer in list(_trainers):
+    """Release the trainers' engine-wrapped models (DDP, DeepSpeed hold the group), whoever started it; then, if
+    MaskSub's set-up started the default group and it is still there, destroy it. Collect after each, so a group
+    is freed here, while Python is whole: a group the user destroyed in an exit handler of theirs is freed only
+    when the wrapped model that still holds it goes."""
+    trainers = list(_trainers)
+    for trainer in trainers:
         trainer.model_wrapped = trainer.model
         trainer.deepspeed = None
         trainer.accelerator.free_memory()
-    torch.distributed.destroy_process_group()
-    gc.collect()
+    if trainers:
+        gc.collect()
+    if _started and group_initialized():
+        torch.distributed.destroy_process_group()
+        gc.collect()
 
 
 atexit.register(end_process_group)

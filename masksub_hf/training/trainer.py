@@ -1,4 +1,5 @@
-"""``MaskSubTrainer``: ``transformers.Trainer`` with a masked sub branch (Heo et al., CVPR'25).
+"""``MaskSubMixin``: a masked sub branch (Heo et al., CVPR'25) in any ``transformers.Trainer`` subclass;
+``MaskSubTrainer`` is it on ``Trainer``.
 
 One training step (one micro-batch):
 
@@ -22,7 +23,7 @@ from ..batch import SEED, STEP_ITEMS, split_masksub_entries
 from ..functional import masksub_step
 from ..pipeline.loaders import collator_for_loader, repeated_aug_sampler, seeded_train_loader, sync_sample_seed_callback
 from ..recipes.optim import create_optimizer
-from .arguments import MaskSubTrainingArguments
+from .arguments import MaskSubArguments, MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import held_key_warnings, restore_weights, save_owned
 from .engine import backward, forward_context, log_engine, main_branch_without_sync
@@ -34,20 +35,25 @@ from .process_group import noting_a_started_group, release_at_exit
 from .sub_branch import check_collator_masks, configure_sub_branch
 
 
-class MaskSubTrainer(Trainer):
-    """A ``Trainer`` that adds MaskSub's sub branch when ``args.masksub_ratio > 0``.
+class MaskSubMixin:
+    """MaskSub's sub branch in a ``Trainer`` subclass: ``class MyTrainer(MaskSubMixin, Seq2SeqTrainer)``.
 
-    Takes the same arguments as ``Trainer``; ``args`` must be :class:`MaskSubTrainingArguments`. With
-    ``masksub_ratio=0`` every step is ``Trainer.training_step``.
+    Takes the arguments of the class it goes before; ``args`` carries MaskSub's fields (:class:`MaskSubArguments`
+    before that class's arguments, e.g. :class:`MaskSubTrainingArguments`). With ``masksub_ratio=0`` every step is
+    the class's own ``training_step``. With it, MaskSub's step replaces ``Trainer.training_step``: a class in
+    between that overrides ``training_step`` would be skipped, so it is refused in one line.
     """
 
     method_card = MASKSUB  # the model card's tag, paragraph and citation of the method
+    default_arguments = None  # the arguments built when none are given (MaskSubTrainer: MaskSubTrainingArguments)
 
     def __init__(self, model=None, args=None, *trainer_args, **trainer_kwargs):
-        if args is None:
-            args = MaskSubTrainingArguments(output_dir="trainer_output")
-        if not isinstance(args, MaskSubTrainingArguments):
-            raise TypeError(f"MaskSubTrainer needs MaskSubTrainingArguments, got {type(args).__name__}.")
+        if args is None and self.default_arguments is not None:
+            args = self.default_arguments(output_dir="trainer_output")
+        if not isinstance(args, MaskSubArguments):
+            raise TypeError(f"{type(self).__name__} needs arguments with MaskSub's fields (MaskSubTrainingArguments, "
+                            f"or a dataclass of MaskSubArguments before {type(args).__name__}), got "
+                            f"{type(args).__name__}.")
         with noting_a_started_group():
             super().__init__(model, args, *trainer_args, **trainer_kwargs)
         release_at_exit(self)
@@ -57,6 +63,7 @@ class MaskSubTrainer(Trainer):
         if args.masksub_log_grad_norm and args.world_size > 1:
             raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
                              "run it without distributed training.")
+        check_step_not_overridden(type(self))  # before a trial can turn MaskSub on
         if self.model is not None:  # an unsupported model or setting fails here, not after the data is loaded
             configure_sub_branch(self)
         sync_sample_seed_callback(self)
@@ -209,9 +216,18 @@ class MaskSubTrainer(Trainer):
         inputs, _ = split_masksub_entries(inputs)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
-    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
-                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None, local_data=None,
-                          config_name=None):
+    def create_model_card(self, *args, **kwargs):
+        """The model card with the ``masksub`` tag, the MaskSub settings and the paper (``masksub_card``); a class
+        with a card of its own (TRL's) writes its card, with the tag."""
+        base = super().create_model_card
+        if getattr(base, "__func__", None) is not Trainer.create_model_card:
+            tags = kwargs.pop("tags", None)
+            tags = [tags] if isinstance(tags, str) else list(tags or [])
+            return base(*args, tags=[*tags, self.method_card.tag], **kwargs)
+        return self.masksub_card(*args, **kwargs)
+
+    def masksub_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None, tasks=None,
+                     dataset_tags=None, dataset=None, dataset_args=None, local_data=None, config_name=None):
         """Trainer's model card from a template, with the ``masksub`` tag, the MaskSub settings and the paper.
 
         ``finetuned_from`` may name several bases by role (``{"vision tower": ..., "text tower": ...}``); a local
@@ -224,3 +240,25 @@ class MaskSubTrainer(Trainer):
         write_model_card(self, settings, language=language, license=license, tags=tags, model_name=model_name,
                          finetuned_from=finetuned_from, tasks=tasks, dataset_tags=dataset_tags, dataset=dataset,
                          dataset_args=dataset_args, local_data=local_data, config_name=config_name)
+
+
+def check_step_not_overridden(trainer_class):
+    """MaskSub's step replaces ``Trainer.training_step``: a class after the mixin that overrides it would be
+    skipped silently. A class before the mixin (a user's subclass of ``MaskSubTrainer``) wraps MaskSub's step."""
+    after = trainer_class.__mro__[trainer_class.__mro__.index(MaskSubMixin) + 1:]
+    for cls in after:
+        if cls is Trainer:
+            return
+        if "training_step" in vars(cls):
+            raise TypeError(f"{cls.__name__} overrides training_step, which MaskSub's step replaces: MaskSub cannot "
+                            f"run inside it; override training_step in a subclass of {trainer_class.__name__} instead.")
+
+
+class MaskSubTrainer(MaskSubMixin, Trainer):
+    """A ``Trainer`` that adds MaskSub's sub branch when ``args.masksub_ratio > 0``.
+
+    Takes the same arguments as ``Trainer``; ``args`` must be :class:`MaskSubTrainingArguments`. With
+    ``masksub_ratio=0`` every step is ``Trainer.training_step``.
+    """
+
+    default_arguments = MaskSubTrainingArguments
