@@ -65,6 +65,7 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
     """
     backward = backward or torch.Tensor.backward
     labels = inputs.get("labels")  # read before the main branch: a compute_loss may pop it from what it is given
+    objective.check_batch(inputs)
     if mask is None and masking.key is not None:
         mask = masking.draw(inputs)
     if items is None:

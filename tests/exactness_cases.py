@@ -26,7 +26,7 @@ from models import (
     tiny_decoder,
     tiny_siglip2,
 )
-from references import patch_mask, reference_image_embeds, reference_vit_logits, row_by_row_logits
+from references import kept_positions, patch_mask, reference_image_embeds, reference_vit_logits, row_by_row_logits
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer
 from masksub_hf.masking import MaskTokenBlocks, PixelMasking
@@ -232,6 +232,44 @@ class TokenTags(Case):
         return main_losses, torch.stack(sub_losses)
 
 
+class NextTokens(Case):
+    """A causal LM (Llama) with token drop: each supervised next token an item; every other row starts with a
+    two-token prompt left out of the loss (completion-only), right padding labelled -100."""
+
+    ratio = 0.3
+    mode = "text_drop"
+
+    def build(self, tmp_path):
+        self.tokenizer = bpe_tokenizer(REVIEWS)
+        model = tiny_decoder("llama", len(self.tokenizer), self.tokenizer.pad_token_id, head="causal_lm")
+        items = []
+        for i, text in enumerate(REVIEWS[:ITEMS]):
+            encoded = self.tokenizer(" ".join(text.split()[:5 + 2 * i]))
+            prompt = 2 if i % 2 else 0  # the first token's label counts in no loss: a model predicts from it
+            items.append({**encoded, "labels": [-100] * prompt + encoded["input_ids"][prompt:]})
+        return model, items
+
+    def collator(self):
+        base = transformers.DataCollatorForSeq2Seq(self.tokenizer)
+        return MaskSubTextCollator(self.tokenizer, self.ratio, mode=self.mode, base_collator=base)
+
+    def reference(self, model, batch):
+        labels, attention = batch["labels"], batch["attention_mask"]
+        main = model(input_ids=batch["input_ids"], attention_mask=attention).logits
+        main_losses, sub_losses = [], []
+        for row in range(labels.shape[0]):
+            for position in range(labels.shape[1] - 1):
+                if labels[row, position + 1] != -100:
+                    main_losses.append(F.cross_entropy(main[row, position].float(), labels[row, position + 1]))
+            kept = kept_positions(batch, batch["masksub_drop_mask"], row)
+            logits = model(input_ids=batch["input_ids"][row, kept][None], position_ids=torch.tensor([kept]),
+                           attention_mask=torch.ones(1, len(kept), dtype=torch.long)).logits[0]
+            for j, position in enumerate(kept):
+                if position + 1 < labels.shape[1] and labels[row, position + 1] != -100:
+                    sub_losses.append(soft_ce(logits[j], main[row, position]))
+        return torch.stack(main_losses), torch.stack(sub_losses)
+
+
 class ClipPairs(Case):
     """CLIP: images only masked (patch tokens dropped); each image-text pair an item of the micro-batch's matrix."""
 
@@ -290,6 +328,7 @@ CASES = {
     "qwen2_token_drop_left_pad_eos": lambda: TextRows("qwen2", "text_drop"),
     "bert_tokens_mask": lambda: TokenTags("bert", "text"),
     "bert_tokens_drop": lambda: TokenTags("bert", "text_drop"),
+    "llama_causal_lm_token_drop": NextTokens,
     "clip": ClipPairs,
     "siglip2_patch_rows": Siglip2PatchRows,
 }

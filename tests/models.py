@@ -8,15 +8,11 @@ from transformers import (
     BertConfig,
     BertForTokenClassification,
     GPT2Config,
-    GPT2ForSequenceClassification,
     LlamaConfig,
-    LlamaForSequenceClassification,
     MistralConfig,
-    MistralForSequenceClassification,
     MptConfig,
     MptForTokenClassification,
     Qwen2Config,
-    Qwen2ForSequenceClassification,
     Qwen2ForTokenClassification,
 )
 
@@ -89,19 +85,20 @@ def model_and_tokenizer(family, tmp_path):
 REVIEWS = list(rotten_tomatoes(seed=0)["sentence"][:8])
 
 
-def tiny_decoder(family, vocab_size, pad_token_id, seed=0):
+def tiny_decoder(family, vocab_size, pad_token_id, seed=0, head="sequence_classification"):
+    """A 2-layer decoder without dropout; ``head``: ``"sequence_classification"`` or ``"causal_lm"``."""
     torch.manual_seed(seed)
     shared = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, num_labels=2)
+    auto_class = {"sequence_classification": transformers.AutoModelForSequenceClassification,
+                  "causal_lm": transformers.AutoModelForCausalLM}[head]
     if family == "gpt2":
         config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
                             attn_pdrop=0.0, **shared)
-        return GPT2ForSequenceClassification(config)
+        return auto_class.from_config(config)
     llama_like = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=1, max_position_embeddings=64, **shared)
-    config_class, model_class = {"llama": (LlamaConfig, LlamaForSequenceClassification),
-                                 "qwen2": (Qwen2Config, Qwen2ForSequenceClassification),
-                                 "mistral": (MistralConfig, MistralForSequenceClassification)}[family]
-    return model_class(config_class(**llama_like))
+    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}[family]
+    return auto_class.from_config(config_class(**llama_like))
 
 
 def hf_model(name):

@@ -36,7 +36,9 @@ from transformers import (
 )
 
 from masksub_hf import MaskSubTrainer
+from masksub_hf.functional import batch_items
 from masksub_hf.masking import TextMasking, TextTokenDrop, masking_for, num_masked
+from masksub_hf.objectives import CausalLMObjective
 
 DECODERS = ["llama", "qwen2", "mistral", "gpt2"]
 
@@ -154,13 +156,28 @@ def test_heads_without_an_objective_are_a_one_line_error_in_every_mode(tmp_path,
 
 
 @pytest.mark.parametrize("mode", ["auto", "dropout"])
-def test_a_language_model_head_is_refused_too(tmp_path, mode):
-    """Before: under dropout GPT2LMHeadModel trained silently, soft cross-entropy over padding and -100 positions."""
+def test_a_language_model_head_learns_only_at_supervised_next_tokens(tmp_path, mode):
+    """Before the causal-LM objective GPT2LMHeadModel was refused; before that, under dropout, it trained silently
+    with soft cross-entropy over padding and -100 positions. Now each branch counts the supervised next tokens."""
     tokenizer = bpe_tokenizer(REVIEWS)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64))
-    with pytest.raises(ValueError, match="no sub-branch objective for GPT2LMHeadModel"):
-        MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.15, masksub_mode=mode),
-                       processing_class=tokenizer)
+    trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3, masksub_mode=mode),
+                             processing_class=tokenizer)
+    assert isinstance(trainer.masksub_objective, CausalLMObjective)
+    assert trainer.masking.mode == {"auto": "text_drop", "dropout": "dropout"}[mode]
+    batch = dict(tokenizer([" ".join(text.split()[:4 + 3 * row]) for row, text in enumerate(REVIEWS[:3])],
+                           padding=True, return_tensors="pt"))
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    labels[0, :2] = -100  # a prompt
+    mask = trainer.masking.draw(batch) if trainer.masking.key else None
+    main, sub = batch_items(trainer.masksub_objective, {**batch, "labels": labels}, trainer.masking, mask)
+    supervised_next = labels[:, 1:] != -100
+    assert main == supervised_next.sum()
+    if mode == "dropout":
+        assert sub == main
+    else:  # the kept positions whose next token is supervised
+        kept = (batch["attention_mask"].bool() & ~mask)[:, :-1]
+        assert 0 < sub == (kept & supervised_next).sum() < main
 
 
 def test_token_drop_keeps_the_token_a_decoder_pools_when_pad_is_eos():

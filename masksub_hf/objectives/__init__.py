@@ -3,6 +3,7 @@
 - ``classification``: one prediction per input (image and sequence classifiers, timm models): soft
   cross-entropy to ``softmax(main)``, its sigmoid form for multi-label heads, squared error for regression;
 - ``token_classification``: one prediction per token, at the supervised tokens;
+- ``causal_lm``: one next-token prediction per position, at the supervised next tokens;
 - ``clip``: CLIP-style dual encoders distil the N x N image-text similarity matrix;
 - ``losses``: the relaxed per-item losses they use.
 
@@ -12,6 +13,7 @@ generation, ...) is a one-line error in every ``masksub_mode``. A new head: one 
 """
 
 from .base import Objective, head_name
+from .causal_lm import CausalLMObjective
 from .classification import ClassificationObjective
 from .clip import DualEncoderObjective, SigmoidDualEncoderObjective
 from .token_classification import TokenClassificationObjective
@@ -20,6 +22,7 @@ OBJECTIVES = (
     SigmoidDualEncoderObjective,
     DualEncoderObjective,
     TokenClassificationObjective,
+    CausalLMObjective,
     ClassificationObjective,
 )
 
@@ -36,8 +39,8 @@ def objective_for(model, sub_loss="auto") -> Objective:
     trains = [objective.trains for objective in OBJECTIVES if objective.trains]
     raise UnsupportedHead(
         f"MaskSub has no sub-branch objective for {head_name(model)}: it trains {', '.join(trains[:-1])} and "
-        f"{trains[-1]}; question answering, multiple choice and generation heads are not supported.")
+        f"{trains[-1]}; question answering, multiple choice and seq2seq heads are not supported.")
 
 
-__all__ = ["OBJECTIVES", "ClassificationObjective", "DualEncoderObjective", "Objective", "SigmoidDualEncoderObjective",
+__all__ = ["OBJECTIVES", "CausalLMObjective", "ClassificationObjective", "DualEncoderObjective", "Objective", "SigmoidDualEncoderObjective",
            "TokenClassificationObjective", "UnsupportedHead", "objective_for"]

@@ -40,6 +40,7 @@ def head_name(model):
 class Objective:
     """One head kind's sub-branch objective.
 
+    - ``check_batch(batch)``: a one-line error for a batch it cannot train, before any mask is drawn;
     - ``main_items(batch, labels)`` / ``sub_items(batch, labels, masking, mask)``: how many items each branch's
       loss averages over in this micro-batch (integer tensors);
     - ``main_loss_sum(outputs, labels)``: the head's usual loss summed over its items (the main branch of a plain
@@ -74,6 +75,9 @@ class Objective:
 
     def main_inputs(self, inputs):
         return dict(inputs)
+
+    def check_batch(self, batch):
+        pass
 
     def targets(self, outputs):
         return {"logits": outputs["logits"].detach()}

@@ -39,6 +39,7 @@ def count_step_items(batches, objective, masking, accelerator, num_items_in_batc
 def prepare_step(batches, objective, masking, accelerator, num_items_in_batch, average_tokens_across_devices):
     """Each of the step's micro-batches gets its mask, and the step's item counts under ``STEP_ITEMS``."""
     for batch in batches:
+        objective.check_batch(batch)
         add_mask(batch, masking)
     step_items = count_step_items(batches, objective, masking, accelerator, num_items_in_batch,
                                   average_tokens_across_devices)
