@@ -272,7 +272,8 @@ def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datas
     ``arguments``: the script's argument dataclasses (a rerun into the same ``--output_dir`` is checked against them).
 
     ``eval_datasets`` maps a metric-name suffix (``""``; ``"_mm"`` for MNLI mismatched) to a dataset;
-    ``extra_eval_metrics()`` returns metrics computed outside ``Trainer.evaluate`` (CLIP retrieval).
+    ``extra_eval_metrics(metrics)`` returns metrics computed from the evaluation's (perplexity) or outside
+    ``Trainer.evaluate`` (CLIP retrieval).
     """
     release_set_up_logs()  # the set-up succeeded: its log, then training's as it comes
     if training_args.do_train:
@@ -304,7 +305,7 @@ def train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datas
             metrics = {**trainer.evaluate(eval_dataset=dataset), "eval_samples": len(dataset)}
             combined.update({f"{name}{suffix}": value for name, value in metrics.items()})
         if extra_eval_metrics is not None:
-            extra = extra_eval_metrics()
+            extra = extra_eval_metrics(combined)
             # One log entry with the evaluation's own metrics: the model card reads the last one holding eval_loss.
             trainer.log({**{name: value for name, value in combined.items() if name.startswith("eval_")}, **extra})
             combined.update(extra)

@@ -18,6 +18,7 @@ COMMANDS = {
     "text-classification": ("run_glue", "fine-tune a text classifier (GLUE or csv/json)"),
     "token-classification": ("run_ner", "fine-tune a token classifier (NER, POS)"),
     "clip": ("run_clip", "train or fine-tune a CLIP-style dual encoder"),
+    "causal-lm": ("run_clm", "train or fine-tune a causal language model (text, csv or json)"),
     "plot": ("plot", "draw a run's losses (and gradient norms) from its trainer_state.json"),
 }
 

@@ -49,12 +49,13 @@ def check_path(flag, path, directory=False):
         raise UserInputError(f"{flag}: no such {'directory' if directory else 'file'}: {path}")
 
 
-def check_data_files(flags_and_paths):
-    """Each given ``(flag, path)`` is an existing csv or json file (``None``: not given)."""
+def check_data_files(flags_and_paths, extensions=("csv", "json", "jsonl")):
+    """Each given ``(flag, path)`` is an existing file of one of ``extensions`` (``None``: not given)."""
     for flag, path in flags_and_paths:
         check_path(flag, path)
-        if path is not None and path.rsplit(".", 1)[-1] not in ("csv", "json", "jsonl"):
-            raise UserInputError(f"{flag} must be a csv or json file, got {path}.")
+        if path is not None and path.rsplit(".", 1)[-1] not in extensions:
+            kinds = " or ".join(dict.fromkeys(extension.replace("jsonl", "json") for extension in extensions))
+            raise UserInputError(f"{flag} must be a {kinds} file, got {path}.")
 
 
 def check_columns(dataset, flags_and_columns, data_flag):

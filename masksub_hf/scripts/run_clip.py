@@ -240,7 +240,7 @@ def main(model_args, data_args, training_args):
         trainer = MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset,
                                  eval_dataset=eval_dataset, processing_class=tokenizer, data_collator=collator)
 
-    def retrieval_and_zero_shot():
+    def retrieval_and_zero_shot(_metrics):
         """Recall@1/5 both ways on the validation pairs, and zero-shot accuracy when classes are given."""
         model.eval()
         image_embeds, text_embeds = embed(model, eval_dataset, collate, training_args.per_device_eval_batch_size,
