@@ -54,15 +54,17 @@ GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory
     "vit": (1.50, 1.03, 1.05), "bert": (2.05, 1.03, 1.05), "resnet": (2.05, 1.03, 1.05), "clip": (1.50, 1.03, 1.05),
     "swin": (2.05, 1.03, 1.05), "bert_drop": (1.85, 1.03, 1.05), "decoder": (1.85, 1.03, 1.05),
     "dinov2": (1.50, 1.03, 1.05), "efficientnet": (2.05, 1.03, 1.05),  # token drop, pixels: families auto reads
+    "causal_lm": (1.85, 1.03, 1.30),  # a decoder LM at 512 tokens: vocabulary-sized logits in both branches
 }
 SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
 PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32,
-               "dinov2": 128, "efficientnet": 128}
+               "dinov2": 128, "efficientnet": 128, "causal_lm": 8}
+SMALL_BATCH = {"causal_lm": 4}  # --sizes small: 16 unless named
 RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15,
-         "dinov2": 0.5, "efficientnet": 0.5}
+         "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15}
 IMAGE_CASES = ("vit", "resnet", "swin", "dinov2", "efficientnet")
-MODE = {"bert_drop": "text_drop", "decoder": "text_drop"}  # text token drop; every other case: auto
-TEXT_CASES = ("bert", "bert_drop", "decoder")
+MODE = {"bert_drop": "text_drop", "decoder": "text_drop", "causal_lm": "text_drop"}  # token drop; else auto
+TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class Setting:
     def batch(self, name):
         if self.quick:
             return 4
-        return PAPER_BATCH[name] if self.sizes == "paper" else 16
+        return PAPER_BATCH[name] if self.sizes == "paper" else SMALL_BATCH.get(name, 16)
 
 
 def minilm_path():
@@ -150,7 +152,7 @@ def build_case(name, setting):
         from masksub_hf.scripts.demo_data import rotten_tomatoes
 
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        reviews = list(rotten_tomatoes(seed=0)["sentence"][:8 * count])
+        reviews = list(rotten_tomatoes(seed=0)["sentence"][:64 * count])
         # Text cases: 8 reviews a sample, so every row fills its max length (no padding: token drop's cost is
         # measured on real tokens); CLIP: one caption a sample.
         texts = [" ".join(reviews[8 * i:8 * i + 8]) for i in range(count)] if name in TEXT_CASES else reviews[:count]
@@ -162,6 +164,16 @@ def build_case(name, setting):
             vocab_size=tokenizer.vocab_size, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
             num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id, num_labels=2))
         size, length = None, 64 if setting.quick else 128
+    elif name == "causal_lm":  # a Qwen2 LM, randomly initialised, MiniLM's 30,522-token vocabulary, 512 tokens a row
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        width, layers = (64, 2) if setting.quick else (256, 4)
+        model = Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=tokenizer.vocab_size, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=True))
+        size, length = None, 64 if setting.quick else 512
+        texts = [" ".join(reviews[64 * i:64 * i + 64]) for i in range(count)]  # long enough to fill 512 tokens
     elif setting.sizes == "paper":
         model, size = paper_model("bert" if name == "bert_drop" else name, setting.quick)
         length = {"clip": 77}.get(name, size)
@@ -191,7 +203,7 @@ def build_case(name, setting):
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=length)
     if name in TEXT_CASES:
         samples = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
-                    "labels": i % 2} for i in range(count)]
+                    "labels": encoded["input_ids"][i] if name == "causal_lm" else i % 2} for i in range(count)]
         return model, samples, RATIO[name], tokenizer
     pixels = torch.randn(count, 3, size, size, generator=generator)
     samples = [{"pixel_values": pixels[i], "input_ids": torch.tensor(encoded["input_ids"][i]),
@@ -256,7 +268,7 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
 
         if masking is not None:
             masksub_step(model, batch_inputs, masking, objective, mask, forward_context=autocast)
-        elif name == "clip":
+        elif name in ("clip", "causal_lm"):  # the model's own loss (causal LM: shifted, as Trainer's)
             with autocast():
                 loss = model(**batch_inputs).loss
             loss.backward()

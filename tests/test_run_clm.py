@@ -3,8 +3,10 @@ text (Rotten Tomatoes reviews), a Llama built from ``--config_name`` with a byte
 
 import json
 import math
+from itertools import chain
 
 import pytest
+import torch
 import transformers
 from helpers import bpe_tokenizer
 from huggingface_hub import ModelCard
@@ -37,10 +39,25 @@ def run(folder, output, ratio):
     return json.loads((output / "all_results.json").read_text()), json.loads((output / "trainer_state.json").read_text())
 
 
+def accuracy_by_hand(folder, output, block_size=32):
+    """The saved model's next-token accuracy over the validation text, cut into blocks as transformers' script does."""
+    from datasets import load_dataset
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "tokenizer")
+    texts = load_dataset("text", data_files=str(folder / "validation.txt"), keep_linebreaks=True)["train"]["text"]
+    ids = list(chain(*tokenizer(texts)["input_ids"]))
+    blocks = torch.tensor(ids[:len(ids) // block_size * block_size]).view(-1, block_size)
+    model = transformers.AutoModelForCausalLM.from_pretrained(output).eval()
+    with torch.no_grad():
+        predicted = model(input_ids=blocks).logits[:, :-1].argmax(-1)
+    return (predicted == blocks[:, 1:]).float().mean().item()
+
+
 def test_causal_lm_script_trains_both_branches_and_reports_perplexity(tmp_path, lm_files):
     results, state = run(lm_files, tmp_path / "masksub", 0.15)
     baseline, baseline_state = run(lm_files, tmp_path / "baseline", 0)
     assert results["perplexity"] == pytest.approx(math.exp(results["eval_loss"]))
+    assert results["eval_accuracy"] == pytest.approx(accuracy_by_hand(lm_files, tmp_path / "masksub"), abs=1e-6)
     logged = [entry for entry in state["log_history"] if "loss" in entry]
     assert len(logged) == 6 and all(entry["sub_loss"] > 0 and "main_loss" in entry for entry in logged)
     assert not any("sub_loss" in entry for entry in baseline_state["log_history"])

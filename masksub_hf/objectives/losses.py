@@ -18,6 +18,46 @@ def soft_cross_entropy_per_item(sub_logits: torch.Tensor, main_logits: torch.Ten
     return -(target * log_probs).sum(dim=-1)
 
 
+class _SoftCrossEntropyRows(torch.autograd.Function):
+    """``sum_r CE(sub[sub_rows[r]], softmax(target[target_rows[r]]))`` over selected rows of two ``(N, C)`` tensors,
+    ``chunk`` rows at a time in float32.
+
+    Why not ``soft_cross_entropy_per_item`` on gathered rows: with a vocabulary for classes (causal LMs) each of its
+    float32 intermediates (the gathered rows, the target probabilities, the log-probabilities, their product) is as
+    large as the logits. Here only the gradient, ``softmax(sub) - softmax(target)`` on the selected rows and zero
+    elsewhere, is logits-sized, as for any loss; the inputs are saved by reference.
+    """
+
+    @staticmethod
+    def forward(ctx, sub, sub_rows, target, target_rows, chunk):
+        total = torch.zeros((), dtype=torch.float32, device=sub.device)
+        for start in range(0, len(sub_rows), chunk):
+            logits = sub.index_select(0, sub_rows[start:start + chunk]).float()
+            probabilities = F.softmax(target.index_select(0, target_rows[start:start + chunk]).float(), dim=-1)
+            # CE(sub, p) = logsumexp(sub) - sum_c p_c * sub_c, as the probabilities sum to 1
+            total += (torch.logsumexp(logits, dim=-1) - (probabilities * logits).sum(dim=-1)).sum()
+        ctx.save_for_backward(sub, sub_rows, target, target_rows)
+        ctx.chunk = chunk
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        sub, sub_rows, target, target_rows = ctx.saved_tensors
+        grad = torch.zeros_like(sub)
+        for start in range(0, len(sub_rows), ctx.chunk):
+            rows = sub_rows[start:start + ctx.chunk]
+            difference = (F.softmax(sub.index_select(0, rows).float(), dim=-1)
+                          - F.softmax(target.index_select(0, target_rows[start:start + ctx.chunk]).float(), dim=-1))
+            grad.index_add_(0, rows, (difference * grad_total).to(sub.dtype))
+        return grad, None, None, None, None
+
+
+def soft_cross_entropy_rows(sub, sub_rows, target, target_rows, chunk=256):
+    """Soft cross-entropy summed over pairs of rows: ``sub[sub_rows[r]]`` learns ``softmax(target[target_rows[r]])``
+    (``target`` detached). ``sub``, ``target``: ``(N, C)`` and ``(M, C)``; rows: index tensors of one length."""
+    return _SoftCrossEntropyRows.apply(sub, sub_rows, target.detach(), target_rows, chunk)
+
+
 def sigmoid_binary_cross_entropy_per_item(sub_logits: torch.Tensor, main_logits: torch.Tensor) -> torch.Tensor:
     """BCE against ``sigmoid(z_main)``, averaged over each prediction's labels (multi-label: the sigmoid variant)."""
     target = torch.sigmoid(main_logits.detach().float())

@@ -15,11 +15,12 @@ branch weighs ``masksub_sub_weight`` whatever the ratio.
 
 import contextlib
 
+import torch
 import torch.nn.functional as F
 
 from ..masking import TextTokenDrop
 from .base import Objective, sub_logits
-from .losses import soft_cross_entropy_per_item
+from .losses import soft_cross_entropy_rows
 
 
 def sub_positions(inputs, labels, masking, mask):
@@ -37,12 +38,16 @@ def token_sub_loss_sum(sub, main, labels, kept=None):
     Args:
         sub: ``(B, W, C)``; ``main``: ``(B, L, C)``; ``labels``: ``(B, L)``, -100 unsupervised.
         kept: ``(B, W)`` original position of each sub token, -1 for padding (token drop); ``None``: ``W == L``.
+
+    Only the supervised rows are read, without copying either tensor whole (``C`` may be a vocabulary).
     """
-    if kept is not None:
-        index = kept.clamp(min=0)
-        main = main.gather(1, index.unsqueeze(-1).expand(-1, -1, main.shape[-1]))
-        labels = labels.gather(1, index).masked_fill(kept < 0, -100)
-    return soft_cross_entropy_per_item(sub, main).masked_fill(labels == -100, 0.0).sum()
+    width, length = sub.shape[1], main.shape[1]
+    positions = torch.arange(width, device=sub.device).expand(sub.shape[0], -1) if kept is None else kept
+    supervised = labels.gather(1, positions.clamp(min=0)).ne(-100) & positions.ge(0)
+    batch_index, sub_index = supervised.nonzero(as_tuple=True)
+    sub_rows = batch_index * width + sub_index
+    main_rows = batch_index * length + positions[batch_index, sub_index]
+    return soft_cross_entropy_rows(sub.flatten(0, 1), sub_rows, main.flatten(0, 1), main_rows)
 
 
 class TokenClassificationObjective(Objective):

@@ -233,7 +233,8 @@ def build_model(auto_model_class, model_args, config):
                                             **model_args.hub_kwargs())
 
 
-def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_dataset, compute_metrics):
+def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_dataset, compute_metrics,
+                 **trainer_kwargs):
     """The text scripts' ``MaskSubTrainer``: ``base_collator`` wrapped so the text masks are drawn in the data
     pipeline (``[MASK]`` or token drop, as ``--masksub_mode`` says); a set-up error names its flag."""
     collator = base_collator
@@ -242,7 +243,8 @@ def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, 
             collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator,
                                            mode=training_args.masksub_mode)
         return MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                              compute_metrics=compute_metrics, processing_class=tokenizer, data_collator=collator)
+                              compute_metrics=compute_metrics, processing_class=tokenizer, data_collator=collator,
+                              **trainer_kwargs)
 
 
 def card_data(dataset_name, *paths):

@@ -12,7 +12,7 @@ script does, the texts are tokenized, concatenated and cut into blocks of ``--bl
 supervised; without ``--validation_file``, ``--validation_split_percentage`` of the training data is held out.
 The sub branch sees each block with ``ratio`` of its tokens removed, positions kept (token drop: decoders'
 tokenizers have no mask token; with one, ``[MASK]``), and learns the main branch's next-token distribution at
-every position. Evaluation reports the loss and the perplexity.
+every position. Evaluation reports the loss, the perplexity and the next-token accuracy.
 """
 
 import logging
@@ -137,12 +137,25 @@ def main(model_args, data_args, training_args):
             raise UserInputError(f"the {name} texts hold fewer than --block_size {block_size} tokens: no block.")
 
     trainer = text_trainer(model, training_args, tokenizer, default_data_collator, train_dataset,
-                           eval_datasets.get(""), compute_metrics=None)
+                           eval_datasets.get(""), compute_metrics=next_token_accuracy,
+                           preprocess_logits_for_metrics=predicted_tokens)
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "text-generation", "tags": ["text-generation"],
             "config_name": model_args.scratch_config(),
             **card_data(data_args.dataset_name, data_args.train_file, data_args.validation_file)}
     train_evaluate_and_publish(trainer, training_args, train_dataset, eval_datasets, card,
                                extra_eval_metrics=perplexity, arguments=(model_args, data_args, training_args))
+
+
+def predicted_tokens(logits, labels):
+    """Each position's most likely next token (kept instead of the vocabulary-sized logits)."""
+    return (logits[0] if isinstance(logits, tuple) else logits).argmax(dim=-1)
+
+
+def next_token_accuracy(prediction):
+    """The share of supervised next tokens predicted right (position p predicts the label at p + 1)."""
+    predicted, labels = prediction.predictions[:, :-1], prediction.label_ids[:, 1:]
+    supervised = labels != -100
+    return {"accuracy": float((predicted == labels)[supervised].mean())}
 
 
 def perplexity(metrics):
