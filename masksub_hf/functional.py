@@ -76,7 +76,7 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
     with main_no_sync():
         with forward_context():
             main_sum, outputs = main_branch(model, objective.main_inputs(inputs))
-        targets = objective.targets(outputs)
+        targets = objective.targets(outputs, inputs, labels, masking, mask)
         del outputs
         main = items.share(main_sum, items.main)
         backward(main_weight * main)

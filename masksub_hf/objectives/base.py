@@ -45,7 +45,8 @@ class Objective:
       loss averages over in this micro-batch (integer tensors);
     - ``main_loss_sum(outputs, labels)``: the head's usual loss summed over its items (the main branch of a plain
       loop, and what a model's own loss is compared with to read its normalisation);
-    - ``targets(outputs)``: the detached main outputs the sub branch learns;
+    - ``targets(outputs, inputs, labels, masking, mask)``: the detached main outputs the sub branch learns (only
+      those it will be supervised at, where they are large);
     - ``sub_loss_sum(model, inputs, labels, targets, masking, mask, forward_context)``: the sub forward and its
       relaxed loss summed over its items (``inputs`` without labels);
     - ``main_inputs(inputs)``: what the main forward gets (a dual encoder asks for its loss);
@@ -79,7 +80,7 @@ class Objective:
     def check_batch(self, batch):
         pass
 
-    def targets(self, outputs):
+    def targets(self, outputs, inputs, labels, masking, mask):
         return {"logits": outputs["logits"].detach()}
 
     def main_items(self, batch, labels):

@@ -20,7 +20,7 @@ import contextlib
 import torch.nn.functional as F
 
 from .base import Objective, sub_logits
-from .token_classification import sub_positions, token_sub_loss_sum
+from .token_classification import sub_positions, supervised_sub_loss_sum, supervised_targets
 
 # What padding-free / packing collators add (DataCollatorWithFlattening, TRL's padding_free): rows of several
 # sequences, which the masking would read as one; ``shift_labels`` replaces the labels the model shifts.
@@ -54,8 +54,9 @@ class CausalLMObjective(Objective):
         logits = outputs["logits"][:, :-1].float()
         return F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten().to(logits.device), reduction="sum")
 
+    def targets(self, outputs, inputs, labels, masking, mask):
+        logits = outputs["logits"]
+        return supervised_targets(logits, inputs, next_token_labels(labels.to(logits.device)), masking, mask)
+
     def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
-        logits = sub_logits(model, inputs, masking, mask, forward_context)
-        next_labels = next_token_labels(labels.to(logits.device))
-        kept, _ = sub_positions(inputs, next_labels, masking, mask)
-        return token_sub_loss_sum(logits, targets["logits"], next_labels, kept)
+        return supervised_sub_loss_sum(sub_logits(model, inputs, masking, mask, forward_context), targets)

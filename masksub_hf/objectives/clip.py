@@ -53,7 +53,7 @@ class DualEncoderObjective(Objective):
     def main_inputs(self, inputs):
         return {**inputs, "return_loss": True}
 
-    def targets(self, outputs):
+    def targets(self, outputs, inputs, labels, masking, mask):
         return {"logits_per_image": outputs["logits_per_image"].detach(), "text_embeds": outputs["text_embeds"].detach()}
 
     def main_items(self, batch, labels):

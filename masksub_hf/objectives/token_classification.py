@@ -32,22 +32,39 @@ def sub_positions(inputs, labels, masking, mask):
     return kept, labels.gather(1, kept.clamp(min=0)).ne(-100) & kept.ge(0)
 
 
+def supervised_pairs(labels, kept, width):
+    """``(sub_rows, main_rows)``: for each supervised sub-branch token, its row in the ``(B * width, C)`` sub logits
+    and the row of its original position in the ``(B * L, C)`` main logits (``kept``: see ``token_sub_loss_sum``)."""
+    positions = torch.arange(width, device=labels.device).expand(labels.shape[0], -1) if kept is None else kept
+    supervised = labels.gather(1, positions.clamp(min=0)).ne(-100) & positions.ge(0)
+    batch_index, sub_index = supervised.nonzero(as_tuple=True)
+    return batch_index * width + sub_index, batch_index * labels.shape[1] + positions[batch_index, sub_index]
+
+
 def token_sub_loss_sum(sub, main, labels, kept=None):
     """Soft cross-entropy of each supervised token's sub logits to its detached main logits, summed.
 
     Args:
         sub: ``(B, W, C)``; ``main``: ``(B, L, C)``; ``labels``: ``(B, L)``, -100 unsupervised.
         kept: ``(B, W)`` original position of each sub token, -1 for padding (token drop); ``None``: ``W == L``.
-
-    Only the supervised rows are read, without copying either tensor whole (``C`` may be a vocabulary).
     """
-    width, length = sub.shape[1], main.shape[1]
-    positions = torch.arange(width, device=sub.device).expand(sub.shape[0], -1) if kept is None else kept
-    supervised = labels.gather(1, positions.clamp(min=0)).ne(-100) & positions.ge(0)
-    batch_index, sub_index = supervised.nonzero(as_tuple=True)
-    sub_rows = batch_index * width + sub_index
-    main_rows = batch_index * length + positions[batch_index, sub_index]
+    sub_rows, main_rows = supervised_pairs(labels, kept, sub.shape[1])
     return soft_cross_entropy_rows(sub.flatten(0, 1), sub_rows, main.flatten(0, 1), main_rows)
+
+
+def supervised_targets(main_logits, inputs, labels, masking, mask):
+    """The main logits of the positions the sub branch will be supervised at, and where its tokens are: kept
+    instead of all the main logits through the sub pass (with a vocabulary for classes, the logits are the
+    largest tensor of a step; the positions a token drop removes or labels leave out need none)."""
+    kept, _ = sub_positions(inputs, labels, masking, mask)
+    sub_rows, main_rows = supervised_pairs(labels, kept, labels.shape[1] if kept is None else kept.shape[1])
+    return {"logits": main_logits.detach().flatten(0, 1).index_select(0, main_rows), "sub_rows": sub_rows}
+
+
+def supervised_sub_loss_sum(sub, targets):
+    """``token_sub_loss_sum`` from ``supervised_targets``."""
+    rows = targets["sub_rows"].to(sub.device)
+    return soft_cross_entropy_rows(sub.flatten(0, 1), rows, targets["logits"], torch.arange(len(rows), device=sub.device))
 
 
 class TokenClassificationObjective(Objective):
@@ -64,7 +81,8 @@ class TokenClassificationObjective(Objective):
         logits = outputs["logits"].float()
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten().to(logits.device), reduction="sum")
 
+    def targets(self, outputs, inputs, labels, masking, mask):
+        return supervised_targets(outputs["logits"], inputs, labels.to(outputs["logits"].device), masking, mask)
+
     def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
-        logits = sub_logits(model, inputs, masking, mask, forward_context)
-        kept, _ = sub_positions(inputs, labels, masking, mask)
-        return token_sub_loss_sum(logits, targets["logits"], labels.to(logits.device), kept)
+        return supervised_sub_loss_sum(sub_logits(model, inputs, masking, mask, forward_context), targets)
