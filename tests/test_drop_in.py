@@ -398,3 +398,27 @@ def test_ray_tune_runs_each_trial_at_its_own_ratio(tmp_path):
     runs = sorted(json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines())
     # plain Trainer: one forward of 17 tokens a step; MaskSub: main 17, sub 1 + the patches the trial's ratio keeps
     assert runs == [["on", 0.25, [17, 13]], ["on", 0.75, [17, 5]], ["trainer", None, [17]], ["trainer", None, [17]]]
+
+
+def test_torch_empty_cache_steps_empties_the_cache_as_trainer_does(tmp_path, monkeypatch):
+    """Before: MaskSub's step (which replaces Trainer.training_step's body) never emptied the device cache."""
+    import transformers.trainer
+
+    import masksub_hf.training.trainer
+
+    calls = {"trainer": 0, "masksub": 0}
+    monkeypatch.setattr(transformers.trainer, "clear_device_cache", lambda: calls.__setitem__("trainer", calls["trainer"] + 1))
+    monkeypatch.setattr(masksub_hf.training.trainer, "clear_device_cache",
+                        lambda: calls.__setitem__("masksub", calls["masksub"] + 1))
+    items = image_items(16, torch.arange(16) % 3, num_keep=8)
+    for arm in ("trainer", "on"):
+        make_trainer(arm, tmp_path / arm, model=tiny_vit(), trainer_kwargs={"train_dataset": ListDataset(items)},
+                     max_steps=4, torch_empty_cache_steps=2, remove_unused_columns=False).train()
+    assert calls["trainer"] == calls["masksub"] == 2
+
+
+@pytest.mark.parametrize("optim", ["lomo", "adalomo"])
+def test_optimizers_that_update_inside_backward_are_a_one_line_error(tmp_path, optim):
+    with pytest.raises(ValueError, match=f"--optim {optim} updates the weights inside backward") as error:
+        make_trainer("on", tmp_path, model=tiny_vit(), optim=optim)
+    assert "\n" not in str(error.value)

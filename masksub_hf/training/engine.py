@@ -23,6 +23,19 @@ def log_engine(args, accelerator):
     logger.info(f"MaskSub: engine {engine.value}, {processes} process(es)")
 
 
+def check_two_pass_features(args, accelerator):
+    """One line for a Trainer feature that cannot work with a step of two backward passes."""
+    optim = getattr(args.optim, "value", args.optim)  # an OptimizerNames member once TrainingArguments parsed it
+    if optim in ("lomo", "adalomo"):
+        raise ValueError(f"--optim {optim} updates the weights inside backward, and MaskSub's step has two "
+                         "backward passes (the main branch's, then the sub branch's): each would update with half "
+                         "a gradient; use another optimizer.")
+    parallelism = getattr(accelerator, "parallelism_config", None)
+    if parallelism is not None and getattr(parallelism, "cp_enabled", False):
+        raise ValueError("MaskSub does not support context parallelism: its masked sub batch is not sharded "
+                         "along the sequence; train without a cp_size.")
+
+
 def is_sharded(accelerator):
     return accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
 

@@ -11,7 +11,7 @@ import logging
 from ..masking import masking_for
 from ..objectives import objective_for
 from ..recipes.layer_decay import param_groups_layer_decay
-from .engine import is_sharded
+from .engine import check_two_pass_features, is_sharded
 from .model_card import card_settings
 from .owned import ClearOwnedGradients
 
@@ -49,6 +49,7 @@ def configure_sub_branch(trainer):
         trainer.remove_callback(trainer._owned_gradient_callback)
         trainer._owned_gradient_callback = None
     if args.masksub_ratio > 0:
+        check_two_pass_features(args, trainer.accelerator)
         # The head's objective first: a head MaskSub has none for fails here, in every masksub_mode.
         objective = objective_for(unwrapped, sub_loss_asked(trainer))
         if objective.sub_bypasses_wrapper and is_sharded(trainer.accelerator):

@@ -16,6 +16,7 @@ and objective for the model that trains), ``pipeline.loaders`` (seeded loaders),
 token), ``checkpoint``, ``branch_logs``, ``model_card``.
 """
 
+from accelerate.utils.memory import clear_device_cache
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -193,6 +194,9 @@ class MaskSubMixin:
         bypassed = [*model.parameters()] if self.masksub_objective.sub_bypasses_wrapper else []
         average_gradients_by_hand(self.accelerator, [*bypassed, *self._owned_parameters()])
         self._log_branches(main_loss, sub_loss, marks)
+        empty_cache_steps = self.args.torch_empty_cache_steps
+        if empty_cache_steps is not None and self.state.global_step % empty_cache_steps == 0:  # as Trainer's step
+            clear_device_cache()
         return self.args.masksub_main_weight * main_loss + self.args.masksub_sub_weight * sub_loss
 
     def _flat_gradients(self, model):
