@@ -44,7 +44,7 @@ def accuracy_by_hand(folder, output, block_size=32):
     from datasets import load_dataset
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "tokenizer")
-    texts = load_dataset("text", data_files=str(folder / "validation.txt"), keep_linebreaks=True)["train"]["text"]
+    texts = list(load_dataset("text", data_files=str(folder / "validation.txt"), keep_linebreaks=True)["train"]["text"])
     ids = list(chain(*tokenizer(texts)["input_ids"]))
     blocks = torch.tensor(ids[:len(ids) // block_size * block_size]).view(-1, block_size)
     model = transformers.AutoModelForCausalLM.from_pretrained(output).eval()
