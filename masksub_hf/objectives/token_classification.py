@@ -32,13 +32,29 @@ def sub_positions(inputs, labels, masking, mask):
     return kept, labels.gather(1, kept.clamp(min=0)).ne(-100) & kept.ge(0)
 
 
-def supervised_pairs(labels, kept, width):
-    """``(sub_rows, main_rows)``: for each supervised sub-branch token, its row in the ``(B * width, C)`` sub logits
-    and the row of its original position in the ``(B * L, C)`` main logits (``kept``: see ``token_sub_loss_sum``)."""
-    positions = torch.arange(width, device=labels.device).expand(labels.shape[0], -1) if kept is None else kept
+def supervised_pairs(labels, kept):
+    """``(sub_rows, main_rows)``: for each supervised sub-branch token, its row in the ``(B * W, C)`` sub logits
+    and the row of its original position in the ``(B * L, C)`` main logits (``kept``: see ``token_sub_loss_sum``;
+    ``None``: ``W == L``)."""
+    batch, length = labels.shape
+    positions = torch.arange(length, device=labels.device).expand(batch, -1) if kept is None else kept
     supervised = labels.gather(1, positions.clamp(min=0)).ne(-100) & positions.ge(0)
     batch_index, sub_index = supervised.nonzero(as_tuple=True)
-    return batch_index * width + sub_index, batch_index * labels.shape[1] + positions[batch_index, sub_index]
+    return batch_index * positions.shape[1] + sub_index, batch_index * length + positions[batch_index, sub_index]
+
+
+def selected_targets(main_logits, labels, kept=None):
+    """The main logits of the positions the sub branch is supervised at, and where its tokens are: what the sub
+    pass keeps instead of all the main logits (with a vocabulary for classes, the logits are the largest tensor of
+    a step; the positions a token drop removes or labels leave out need none)."""
+    sub_rows, main_rows = supervised_pairs(labels, kept)
+    return {"logits": main_logits.detach().flatten(0, 1).index_select(0, main_rows), "sub_rows": sub_rows}
+
+
+def supervised_sub_loss_sum(sub, targets):
+    """Soft cross-entropy of each supervised sub-branch token's logits to its ``selected_targets`` row, summed."""
+    rows = targets["sub_rows"].to(sub.device)
+    return soft_cross_entropy_rows(sub.flatten(0, 1), rows, targets["logits"], torch.arange(len(rows), device=sub.device))
 
 
 def token_sub_loss_sum(sub, main, labels, kept=None):
@@ -48,23 +64,12 @@ def token_sub_loss_sum(sub, main, labels, kept=None):
         sub: ``(B, W, C)``; ``main``: ``(B, L, C)``; ``labels``: ``(B, L)``, -100 unsupervised.
         kept: ``(B, W)`` original position of each sub token, -1 for padding (token drop); ``None``: ``W == L``.
     """
-    sub_rows, main_rows = supervised_pairs(labels, kept, sub.shape[1])
-    return soft_cross_entropy_rows(sub.flatten(0, 1), sub_rows, main.flatten(0, 1), main_rows)
+    return supervised_sub_loss_sum(sub, selected_targets(main, labels, kept))
 
 
 def supervised_targets(main_logits, inputs, labels, masking, mask):
-    """The main logits of the positions the sub branch will be supervised at, and where its tokens are: kept
-    instead of all the main logits through the sub pass (with a vocabulary for classes, the logits are the
-    largest tensor of a step; the positions a token drop removes or labels leave out need none)."""
-    kept, _ = sub_positions(inputs, labels, masking, mask)
-    sub_rows, main_rows = supervised_pairs(labels, kept, labels.shape[1] if kept is None else kept.shape[1])
-    return {"logits": main_logits.detach().flatten(0, 1).index_select(0, main_rows), "sub_rows": sub_rows}
-
-
-def supervised_sub_loss_sum(sub, targets):
-    """``token_sub_loss_sum`` from ``supervised_targets``."""
-    rows = targets["sub_rows"].to(sub.device)
-    return soft_cross_entropy_rows(sub.flatten(0, 1), rows, targets["logits"], torch.arange(len(rows), device=sub.device))
+    """``selected_targets`` for the sub branch ``masking`` and ``mask`` make of ``inputs``."""
+    return selected_targets(main_logits, labels, sub_positions(inputs, labels, masking, mask)[0])
 
 
 class TokenClassificationObjective(Objective):

@@ -7,8 +7,9 @@ exception``, exit -6. Measured with ``benchmarks/process_exit.py`` (docs/compati
 
 What is released: every trainer's engine-wrapped model, which holds the group (a group the user destroys in an exit
 handler of theirs is otherwise freed only at the interpreter's final collection: the same abort, measured with
-``tests/test_distributed.py``'s ``own_group`` case). What is ended: only a group that started during MaskSub's set-up (``MaskSubTrainingArguments``' device set-up,
-where Accelerate starts it under ``torchrun`` / ``accelerate launch``, or a ``MaskSubTrainer``'s). A group the
+``tests/test_distributed.py``'s ``own_group`` case). What is ended: only a group that started during MaskSub's
+set-up (``MaskSubArguments``' device set-up, where Accelerate starts it under ``torchrun`` / ``accelerate
+launch``, or a ``MaskSubMixin`` trainer's). A group the
 user created before is theirs: it is left alone. When: the handler is registered when this module is imported,
 so that it runs after the exit handlers a user registers later (``atexit`` runs the last registered first): a
 user's exit-time ``barrier()`` or ``destroy_process_group()`` finds the group alive.
