@@ -1,5 +1,6 @@
 """The classification zoo under ``masksub_mode='auto'``: every model type of the installed transformers'
-image-, sequence- and token-classification mappings, so a new release's families show up here by name.
+image-, sequence-, token-classification and multiple-choice mappings, so a new release's families show up here
+by name.
 
 For each type, a tiny model (``zoo.py``): plain ``Trainer`` trains it two steps (the reference; a type it
 cannot train tiny is skipped, saying why); ``MaskSubTrainer`` at ratio 0 ends on exactly the reference's
@@ -38,7 +39,9 @@ from masksub_hf import MaskSubTrainer
 from masksub_hf.masking import PatchHiding
 
 STEPS, BATCH = 2, 4
-RATIOS = {"IMAGE_CLASSIFICATION": 0.5, "SEQUENCE_CLASSIFICATION": 0.3, "TOKEN_CLASSIFICATION": 0.3}
+RATIOS = {"IMAGE_CLASSIFICATION": 0.5, "SEQUENCE_CLASSIFICATION": 0.3, "TOKEN_CLASSIFICATION": 0.3,
+          "MULTIPLE_CHOICE": 0.3}
+CHOICES = 3
 # types plain Trainer cannot train from a tiny config and a classifier's batch
 NOT_TRAINABLE_TINY = {
     "shieldgemma2": "a Gemma 3 vision-language model scoring a policy prompt's yes/no tokens: it needs its "
@@ -52,6 +55,7 @@ REFUSED = {
     # no position_ids, and hiding tokens from attention is no drop for them: Bloom numbers tokens by the mask's
     # running sum, Funnel pools neighbouring tokens outside attention
     "TOKEN_CLASSIFICATION": {"bloom", "funnel"},
+    "MULTIPLE_CHOICE": set(),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 TABLE_HEADER = ["| model type | class | `auto` | what the sub branch got |", "|---|---|---|---|"]
@@ -61,9 +65,11 @@ CASES = [(name, model_type, names) for name in RATIOS for model_type, names in s
 
 @pytest.fixture(scope="module")
 def tokenizers(tmp_path_factory):
-    """Sequence classifiers get a tokenizer with ``[MASK]`` (``auto``: text), token classifiers one without (``auto``:
-    token drop), so each text family that has both heads is seen with both maskings."""
-    return {"SEQUENCE_CLASSIFICATION": word_tokenizer(tmp_path_factory.mktemp("zoo_tokenizer"), [" ".join(WORDS)]),
+    """Sequence classifiers and multiple-choice heads get a tokenizer with ``[MASK]`` (``auto``: text), token
+    classifiers one without (``auto``: token drop), so each text family that has both heads is seen with both
+    maskings."""
+    with_mask = word_tokenizer(tmp_path_factory.mktemp("zoo_tokenizer"), [" ".join(WORDS)])
+    return {"SEQUENCE_CLASSIFICATION": with_mask, "MULTIPLE_CHOICE": with_mask,
             "TOKEN_CLASSIFICATION": bpe_tokenizer([" ".join(WORDS)] * 4, vocab_size=300),
             "IMAGE_CLASSIFICATION": None}
 
@@ -92,7 +98,8 @@ def dataset(kind, model, tokenizer):
     if kind == "IMAGE_CLASSIFICATION":
         batch = image_batch(model, STEPS * BATCH, generator)
     else:
-        batch = text_batch(tokenizer, model.config.num_labels, kind == "TOKEN_CLASSIFICATION", STEPS * BATCH, generator)
+        batch = text_batch(tokenizer, model.config.num_labels, kind == "TOKEN_CLASSIFICATION", STEPS * BATCH, generator,
+                           choices=CHOICES if kind == "MULTIPLE_CHOICE" else None)
     return ListDataset([{key: value[i] for key, value in batch.items()} for i in range(STEPS * BATCH)])
 
 
@@ -206,19 +213,24 @@ def test_classifier_under_auto(tmp_path, tokenizers, kind, model_type, names):
         skip(kind, model_type, names, f"no tiny config in tests/zoo.py: {type(error).__name__}: "
                                       f"{str(error).splitlines()[0][:100]}")
     data = dataset(kind, model, tokenizer)
+    # what a user passes for choices (Trainer's default pads a tokenizer's rows, not (choices, length) inputs)
+    collator = transformers.DataCollatorForMultipleChoice(tokenizer) if kind == "MULTIPLE_CHOICE" else None
     try:
-        transformers.Trainer(model=model, args=plain_args(tmp_path / "plain"), train_dataset=data).train()
+        transformers.Trainer(model=model, args=plain_args(tmp_path / "plain"), train_dataset=data,
+                             data_collator=collator).train()
     except Exception as error:  # noqa: BLE001  (whatever stops plain Trainer is the row's reason)
         skip(kind, model_type, names,
              f"plain Trainer cannot train it tiny: {type(error).__name__}: {str(error).splitlines()[0].split('. ')[0][:100]}")
     reference = weights(model)
 
     model = build(kind, model_type, names)
-    MaskSubTrainer(model=model, args=masksub_args(tmp_path / "off", 0.0), train_dataset=data).train()
+    MaskSubTrainer(model=model, args=masksub_args(tmp_path / "off", 0.0), train_dataset=data,
+                   data_collator=collator).train()
     differs = [name for name, value in weights(model).items() if not torch.equal(value, reference[name])]
     if differs:
         model = build(kind, model_type, names)
-        transformers.Trainer(model=model, args=plain_args(tmp_path / "plain_again"), train_dataset=data).train()
+        transformers.Trainer(model=model, args=plain_args(tmp_path / "plain_again"), train_dataset=data,
+                             data_collator=collator).train()
         if any(not torch.equal(value, reference[name]) for name, value in weights(model).items()):
             skip(kind, model_type, names, "plain Trainer does not repeat itself: two runs with the same seed differ")
     assert not differs, f"ratio 0 differs from Trainer at {differs[0]}"
@@ -226,7 +238,7 @@ def test_classifier_under_auto(tmp_path, tokenizers, kind, model_type, names):
     model = build(kind, model_type, names)
     try:
         trainer = MaskSubTrainer(model=model, args=masksub_args(tmp_path / "on", RATIOS[kind]), train_dataset=data,
-                                 processing_class=tokenizer or image_processor_reading_ids(model))
+                                 data_collator=collator, processing_class=tokenizer or image_processor_reading_ids(model))
     except ValueError as error:
         message = str(error)
         assert "\n" not in message and type(model).__name__ in message

@@ -30,13 +30,14 @@ def uniform_noise(shape, generator=None) -> torch.Tensor:
 
 
 def choose_uniformly(eligible, ratio: float, generator=None) -> torch.Tensor:
-    """``(B, L)`` booleans: ``num_masked(n, ratio)`` of each row's ``n`` ``eligible`` positions, chosen uniformly
-    from the row's noise (:func:`uniform_noise`)."""
-    num_chosen = num_masked(eligible.sum(dim=1), ratio)
+    """``(B, ..., L)`` booleans: ``num_masked(n, ratio)`` of each sequence's ``n`` ``eligible`` positions (the last
+    dimension; a multiple-choice batch ``(B, C, L)`` has ``C`` sequences a sample), chosen uniformly from the
+    sample's noise (:func:`uniform_noise`)."""
+    num_chosen = num_masked(eligible.sum(dim=-1), ratio)
     # Rank eligible positions in random order; ineligible ones sort last and are never chosen.
     noise = uniform_noise(eligible.shape, generator).to(eligible.device).masked_fill(~eligible, 2.0)
-    ranks = noise.argsort(dim=1).argsort(dim=1)
-    return ranks < num_chosen.unsqueeze(1)
+    ranks = noise.argsort(dim=-1).argsort(dim=-1)
+    return ranks < num_chosen.unsqueeze(-1)
 
 
 class Masking:

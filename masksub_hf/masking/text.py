@@ -28,20 +28,20 @@ def real_tokens(input_ids, attention_mask):
 
 
 def pooled_positions(input_ids, attention_mask, pad_token_id):
-    """``(B, 1)``: where a decoder ``*ForSequenceClassification`` head pools, by transformers' rule: the rightmost
-    token whose id is not ``pad_token_id``; without a pad id, the row's last real token."""
-    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    """``(B, ..., 1)``: where a decoder ``*ForSequenceClassification`` head pools, by transformers' rule: the
+    rightmost token whose id is not ``pad_token_id``; without a pad id, the sequence's last real token."""
+    positions = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
     poolable = real_tokens(input_ids, attention_mask) if pad_token_id is None else input_ids != pad_token_id
-    return positions.masked_fill(~poolable, -1).amax(dim=1, keepdim=True)
+    return positions.masked_fill(~poolable, -1).amax(dim=-1, keepdim=True)
 
 
 def choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator=None, protected=None):
-    """``(B, L)`` booleans: ``round(ratio * n)`` of each row's ``n`` eligible tokens (real, not special, and not at
-    the row's ``protected`` position, ``(B, 1)``), chosen uniformly from the row's noise."""
+    """``(B, ..., L)`` booleans: ``round(ratio * n)`` of each sequence's ``n`` eligible tokens (real, not special,
+    and not at its ``protected`` position, ``(B, ..., 1)``), chosen uniformly from the sample's noise."""
     real = real_tokens(input_ids, attention_mask)
     eligible = real & ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
     if protected is not None:
-        eligible &= torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0) != protected
+        eligible &= torch.arange(input_ids.shape[-1], device=input_ids.device) != protected
     return choose_uniformly(eligible, ratio, generator)
 
 
@@ -212,6 +212,10 @@ class TextTokenDrop(Masking):
 
     @contextlib.contextmanager
     def apply(self, model, inputs, dropped: torch.Tensor):
+        if inputs["input_ids"].dim() == 3:  # multiple choice, (B, C, L): each choice is a sequence of its own
+            with self._apply_to_choices(model, inputs, dropped) as sub_inputs:
+                yield sub_inputs
+            return
         if self.hides:
             yield hide_tokens(inputs, dropped)
             return
@@ -223,6 +227,18 @@ class TextTokenDrop(Masking):
         pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         pad = pad if pad is not None else (self.pad_token_id if self.pad_token_id is not None else 0)
         yield drop_tokens(inputs, dropped, pad, default_position_ids(model, inputs["input_ids"]))
+
+
+    @contextlib.contextmanager
+    def _apply_to_choices(self, model, inputs, dropped):
+        """The drop of ``B * C`` sequences, given back as ``(B, C, W)`` (multiple-choice models flatten it again)."""
+        choices = inputs["input_ids"].shape[:2]
+        per_choice = {key for key, value in inputs.items() if torch.is_tensor(value) and value.shape[:2] == choices}
+        flat = {key: value.flatten(0, 1) if key in per_choice else value for key, value in inputs.items()}
+        with self.apply(model, flat, dropped.flatten(0, 1)) as sub_inputs:
+            # what the drop gives per sequence: the inputs it repacked, and the position_ids it adds
+            yield {key: value.unflatten(0, choices) if key in per_choice or key not in inputs else value
+                   for key, value in sub_inputs.items()}
 
 
 def text_masking(tokenizer, ratio: float, mode: str = "auto", pad_token_id=None) -> Masking:

@@ -3,12 +3,13 @@
 - ``classification``: one prediction per input (image and sequence classifiers, timm models): soft
   cross-entropy to ``softmax(main)``, its sigmoid form for multi-label heads, squared error for regression;
 - ``token_classification``: one prediction per token, at the supervised tokens;
+- ``multiple_choice``: one distribution over each input's choices;
 - ``causal_lm``: one next-token prediction per position, at the supervised next tokens;
 - ``clip``: CLIP-style dual encoders distil the N x N image-text similarity matrix;
 - ``losses``: the relaxed per-item losses they use.
 
 ``OBJECTIVES`` is the registry: each objective says which heads it serves (``Objective.serves``), and
-``objective_for`` takes the first that does. A head none serves (question answering, multiple choice,
+``objective_for`` takes the first that does. A head none serves (question answering,
 generation, ...) is a one-line error in every ``masksub_mode``. A new head: one module, one line here.
 """
 
@@ -16,6 +17,7 @@ from .base import Objective, head_name
 from .causal_lm import CausalLMObjective
 from .classification import ClassificationObjective
 from .clip import DualEncoderObjective, SigmoidDualEncoderObjective
+from .multiple_choice import MultipleChoiceObjective
 from .token_classification import TokenClassificationObjective
 
 OBJECTIVES = (
@@ -23,6 +25,7 @@ OBJECTIVES = (
     DualEncoderObjective,
     TokenClassificationObjective,
     CausalLMObjective,
+    MultipleChoiceObjective,
     ClassificationObjective,
 )
 
@@ -39,8 +42,8 @@ def objective_for(model, sub_loss="auto") -> Objective:
     trains = [objective.trains for objective in OBJECTIVES if objective.trains]
     raise UnsupportedHead(
         f"MaskSub has no sub-branch objective for {head_name(model)}: it trains {', '.join(trains[:-1])} and "
-        f"{trains[-1]}; question answering, multiple choice and seq2seq heads are not supported.")
+        f"{trains[-1]}; question answering and seq2seq heads are not supported.")
 
 
-__all__ = ["OBJECTIVES", "CausalLMObjective", "ClassificationObjective", "DualEncoderObjective", "Objective", "SigmoidDualEncoderObjective",
-           "TokenClassificationObjective", "UnsupportedHead", "objective_for"]
+__all__ = ["OBJECTIVES", "CausalLMObjective", "ClassificationObjective", "DualEncoderObjective", "MultipleChoiceObjective",
+           "Objective", "SigmoidDualEncoderObjective", "TokenClassificationObjective", "UnsupportedHead", "objective_for"]

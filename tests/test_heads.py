@@ -1,0 +1,106 @@
+"""The heads beyond classification (causal LM, multiple choice), from the exactness matrix's cases
+(``exactness_cases.CASES``): what the matrix does not show.
+
+- with ``masksub_main_weight=1, masksub_sub_weight=0`` a step's gradient is plain ``Trainer``'s (MaskSub at
+  accumulation 2 with a smaller last micro-batch; the case's own collator without MaskSub's part), while the sub
+  branch still runs;
+- a multiple-choice head is trained with cross-entropy over its choices whatever its config says: a sub loss
+  that does not fit it is a one-line error (heads no objective serves: ``test_text_drop.py``).
+"""
+
+import copy
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from exactness_cases import CASES
+from helpers import GradientProbe, ListDataset, training_args
+from transformers import Trainer, TrainingArguments
+
+from masksub_hf import MaskSubTrainer
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multiple_choice.py"
+ACCUMULATED = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2)
+# BERT's multiple-choice head returns its micro-batch's mean although it takes num_items_in_batch, so plain Trainer
+# over-weights accumulated micro-batches (docs/compatibility.md); its exact step is one micro-batch of the same items
+ONE_MICRO_BATCH = dict(per_device_train_batch_size=8, gradient_accumulation_steps=1)
+# one case per head kind beyond classification -> plain Trainer's arguments for the same step
+HEAD_CASES = {"llama_causal_lm_token_drop": ACCUMULATED, "bert_choices_mask": ONE_MICRO_BATCH,
+              "bert_choices_drop": ONE_MICRO_BATCH}
+
+
+def plain_arguments(folder, **overrides):
+    return TrainingArguments(str(folder), use_cpu=True, report_to="none", save_strategy="no", learning_rate=1e-3,
+                             lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0, seed=0,
+                             disable_tqdm=True, **overrides)
+
+
+@pytest.mark.parametrize("name", HEAD_CASES)
+def test_main_branch_alone_is_plain_trainers_step(tmp_path, name):
+    case = CASES[name]()
+    model, items = case.build(tmp_path)
+    plain_model = copy.deepcopy(model)
+    step = dict(max_steps=1, logging_steps=1)
+    masksub_probe, plain_probe = GradientProbe(), GradientProbe()
+    collator = case.collator()
+    trainer = MaskSubTrainer(model=model, args=training_args(tmp_path / "masksub", masksub_ratio=case.ratio,
+                                                               masksub_mode=case.mode, masksub_main_weight=1.0,
+                                                               masksub_sub_weight=0.0, **ACCUMULATED, **step),
+                             train_dataset=ListDataset(items), data_collator=collator, callbacks=[masksub_probe])
+    trainer.train()
+    Trainer(model=plain_model, args=plain_arguments(tmp_path / "plain", **HEAD_CASES[name], **step),
+            train_dataset=ListDataset(items), data_collator=collator.base_collator, callbacks=[plain_probe]).train()
+    assert trainer.masking.mode == case.mode
+    assert [entry["sub_loss"] for entry in trainer.state.log_history if "sub_loss" in entry][0] > 0  # it ran
+    expected = plain_probe.gradients[0]
+    assert expected.keys() == masksub_probe.gradients[0].keys()
+    for parameter, gradient in expected.items():
+        torch.testing.assert_close(masksub_probe.gradients[0][parameter], gradient, rtol=1e-5, atol=1e-7,
+                                   msg=lambda message, parameter=parameter: f"{parameter}: {message}")
+
+
+def test_a_sub_loss_that_does_not_fit_multiple_choice_is_one_line(tmp_path):
+    model, _ = CASES["bert_choices_mask"]().build(tmp_path)
+    with pytest.raises(ValueError, match=r"^masksub_loss='mse' does not fit a multiple-choice head[^\n]*$"):
+        MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3, masksub_loss="mse"))
+
+
+def test_multiple_choice_ignores_a_regression_config(tmp_path):
+    """``num_labels=1`` reads as regression to a sequence classifier; a multiple-choice head still scores choices
+    with cross-entropy, and so does its sub branch."""
+    model, _ = CASES["bert_choices_mask"]().build(tmp_path)
+    model.config.num_labels = 1
+    trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3))
+    assert trainer.masksub_objective.sub_loss_name() == "soft_ce"
+
+
+
+@pytest.mark.slow
+def test_the_multiple_choice_example_reports_its_saved_models_accuracy(tmp_path):
+    """``examples/multiple_choice.py`` as a user runs it: both branches train, and the accuracy it reports is the
+    saved model's, reloaded as a plain transformers model, on the held-out reviews."""
+    command = [sys.executable, str(EXAMPLE), "--output_dir", str(tmp_path), "--masksub_ratio", "0.15",
+               "--max_train_samples", "24", "--max_eval_samples", "16", "--per_device_train_batch_size", "8",
+               "--max_steps", "2", "--logging_steps", "1", "--do_train", "--do_eval", "--report_to", "none",
+               "--use_cpu", "--disable_tqdm", "true"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "MaskSub for BertForMultipleChoice: ratio 0.15, mode auto (text)" in completed.stderr
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert all(entry["sub_loss"] > 0 for entry in state["log_history"] if "loss" in entry)
+    reported = json.loads((tmp_path / "eval_results.json").read_text())["eval_accuracy"]
+    example = runpy.run_path(str(EXAMPLE), run_name="example")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    reviews = [text for text in example["rotten_tomatoes"](seed=0)["sentence"] if len(text.split()) >= 8][24:40]
+    held_out = example["review_endings"](tokenizer, reviews, 4, 64, seed=43)
+    batch = transformers.DataCollatorForMultipleChoice(tokenizer)(held_out.items)
+    model = transformers.AutoModelForMultipleChoice.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        labels = batch.pop("labels")
+        correct = int((model(**batch).logits.argmax(-1) == labels).sum())
+    assert correct / 16 == pytest.approx(reported)
