@@ -39,7 +39,7 @@ demo: install
 
 test: install
 	$(PY) -m ruff check .
-	$(OFFLINE) $(PY) -m pytest -q tests
+	$(OFFLINE) $(PY) -m pytest -q --durations=30 tests
 
 install-floor: $(FLOOR_VENV)/.installed
 

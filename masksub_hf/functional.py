@@ -38,7 +38,7 @@ class StepItems:
 
 def batch_items(objective, inputs, masking, mask):
     """The items of one batch: ``(main, sub)``."""
-    labels = inputs.get("labels")
+    labels = objective.labels(inputs)
     return objective.main_items(inputs, labels), objective.sub_items(inputs, labels, masking, mask)
 
 
@@ -49,7 +49,8 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
 
     Args:
         model: a transformers model or a bare timm model (possibly DDP-wrapped).
-        inputs: the micro-batch, labels included (``inputs["labels"]``); never changed.
+        inputs: the micro-batch, labels included (``inputs["labels"]``, or the head's ``objective.label_keys``);
+            never changed.
         masking / objective: from ``masking_for`` and ``objective_for``; ``mask`` is drawn when not given.
         items: :class:`StepItems` of the whole optimizer step; default: this batch's, one process.
         main_branch: ``(model, inputs) -> (main loss summed over the batch's items, outputs)``; default: the
@@ -64,7 +65,7 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
     step is the caller's.
     """
     backward = backward or torch.Tensor.backward
-    labels = inputs.get("labels")  # read before the main branch: a compute_loss may pop it from what it is given
+    labels = objective.labels(inputs)  # read before the main branch: a compute_loss may pop them from its inputs
     objective.check_batch(inputs)
     if mask is None and masking.key is not None:
         mask = masking.draw(inputs)
@@ -80,7 +81,8 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
         del outputs
         main = items.share(main_sum, items.main)
         backward(main_weight * main)
-    sub_inputs = {k: v for k, v in inputs.items() if k != "labels"}  # the sub branch learns the main branch only
+    # the sub branch learns the main branch only
+    sub_inputs = {k: v for k, v in inputs.items() if k not in objective.label_keys}
     sub_sum = objective.sub_loss_sum(model, sub_inputs, labels, targets, masking, mask, forward_context)
     sub = items.share(sub_sum, items.sub)
     backward(sub_weight * sub)
@@ -89,7 +91,6 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
 
 def head_loss(model, inputs, objective):
     """The default main branch: the model's outputs and the head's usual loss, summed over the batch's items."""
-    inputs = dict(inputs)
-    labels = inputs.pop("labels", None)
-    outputs = model_outputs(model, inputs)
+    labels = objective.labels(inputs)
+    outputs = model_outputs(model, {k: v for k, v in inputs.items() if k not in objective.label_keys})
     return objective.main_loss_sum(outputs, labels), outputs

@@ -239,6 +239,66 @@ class Choices(Case):
         return row_losses("ce", main, sub, batch["labels"])
 
 
+class Answers(Case):
+    """Extractive question answering (BERT): a question and a review, the answer a span of the review, one input's
+    both ends past the sequence (transformers ignores it: no item); [MASK] or token drop. An input an item, its
+    loss the mean of its start and end cross-entropies; the sub branch's distributions over the real tokens it
+    sees, the main one's at the same tokens renormalised."""
+
+    ratio = 0.3
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def build(self, tmp_path):
+        self.tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=64,
+                                         hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64, hidden_dropout_prob=0.0,
+                                         attention_probs_dropout_prob=0.0)
+        items = []
+        for i, text in enumerate(REVIEWS[:ITEMS]):
+            encoded = self.tokenizer(" ".join(REVIEWS[-1 - i].split()[:2 + i % 3]), " ".join(text.split()[:4 + 2 * i]))
+            start = encoded["token_type_ids"].index(1) + i % 3  # in the review
+            if i == 3:  # both ends past the sequence: transformers' loss ignores the input
+                items.append({**encoded, "start_positions": 1000, "end_positions": 1000})
+            else:
+                items.append({**encoded, "start_positions": start, "end_positions": start + i % 2})
+        return transformers.BertForQuestionAnswering(config), items
+
+    def collator(self):
+        return MaskSubTextCollator(self.tokenizer, self.ratio, mode=self.mode,
+                                   base_collator=transformers.DataCollatorWithPadding(self.tokenizer))
+
+    def reference(self, model, batch):
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        main = model(**inputs)
+        length = batch["input_ids"].shape[1]
+        main_losses, sub_losses = [], []
+        for row in range(batch["input_ids"].shape[0]):
+            start, end = int(batch["start_positions"][row]), int(batch["end_positions"][row])
+            if start >= length:
+                continue
+            main_losses.append((F.cross_entropy(main.start_logits[row].float(), torch.tensor(start))
+                                + F.cross_entropy(main.end_logits[row].float(), torch.tensor(end))) / 2)
+            if self.mode == "text":
+                real = batch["attention_mask"][row].bool()
+                sub = model(**{k: v[row][None] for k, v in inputs.items()}
+                            | {"input_ids": batch["masksub_input_ids"][row][None]})
+                positions = torch.arange(length)[real]
+                sub_start, sub_end = sub.start_logits[0, real], sub.end_logits[0, real]
+            else:  # the kept tokens alone, at their original positions
+                positions = torch.tensor(kept_positions(batch, batch["masksub_drop_mask"], row))
+                sub = model(input_ids=batch["input_ids"][row, positions][None], position_ids=positions[None],
+                            token_type_ids=batch["token_type_ids"][row, positions][None],
+                            attention_mask=torch.ones(1, len(positions), dtype=torch.long))
+                sub_start, sub_end = sub.start_logits[0], sub.end_logits[0]
+            sub_losses.append((soft_ce(sub_start, main.start_logits[row, positions])
+                               + soft_ce(sub_end, main.end_logits[row, positions])) / 2)
+        return torch.stack(main_losses), torch.stack(sub_losses)
+
+
 class TokenTags(Case):
     """Token classifiers: BERT with [MASK] or token drop; each labelled token an item (the sub branch's: the
     labelled tokens it predicts)."""
@@ -374,6 +434,8 @@ CASES = {
     "qwen2_token_drop_left_pad_eos": lambda: TextRows("qwen2", "text_drop"),
     "bert_choices_mask": lambda: Choices("text"),
     "bert_choices_drop": lambda: Choices("text_drop"),
+    "bert_answers_mask": lambda: Answers("text"),
+    "bert_answers_drop": lambda: Answers("text_drop"),
     "bert_tokens_mask": lambda: TokenTags("bert", "text"),
     "bert_tokens_drop": lambda: TokenTags("bert", "text_drop"),
     "llama_causal_lm_token_drop": NextTokens,

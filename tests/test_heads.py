@@ -66,7 +66,7 @@ def test_main_branch_alone_is_plain_trainers_step(tmp_path, name):
 
 def test_a_sub_loss_that_does_not_fit_multiple_choice_is_one_line(tmp_path):
     model, _ = CASES["bert_choices_mask"]().build(tmp_path)
-    with pytest.raises(ValueError, match=r"^masksub_loss='mse' does not fit a multiple-choice head[^\n]*$"):
+    with pytest.raises(ValueError, match=r"^masksub_loss='mse' does not fit BertForMultipleChoice, whose sub loss is soft_ce[^\n]*$"):
         MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3, masksub_loss="mse"))
 
 

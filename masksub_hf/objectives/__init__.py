@@ -4,13 +4,13 @@
   cross-entropy to ``softmax(main)``, its sigmoid form for multi-label heads, squared error for regression;
 - ``token_classification``: one prediction per token, at the supervised tokens;
 - ``multiple_choice``: one distribution over each input's choices;
+- ``question_answering``: the answer's start and end, two distributions over each input's tokens;
 - ``causal_lm``: one next-token prediction per position, at the supervised next tokens;
 - ``clip``: CLIP-style dual encoders distil the N x N image-text similarity matrix;
 - ``losses``: the relaxed per-item losses they use.
 
 ``OBJECTIVES`` is the registry: each objective says which heads it serves (``Objective.serves``), and
-``objective_for`` takes the first that does. A head none serves (question answering,
-generation, ...) is a one-line error in every ``masksub_mode``. A new head: one module, one line here.
+``objective_for`` takes the first that does. A head none serves (seq2seq, segmentation, ...) is a one-line error in every ``masksub_mode``. A new head: one module, one line here.
 """
 
 from .base import Objective, head_name
@@ -18,6 +18,7 @@ from .causal_lm import CausalLMObjective
 from .classification import ClassificationObjective
 from .clip import DualEncoderObjective, SigmoidDualEncoderObjective
 from .multiple_choice import MultipleChoiceObjective
+from .question_answering import QuestionAnsweringObjective
 from .token_classification import TokenClassificationObjective
 
 OBJECTIVES = (
@@ -26,12 +27,13 @@ OBJECTIVES = (
     TokenClassificationObjective,
     CausalLMObjective,
     MultipleChoiceObjective,
+    QuestionAnsweringObjective,
     ClassificationObjective,
 )
 
 
 class UnsupportedHead(ValueError):
-    """A head MaskSub has no sub-branch objective for (question answering, generation, ...)."""
+    """A head MaskSub has no sub-branch objective for (seq2seq, segmentation, ...)."""
 
 
 def objective_for(model, sub_loss="auto") -> Objective:
@@ -42,8 +44,8 @@ def objective_for(model, sub_loss="auto") -> Objective:
     trains = [objective.trains for objective in OBJECTIVES if objective.trains]
     raise UnsupportedHead(
         f"MaskSub has no sub-branch objective for {head_name(model)}: it trains {', '.join(trains[:-1])} and "
-        f"{trains[-1]}; question answering and seq2seq heads are not supported.")
+        f"{trains[-1]}; seq2seq and segmentation heads are not supported.")
 
 
 __all__ = ["OBJECTIVES", "CausalLMObjective", "ClassificationObjective", "DualEncoderObjective", "MultipleChoiceObjective",
-           "Objective", "SigmoidDualEncoderObjective", "TokenClassificationObjective", "UnsupportedHead", "objective_for"]
+           "Objective", "QuestionAnsweringObjective", "SigmoidDualEncoderObjective", "TokenClassificationObjective", "UnsupportedHead", "objective_for"]

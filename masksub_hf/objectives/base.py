@@ -27,10 +27,14 @@ def model_outputs(model, inputs):
     return outputs if isinstance(outputs, Mapping) else {"logits": outputs}
 
 
-def sub_logits(model, inputs, masking, mask, forward_context=contextlib.nullcontext):
-    """The sub branch's logits: ``inputs`` masked by ``masking`` (whatever it changes acts inside this call only)."""
+def sub_outputs(model, inputs, masking, mask, forward_context=contextlib.nullcontext):
+    """The sub branch's outputs: ``inputs`` masked by ``masking`` (whatever it changes acts inside this call only)."""
     with masking.apply(unwrap(model), inputs, mask) as sub_inputs, forward_context():
-        return model_outputs(model, sub_inputs)["logits"]
+        return model_outputs(model, sub_inputs)
+
+
+def sub_logits(model, inputs, masking, mask, forward_context=contextlib.nullcontext):
+    return sub_outputs(model, inputs, masking, mask, forward_context)["logits"]
 
 
 def head_name(model):
@@ -40,6 +44,8 @@ def head_name(model):
 class Objective:
     """One head kind's sub-branch objective.
 
+    - ``label_keys`` / ``labels(batch)``: the batch's keys that are targets (never given to the sub branch), and
+      the targets as the methods below take them (``labels``; a question-answering head's answer positions);
     - ``check_batch(batch)``: a one-line error for a batch it cannot train, before any mask is drawn;
     - ``main_items(batch, labels)`` / ``sub_items(batch, labels, masking, mask)``: how many items each branch's
       loss averages over in this micro-batch (integer tensors);
@@ -60,6 +66,7 @@ class Objective:
 
     heads = ()  # head class-name suffixes it serves
     trains = ""
+    label_keys = ("labels",)
     sub_bypasses_wrapper = False
     sub_loss = "soft_ce"  # what the sub branch's loss is, by the name --masksub_loss uses
 
@@ -69,13 +76,25 @@ class Objective:
 
     @classmethod
     def for_model(cls, model, sub_loss="auto"):
+        cls.check_sub_loss(model, sub_loss)
         return cls()
+
+    @classmethod
+    def check_sub_loss(cls, model, sub_loss):
+        """``--masksub_loss`` chooses among losses only where a head has several (classifiers): elsewhere it is
+        ``auto`` or the one the head's objective defines, never silently another."""
+        if sub_loss not in ("auto", cls.sub_loss):
+            raise ValueError(f"masksub_loss={sub_loss!r} does not fit {head_name(model)}, whose sub loss is "
+                             f"{cls.sub_loss}: use masksub_loss='auto'.")
 
     def sub_loss_name(self):
         return self.sub_loss
 
     def main_inputs(self, inputs):
         return dict(inputs)
+
+    def labels(self, batch):
+        return batch.get("labels")
 
     def check_batch(self, batch):
         pass

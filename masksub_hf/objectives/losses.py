@@ -18,6 +18,14 @@ def soft_cross_entropy_per_item(sub_logits: torch.Tensor, main_logits: torch.Ten
     return -(target * log_probs).sum(dim=-1)
 
 
+def soft_cross_entropy_over(sub_logits, main_logits, valid):
+    """``soft_cross_entropy_per_item`` with both distributions over the ``valid`` classes only (booleans of the
+    logits' shape; each prediction needs one): the main branch's renormalised over the classes the sub branch has."""
+    target = F.softmax(main_logits.detach().float().masked_fill(~valid, float("-inf")), dim=-1)
+    log_probs = F.log_softmax(sub_logits.float().masked_fill(~valid, float("-inf")), dim=-1)
+    return -(target * log_probs.masked_fill(~valid, 0.0)).sum(dim=-1)
+
+
 class _SoftCrossEntropyRows(torch.autograd.Function):
     """``sum_r CE(sub[sub_rows[r]], softmax(target[target_rows[r]]))`` over selected rows of two ``(N, C)`` tensors,
     ``chunk`` rows at a time in float32.

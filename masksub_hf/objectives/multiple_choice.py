@@ -16,7 +16,5 @@ class MultipleChoiceObjective(ClassificationObjective):
 
     @classmethod
     def for_model(cls, model, sub_loss="auto"):
-        if sub_loss not in ("auto", "soft_ce"):
-            raise ValueError(f"masksub_loss={sub_loss!r} does not fit a multiple-choice head, which is trained with "
-                             "cross-entropy over its choices: use 'auto' or 'soft_ce'.")
+        cls.check_sub_loss(model, sub_loss)  # cross-entropy over the choices, whatever the config says
         return cls(None, "soft_ce")

@@ -46,7 +46,7 @@ def main_loss_sum(trainer, model, inputs, objective, num_items_in_batch, step_ma
     if normalisation == ACCUMULATED and num_items_in_batch is None:
         raise ValueError("MaskSub: the main loss is normalised over the accumulated batch (loss_is_scaled_for_ga or "
                          "compute_loss_func), but Trainer counted no items in this batch (no labels?).")
-    labels = inputs.get("labels")  # read first: compute_loss pops labels under label smoothing / compute_loss_func
+    labels = objective.labels(inputs)  # read first: compute_loss pops labels under label smoothing / compute_loss_func
     count = num_items_in_batch if normalisation == ACCUMULATED else None
     loss, outputs = trainer.compute_loss(model, inputs, return_outputs=True, num_items_in_batch=count)
     loss = loss.mean() if trainer.args.n_gpu > 1 else loss  # DataParallel returns one loss per device
