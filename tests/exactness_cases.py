@@ -256,7 +256,10 @@ class Answers(Case):
         config = transformers.BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=64,
                                          hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                          intermediate_size=64, hidden_dropout_prob=0.0,
-                                         attention_probs_dropout_prob=0.0)
+                                         attention_probs_dropout_prob=0.0,
+                                         # at 0.02 near-uniform start/end scores in both branches: the sub
+                                         # branch's gradients ~1e-5 of the main's, below what the matrix can see
+                                         initializer_range=0.2)
         items = []
         for i, text in enumerate(REVIEWS[:ITEMS]):
             encoded = self.tokenizer(" ".join(REVIEWS[-1 - i].split()[:2 + i % 3]), " ".join(text.split()[:4 + 2 * i]))

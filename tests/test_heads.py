@@ -1,9 +1,9 @@
-"""The heads beyond classification (causal LM, multiple choice), from the exactness matrix's cases
+"""The heads beyond classification (causal LM, multiple choice, question answering), from the exactness matrix's cases
 (``exactness_cases.CASES``): what the matrix does not show.
 
 - with ``masksub_main_weight=1, masksub_sub_weight=0`` a step's gradient is plain ``Trainer``'s (MaskSub at
-  accumulation 2 with a smaller last micro-batch; the case's own collator without MaskSub's part), while the sub
-  branch still runs;
+  accumulation 2 with a smaller last micro-batch where the head allows; the case's own collator without
+  MaskSub's part), while the sub branch still runs;
 - a multiple-choice head is trained with cross-entropy over its choices whatever its config says: a sub loss
   that does not fit it is a one-line error (heads no objective serves: ``test_text_drop.py``).
 """
@@ -26,12 +26,16 @@ from masksub_hf import MaskSubTrainer
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multiple_choice.py"
 ACCUMULATED = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2)
-# BERT's multiple-choice head returns its micro-batch's mean although it takes num_items_in_batch, so plain Trainer
-# over-weights accumulated micro-batches (docs/compatibility.md); its exact step is one micro-batch of the same items
 ONE_MICRO_BATCH = dict(per_device_train_batch_size=8, gradient_accumulation_steps=1)
-# one case per head kind beyond classification -> plain Trainer's arguments for the same step
-HEAD_CASES = {"llama_causal_lm_token_drop": ACCUMULATED, "bert_choices_mask": ONE_MICRO_BATCH,
-              "bert_choices_drop": ONE_MICRO_BATCH}
+# one case per head kind beyond classification and masking -> (MaskSub's arguments, plain Trainer's) for one step:
+# - BERT's multiple-choice head returns its micro-batch's mean although it takes num_items_in_batch, so plain
+#   Trainer over-weights accumulated micro-batches (docs/compatibility.md): its exact step is one micro-batch;
+# - a question-answering head's softmax counts its scores at padding, so how a batch is padded is part of its
+#   loss (plain Trainer's too): both take the step as one micro-batch.
+HEAD_CASES = {"llama_causal_lm_token_drop": (ACCUMULATED, ACCUMULATED),
+              "bert_choices_mask": (ACCUMULATED, ONE_MICRO_BATCH), "bert_choices_drop": (ACCUMULATED, ONE_MICRO_BATCH),
+              "bert_answers_mask": (ONE_MICRO_BATCH, ONE_MICRO_BATCH),
+              "bert_answers_drop": (ONE_MICRO_BATCH, ONE_MICRO_BATCH)}
 
 
 def plain_arguments(folder, **overrides):
@@ -50,10 +54,10 @@ def test_main_branch_alone_is_plain_trainers_step(tmp_path, name):
     collator = case.collator()
     trainer = MaskSubTrainer(model=model, args=training_args(tmp_path / "masksub", masksub_ratio=case.ratio,
                                                                masksub_mode=case.mode, masksub_main_weight=1.0,
-                                                               masksub_sub_weight=0.0, **ACCUMULATED, **step),
+                                                               masksub_sub_weight=0.0, **HEAD_CASES[name][0], **step),
                              train_dataset=ListDataset(items), data_collator=collator, callbacks=[masksub_probe])
     trainer.train()
-    Trainer(model=plain_model, args=plain_arguments(tmp_path / "plain", **HEAD_CASES[name], **step),
+    Trainer(model=plain_model, args=plain_arguments(tmp_path / "plain", **HEAD_CASES[name][1], **step),
             train_dataset=ListDataset(items), data_collator=collator.base_collator, callbacks=[plain_probe]).train()
     assert trainer.masking.mode == case.mode
     assert [entry["sub_loss"] for entry in trainer.state.log_history if "sub_loss" in entry][0] > 0  # it ran
@@ -64,9 +68,12 @@ def test_main_branch_alone_is_plain_trainers_step(tmp_path, name):
                                    msg=lambda message, parameter=parameter: f"{parameter}: {message}")
 
 
-def test_a_sub_loss_that_does_not_fit_multiple_choice_is_one_line(tmp_path):
-    model, _ = CASES["bert_choices_mask"]().build(tmp_path)
-    with pytest.raises(ValueError, match=r"^masksub_loss='mse' does not fit BertForMultipleChoice, whose sub loss is soft_ce[^\n]*$"):
+@pytest.mark.parametrize("name", [*HEAD_CASES, "bert_tokens_mask", "clip"])
+def test_a_sub_loss_the_head_does_not_have_is_one_line(tmp_path, name):
+    """Before: heads with one sub loss ignored --masksub_loss (a token classifier asked for mse trained soft CE)."""
+    model, _ = CASES[name]().build(tmp_path)
+    with pytest.raises(ValueError, match=rf"^masksub_loss='mse' does not fit {type(model).__name__}, whose sub loss "
+                                         r"is [^\n]*use masksub_loss='auto'\.$"):
         MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3, masksub_loss="mse"))
 
 
@@ -78,6 +85,26 @@ def test_multiple_choice_ignores_a_regression_config(tmp_path):
     trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3))
     assert trainer.masksub_objective.sub_loss_name() == "soft_ce"
 
+
+def test_an_answer_with_one_end_past_the_sequence_is_one_line(tmp_path):
+    """transformers ignores a start or end at or past the sequence's end, each on its own: the head's loss would
+    then average starts and ends over different inputs, which no per-input item count can express."""
+    case = CASES["bert_answers_mask"]()
+    model, items = case.build(tmp_path)
+    items[0] = {**items[0], "end_positions": 1000}
+    trainer = MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3, max_steps=1),
+                             train_dataset=ListDataset(items), data_collator=case.collator())
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"^MaskSub: 1 input\(s\) of a batch have an answer start or end past [^\n]*$"):
+        trainer.train()
+    assert all(torch.equal(before[name], parameter) for name, parameter in model.named_parameters())
+
+
+def test_beam_search_answer_heads_are_one_line(tmp_path):
+    """XLNet's SQuAD head scores ends per start candidate: no start and end distributions to distil."""
+    config = transformers.XLNetConfig(vocab_size=50, d_model=16, n_layer=1, n_head=2, d_inner=16)
+    with pytest.raises(ValueError, match=r"^MaskSub has no sub-branch objective for XLNetForQuestionAnswering:[^\n]*$"):
+        MaskSubTrainer(model=transformers.XLNetForQuestionAnswering(config), args=training_args(tmp_path))
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """The classification zoo under ``masksub_mode='auto'``: every model type of the installed transformers'
-image-, sequence-, token-classification and multiple-choice mappings, so a new release's families show up here
-by name.
+image-, sequence-, token-classification, multiple-choice and question-answering mappings, so a new release's
+families show up here by name.
 
 For each type, a tiny model (``zoo.py``): plain ``Trainer`` trains it two steps (the reference; a type it
 cannot train tiny is skipped, saying why); ``MaskSubTrainer`` at ratio 0 ends on exactly the reference's
@@ -40,7 +40,7 @@ from masksub_hf.masking import PatchHiding
 
 STEPS, BATCH = 2, 4
 RATIOS = {"IMAGE_CLASSIFICATION": 0.5, "SEQUENCE_CLASSIFICATION": 0.3, "TOKEN_CLASSIFICATION": 0.3,
-          "MULTIPLE_CHOICE": 0.3}
+          "MULTIPLE_CHOICE": 0.3, "QUESTION_ANSWERING": 0.3}
 CHOICES = 3
 # types plain Trainer cannot train from a tiny config and a classifier's batch
 NOT_TRAINABLE_TINY = {
@@ -56,6 +56,7 @@ REFUSED = {
     # running sum, Funnel pools neighbouring tokens outside attention
     "TOKEN_CLASSIFICATION": {"bloom", "funnel"},
     "MULTIPLE_CHOICE": set(),
+    "QUESTION_ANSWERING": set(),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 TABLE_HEADER = ["| model type | class | `auto` | what the sub branch got |", "|---|---|---|---|"]
@@ -65,11 +66,11 @@ CASES = [(name, model_type, names) for name in RATIOS for model_type, names in s
 
 @pytest.fixture(scope="module")
 def tokenizers(tmp_path_factory):
-    """Sequence classifiers and multiple-choice heads get a tokenizer with ``[MASK]`` (``auto``: text), token
-    classifiers one without (``auto``: token drop), so each text family that has both heads is seen with both
-    maskings."""
+    """Sequence classifiers, multiple-choice and question-answering heads get a tokenizer with ``[MASK]``
+    (``auto``: text), token classifiers one without (``auto``: token drop), so each text family that has both
+    heads is seen with both maskings."""
     with_mask = word_tokenizer(tmp_path_factory.mktemp("zoo_tokenizer"), [" ".join(WORDS)])
-    return {"SEQUENCE_CLASSIFICATION": with_mask, "MULTIPLE_CHOICE": with_mask,
+    return {"SEQUENCE_CLASSIFICATION": with_mask, "MULTIPLE_CHOICE": with_mask, "QUESTION_ANSWERING": with_mask,
             "TOKEN_CLASSIFICATION": bpe_tokenizer([" ".join(WORDS)] * 4, vocab_size=300),
             "IMAGE_CLASSIFICATION": None}
 
@@ -87,8 +88,10 @@ def masksub_args(output_dir, ratio):
 
 
 def build(kind, model_type, names):
-    config = tiny_config(model_type, IMAGE_CONFIGS) if kind == "IMAGE_CLASSIFICATION" \
-        else tiny_text_config(model_type)
+    if kind == "IMAGE_CLASSIFICATION":
+        config = tiny_config(model_type, IMAGE_CONFIGS)
+    else:  # an answer head's two outputs (start, end) are its config's labels
+        config = tiny_text_config(model_type, num_labels=2 if kind == "QUESTION_ANSWERING" else 3)
     torch.manual_seed(0)
     return model_class(names)(config)
 
@@ -99,7 +102,8 @@ def dataset(kind, model, tokenizer):
         batch = image_batch(model, STEPS * BATCH, generator)
     else:
         batch = text_batch(tokenizer, model.config.num_labels, kind == "TOKEN_CLASSIFICATION", STEPS * BATCH, generator,
-                           choices=CHOICES if kind == "MULTIPLE_CHOICE" else None)
+                           choices=CHOICES if kind == "MULTIPLE_CHOICE" else None,
+                           answers=kind == "QUESTION_ANSWERING")
     return ListDataset([{key: value[i] for key, value in batch.items()} for i in range(STEPS * BATCH)])
 
 

@@ -168,16 +168,21 @@ def tiny_text_config(model_type, num_labels=3):
     return config_class(num_labels=num_labels, pad_token_id=PAD_ID, **{**fields, **TEXT_CONFIGS.get(model_type, {})})
 
 
-def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None):
+def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None, answers=False):
     """``size`` rows of 6 to 12 random words, right-padded, and labels (per token: -100 on padding); with
-    ``choices``, ``size`` inputs of that many rows each, ``(size, choices, L)``, labelled with a choice."""
+    ``choices``, ``size`` inputs of that many rows each, ``(size, choices, L)``, labelled with a choice; with
+    ``answers``, each row's answer span among its words (``start_positions``, ``end_positions``)."""
     rows = size * (choices or 1)
     lengths = torch.randint(6, 13, (rows,), generator=generator)
     words = torch.randint(0, len(WORDS), (rows, 12), generator=generator)
     sentences = [" ".join(WORDS[i] for i in row[:n]) for row, n in zip(words.tolist(), lengths.tolist())]
     batch = dict(tokenizer(sentences, padding="max_length", truncation=True, max_length=14, return_tensors="pt"))
     batch.pop("token_type_ids", None)
-    if choices:
+    if answers:
+        starts = (torch.rand(size, generator=generator) * (lengths - 2)).long() + 1  # after [CLS], in the words
+        batch["start_positions"] = starts
+        batch["end_positions"] = torch.minimum(starts + torch.randint(0, 3, (size,), generator=generator), lengths)
+    elif choices:
         batch = {key: value.view(size, choices, -1) for key, value in batch.items()}
         batch["labels"] = torch.randint(0, choices, (size,), generator=generator)
     elif per_token:
