@@ -55,16 +55,18 @@ GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory
     "swin": (2.05, 1.03, 1.05), "bert_drop": (1.85, 1.03, 1.05), "decoder": (1.85, 1.03, 1.05),
     "dinov2": (1.50, 1.03, 1.05), "efficientnet": (2.05, 1.03, 1.05),  # token drop, pixels: families auto reads
     "causal_lm": (1.85, 1.03, 1.30),  # a decoder LM at 512 tokens: vocabulary-sized logits in both branches
+    "multiple_choice": (2.05, 1.03, 1.05), "question_answering": (2.05, 1.03, 1.05),  # MiniLM, [MASK] as "bert"
 }
 SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
 PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32,
-               "dinov2": 128, "efficientnet": 128, "causal_lm": 8}
-SMALL_BATCH = {"causal_lm": 4}  # --sizes small: 16 unless named
+               "dinov2": 128, "efficientnet": 128, "causal_lm": 8, "multiple_choice": 8, "question_answering": 32}
+SMALL_BATCH = {"causal_lm": 4, "multiple_choice": 4}  # --sizes small: 16 unless named (4 choices: 16 rows)
 RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15,
-         "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15}
+         "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15, "multiple_choice": 0.15, "question_answering": 0.15}
 IMAGE_CASES = ("vit", "resnet", "swin", "dinov2", "efficientnet")
 MODE = {"bert_drop": "text_drop", "decoder": "text_drop", "causal_lm": "text_drop"}  # token drop; else auto
-TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm")
+TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm", "multiple_choice", "question_answering")
+CHOICES = 4
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,12 @@ def build_case(name, setting):
             tie_word_embeddings=True))
         size, length = None, 64 if setting.quick else 512
         texts = [" ".join(reviews[64 * i:64 * i + 64]) for i in range(count)]  # long enough to fill 512 tokens
+    elif name in ("multiple_choice", "question_answering"):  # MiniLM with a new head, any --sizes
+        from transformers import BertForMultipleChoice, BertForQuestionAnswering
+
+        head = BertForMultipleChoice if name == "multiple_choice" else BertForQuestionAnswering
+        model = head.from_pretrained(minilm_path())
+        size, length = None, 64 if setting.quick else 128
     elif setting.sizes == "paper":
         model, size = paper_model("bert" if name == "bert_drop" else name, setting.quick)
         length = {"clip": 77}.get(name, size)
@@ -201,6 +209,15 @@ def build_case(name, setting):
         return model, [{"pixel_values": pixels[i], "labels": i % 10} for i in range(count)], RATIO[name], None
     texts = (texts * (count // len(texts) + 1))[:count]
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=length)
+    if name == "multiple_choice":  # a sample's choices: it and the next 3 rows; the answer one of them
+        ids, attention = torch.tensor(encoded["input_ids"]), torch.tensor(encoded["attention_mask"])
+        rows = [[(i + c) % count for c in range(CHOICES)] for i in range(count)]
+        return model, [{"input_ids": ids[r], "attention_mask": attention[r], "labels": i % CHOICES}
+                       for i, r in enumerate(rows)], RATIO[name], tokenizer
+    if name == "question_answering":  # a 5-token answer somewhere in the row
+        return model, [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                        "start_positions": 8 + i % (length - 16), "end_positions": 12 + i % (length - 16)}
+                       for i in range(count)], RATIO[name], tokenizer
     if name in TEXT_CASES:
         samples = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
                     "labels": encoded["input_ids"][i] if name == "causal_lm" else i % 2} for i in range(count)]
@@ -268,7 +285,7 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
 
         if masking is not None:
             masksub_step(model, batch_inputs, masking, objective, mask, forward_context=autocast)
-        elif name in ("clip", "causal_lm"):  # the model's own loss (causal LM: shifted, as Trainer's)
+        elif name in ("clip", "causal_lm", "question_answering"):  # the model's own loss (causal LM: shifted)
             with autocast():
                 loss = model(**batch_inputs).loss
             loss.backward()

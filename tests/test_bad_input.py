@@ -159,16 +159,16 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path, data, capsys
 
 
 def test_a_head_masksub_has_no_objective_for_is_the_models_matter():
-    from transformers import BertConfig, BertForQuestionAnswering
+    from transformers import BertConfig, BertForMaskedLM
 
     from masksub_hf.objectives import objective_for
     from masksub_hf.scripts.errors import trainer_error
 
     with pytest.raises(ValueError) as raised:
-        objective_for(BertForQuestionAnswering(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                                                          intermediate_size=8)), "auto")
+        objective_for(BertForMaskedLM(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                                                 intermediate_size=8)), "auto")
     assert str(trainer_error(raised.value)).startswith("--model_name_or_path: MaskSub has no sub-branch objective "
-                                                       "for BertForQuestionAnswering")
+                                                       "for BertForMaskedLM")
 
 
 def test_unreadable_images_are_skipped_with_a_count_and_tiny_images_are_resized(tmp_path, data, caplog):

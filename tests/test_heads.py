@@ -24,7 +24,7 @@ from transformers import Trainer, TrainingArguments
 
 from masksub_hf import MaskSubTrainer
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multiple_choice.py"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ACCUMULATED = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2)
 ONE_MICRO_BATCH = dict(per_device_train_batch_size=8, gradient_accumulation_steps=1)
 # one case per head kind beyond classification and masking -> (MaskSub's arguments, plain Trainer's) for one step:
@@ -107,27 +107,45 @@ def test_beam_search_answer_heads_are_one_line(tmp_path):
         MaskSubTrainer(model=transformers.XLNetForQuestionAnswering(config), args=training_args(tmp_path))
 
 
+# example -> (its head, the metric it reports, its held-out data as the example builds it, the collator, label keys)
+EXAMPLE_TASKS = {
+    "multiple_choice": ("BertForMultipleChoice", "accuracy", lambda example, tokenizer, reviews:
+                        example["review_endings"](tokenizer, reviews, 4, 64, seed=43),
+                        transformers.DataCollatorForMultipleChoice, ["labels"]),
+    "question_answering": ("BertForQuestionAnswering", "exact_match", lambda example, tokenizer, reviews:
+                           example["phrase_questions"](tokenizer, reviews, 96, seed=43),
+                           transformers.DataCollatorWithPadding, ["start_positions", "end_positions"]),
+}
+
+
 @pytest.mark.slow
-def test_the_multiple_choice_example_reports_its_saved_models_accuracy(tmp_path):
-    """``examples/multiple_choice.py`` as a user runs it: both branches train, and the accuracy it reports is the
-    saved model's, reloaded as a plain transformers model, on the held-out reviews."""
-    command = [sys.executable, str(EXAMPLE), "--output_dir", str(tmp_path), "--masksub_ratio", "0.15",
+@pytest.mark.parametrize("task", EXAMPLE_TASKS)
+def test_an_example_reports_its_saved_models_score(tmp_path, task):
+    """``examples/<task>.py`` as a user runs it: both branches train, and the score it reports is the saved
+    model's, reloaded as a plain transformers model, on the held-out reviews."""
+    head, metric, held_out_data, collator, label_keys = EXAMPLE_TASKS[task]
+    path = EXAMPLES / f"{task}.py"
+    command = [sys.executable, str(path), "--output_dir", str(tmp_path), "--masksub_ratio", "0.15",
                "--max_train_samples", "24", "--max_eval_samples", "16", "--per_device_train_batch_size", "8",
                "--max_steps", "2", "--logging_steps", "1", "--do_train", "--do_eval", "--report_to", "none",
                "--use_cpu", "--disable_tqdm", "true"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "MaskSub for BertForMultipleChoice: ratio 0.15, mode auto (text)" in completed.stderr
+    assert f"MaskSub for {head}: ratio 0.15, mode auto (text)" in completed.stderr
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert all(entry["sub_loss"] > 0 for entry in state["log_history"] if "loss" in entry)
-    reported = json.loads((tmp_path / "eval_results.json").read_text())["eval_accuracy"]
-    example = runpy.run_path(str(EXAMPLE), run_name="example")
+    reported = json.loads((tmp_path / "eval_results.json").read_text())[f"eval_{metric}"]
+    example = runpy.run_path(str(path), run_name="example")
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
     reviews = [text for text in example["rotten_tomatoes"](seed=0)["sentence"] if len(text.split()) >= 8][24:40]
-    held_out = example["review_endings"](tokenizer, reviews, 4, 64, seed=43)
-    batch = transformers.DataCollatorForMultipleChoice(tokenizer)(held_out.items)
-    model = transformers.AutoModelForMultipleChoice.from_pretrained(tmp_path).eval()
+    batch = collator(tokenizer)(held_out_data(example, tokenizer, reviews).items)
+    labels = tuple(batch.pop(key).numpy() for key in label_keys)
+    model = getattr(transformers, head).from_pretrained(tmp_path).eval()
     with torch.no_grad():
-        labels = batch.pop("labels")
-        correct = int((model(**batch).logits.argmax(-1) == labels).sum())
-    assert correct / 16 == pytest.approx(reported)
+        outputs = model(**batch)
+    predictions = (outputs.logits,) if task == "multiple_choice" else (outputs.start_logits, outputs.end_logits)
+    predictions = tuple(logits.numpy() for logits in predictions)
+    score = example[metric](transformers.EvalPrediction(
+        predictions=predictions[0] if len(predictions) == 1 else predictions,
+        label_ids=labels[0] if len(labels) == 1 else labels))[metric]
+    assert score == pytest.approx(reported)

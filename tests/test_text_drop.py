@@ -8,7 +8,7 @@ built from configs, a byte-level BPE tokenizer without a mask token trained on r
 - a MaskSubTrainer step's gradients equal a plain PyTorch step that builds the sub inputs row by row;
 - ``auto`` picks ``text_drop`` for a tokenizer without a mask token, ``text`` for BERT's;
 - LoRA (PEFT): only the adapters and the head train;
-- heads MaskSub has no sub loss for (question answering, multiple choice, generation) get a one-line error.
+- heads MaskSub has no sub loss for (masked LM, seq2seq, segmentation) get a one-line error.
 """
 
 import copy
