@@ -50,6 +50,14 @@ CASES = {  # mode -> (model, data)
 }
 
 
+@pytest.fixture(autouse=True)
+def dynamo_cleared_after():
+    """Dynamo's caches outlive a test and slow every later model call of the session (x1.35 measured on the zoo):
+    cleared after each test here."""
+    yield
+    torch._dynamo.reset()
+
+
 def train(tmp_path, mode, custom_loss, ratio=0.5, **compile_args):
     build, data = CASES[mode]
     model = build()
