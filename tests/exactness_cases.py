@@ -197,30 +197,39 @@ class TextRows(Case):
         return row_losses("ce", main, sub, batch["labels"])
 
 
-class Choices(Case):
-    """Multiple choice (BERT): 3 choices an input, each a sentence pair (context, ending) of its own length, masked
-    as a sequence of its own, [MASK] or token drop; an input an item."""
+class ScoringBert(Case):
+    """A tiny BERT whose head scores alternatives (choices, answer starts and ends), over a word-piece tokenizer of
+    the reviews (with [MASK]); [MASK] or token drop."""
 
     ratio = 0.3
 
     def __init__(self, mode):
         self.mode = mode
 
-    def build(self, tmp_path):
+    def tiny_bert(self, tmp_path, head):
         self.tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
         torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=64,
-                                         hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                         intermediate_size=64, hidden_dropout_prob=0.0,
-                                         attention_probs_dropout_prob=0.0,
-                                         # at 0.02 one score head over near-equal pooled choices: gradients ~1e-4
-                                         initializer_range=0.2)
+        return head(transformers.BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=64,
+                                            hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                            intermediate_size=64, hidden_dropout_prob=0.0,
+                                            attention_probs_dropout_prob=0.0,
+                                            # at 0.02 near-uniform scores in both branches: the sub branch's
+                                            # gradients ~1e-5 of the main's, below what the matrix can see
+                                            initializer_range=0.2))
+
+
+class Choices(ScoringBert):
+    """Multiple choice: 3 choices an input, each a sentence pair (context, ending) of its own length, masked as a
+    sequence of its own; an input an item."""
+
+    def build(self, tmp_path):
+        model = self.tiny_bert(tmp_path, transformers.BertForMultipleChoice)
         items = []
         for i, text in enumerate(REVIEWS[:ITEMS]):
             context = " ".join(text.split()[:3 + i])
             endings = [" ".join(REVIEWS[(i + 3 * c + 1) % len(REVIEWS)].split()[:3 + 2 * c]) for c in range(3)]
             items.append({**self.tokenizer([context] * 3, endings), "labels": i % 3})
-        return transformers.BertForMultipleChoice(config), items
+        return model, items
 
     def collator(self):
         base = transformers.DataCollatorForMultipleChoice(self.tokenizer)
@@ -239,27 +248,14 @@ class Choices(Case):
         return row_losses("ce", main, sub, batch["labels"])
 
 
-class Answers(Case):
-    """Extractive question answering (BERT): a question and a review, the answer a span of the review, one input's
-    both ends past the sequence (transformers ignores it: no item); [MASK] or token drop. An input an item, its
-    loss the mean of its start and end cross-entropies; the sub branch's distributions over the real tokens it
-    sees, the main one's at the same tokens renormalised."""
-
-    ratio = 0.3
-
-    def __init__(self, mode):
-        self.mode = mode
+class Answers(ScoringBert):
+    """Extractive question answering: a question and a review, the answer a span of the review, one input's both
+    ends past the sequence (transformers ignores it: no item). An input an item, its loss the mean of its start and
+    end cross-entropies; the sub branch's distributions over the real tokens it sees, the main one's at the same
+    tokens renormalised."""
 
     def build(self, tmp_path):
-        self.tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
-        torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=64,
-                                         hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                         intermediate_size=64, hidden_dropout_prob=0.0,
-                                         attention_probs_dropout_prob=0.0,
-                                         # at 0.02 near-uniform start/end scores in both branches: the sub
-                                         # branch's gradients ~1e-5 of the main's, below what the matrix can see
-                                         initializer_range=0.2)
+        model = self.tiny_bert(tmp_path, transformers.BertForQuestionAnswering)
         items = []
         for i, text in enumerate(REVIEWS[:ITEMS]):
             encoded = self.tokenizer(" ".join(REVIEWS[-1 - i].split()[:2 + i % 3]), " ".join(text.split()[:4 + 2 * i]))
@@ -268,7 +264,7 @@ class Answers(Case):
                 items.append({**encoded, "start_positions": 1000, "end_positions": 1000})
             else:
                 items.append({**encoded, "start_positions": start, "end_positions": start + i % 2})
-        return transformers.BertForQuestionAnswering(config), items
+        return model, items
 
     def collator(self):
         return MaskSubTextCollator(self.tokenizer, self.ratio, mode=self.mode,
