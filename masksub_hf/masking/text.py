@@ -228,7 +228,6 @@ class TextTokenDrop(Masking):
         pad = pad if pad is not None else (self.pad_token_id if self.pad_token_id is not None else 0)
         yield drop_tokens(inputs, dropped, pad, default_position_ids(model, inputs["input_ids"]))
 
-
     @contextlib.contextmanager
     def _apply_to_choices(self, model, inputs, dropped):
         """The drop of ``B * C`` sequences, given back as ``(B, C, W)`` (multiple-choice models flatten it again)."""

@@ -10,7 +10,8 @@
 - ``losses``: the relaxed per-item losses they use.
 
 ``OBJECTIVES`` is the registry: each objective says which heads it serves (``Objective.serves``), and
-``objective_for`` takes the first that does. A head none serves (seq2seq, segmentation, ...) is a one-line error in every ``masksub_mode``. A new head: one module, one line here.
+``objective_for`` takes the first that does. A head none serves (seq2seq, segmentation, ...) is a one-line
+error in every ``masksub_mode``. A new head: one module, one line here.
 """
 
 from .base import Objective, head_name
@@ -47,5 +48,6 @@ def objective_for(model, sub_loss="auto") -> Objective:
         f"{trains[-1]}; seq2seq and segmentation heads are not supported.")
 
 
-__all__ = ["OBJECTIVES", "CausalLMObjective", "ClassificationObjective", "DualEncoderObjective", "MultipleChoiceObjective",
-           "Objective", "QuestionAnsweringObjective", "SigmoidDualEncoderObjective", "TokenClassificationObjective", "UnsupportedHead", "objective_for"]
+__all__ = ["OBJECTIVES", "CausalLMObjective", "ClassificationObjective", "DualEncoderObjective",
+           "MultipleChoiceObjective", "Objective", "QuestionAnsweringObjective", "SigmoidDualEncoderObjective",
+           "TokenClassificationObjective", "UnsupportedHead", "objective_for"]

@@ -10,7 +10,7 @@ optimizer step equals the method on the global batch.
 import contextlib
 from collections.abc import Mapping
 
-from ..masking import peft_base_model, timm_model_of
+from ..masking import TextTokenDrop, peft_base_model, timm_model_of
 
 
 def unwrap(model):
@@ -35,6 +35,12 @@ def sub_outputs(model, inputs, masking, mask, forward_context=contextlib.nullcon
 
 def sub_logits(model, inputs, masking, mask, forward_context=contextlib.nullcontext):
     return sub_outputs(model, inputs, masking, mask, forward_context)["logits"]
+
+
+def kept_positions(masking, inputs, mask):
+    """``(B, W)``: the original position of each sub-branch token, -1 where there is none (padding, a hidden
+    token), under token drop; ``None`` where every token stays where it was (``[MASK]``, DropSub, PathSub)."""
+    return masking.kept_positions(inputs, mask) if isinstance(masking, TextTokenDrop) else None
 
 
 def head_name(model):

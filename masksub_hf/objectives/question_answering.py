@@ -19,8 +19,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..masking import TextTokenDrop
-from .base import Objective, head_name, sub_outputs
+from .base import Objective, head_name, kept_positions, sub_outputs
 from .losses import soft_cross_entropy_over
 
 ENDS = ("start", "end")
@@ -77,8 +76,9 @@ class QuestionAnsweringObjective(Objective):
 
     def targets(self, outputs, inputs, labels, masking, mask):
         start = outputs["start_logits"]
-        kept = masking.kept_positions(inputs, mask).to(start.device) if isinstance(masking, TextTokenDrop) else None
+        kept = kept_positions(masking, inputs, mask)
         if kept is not None:
+            kept = kept.to(start.device)
             valid = kept.ge(0)
         else:  # every position stays: its real tokens
             attention = inputs.get("attention_mask")

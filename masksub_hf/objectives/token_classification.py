@@ -18,17 +18,16 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..masking import TextTokenDrop
-from .base import Objective, sub_logits
+from .base import Objective, kept_positions, sub_logits
 from .losses import soft_cross_entropy_rows
 
 
 def sub_positions(inputs, labels, masking, mask):
     """``(kept, supervised)``: the original position of each sub-branch token (``None``: the same positions, as
     under ``[MASK]``; -1 marks padding) and, per sub-branch token, whether it has a target."""
-    if not isinstance(masking, TextTokenDrop):
+    kept = kept_positions(masking, inputs, mask)
+    if kept is None:
         return None, labels != -100
-    kept = masking.kept_positions(inputs, mask)
     return kept, labels.gather(1, kept.clamp(min=0)).ne(-100) & kept.ge(0)
 
 
