@@ -24,6 +24,7 @@ from models import (
     tagged_items,
     tiny_clip,
     tiny_decoder,
+    tiny_seq2seq,
     tiny_siglip2,
 )
 from references import kept_positions, patch_mask, reference_image_embeds, reference_vit_logits, row_by_row_logits
@@ -375,6 +376,58 @@ class NextTokens(Case):
         return torch.stack(main_losses), torch.stack(sub_losses)
 
 
+INIT = {"bart": 0.2, "t5": 0.05}
+
+
+class Targets(Case):
+    """A seq2seq LM, the source masked and the decoder teacher-forced on the labels: BART with [MASK] (the collator
+    also makes the decoder's inputs), T5 with token drop (hidden from attention: T5 takes no position_ids; the
+    model makes the decoder's inputs). Each labelled target token an item; target padding labelled -100."""
+
+    ratio = 0.3
+
+    def __init__(self, family, mode):
+        self.family, self.mode = family, mode
+
+    def build(self, tmp_path):
+        if self.mode == "text":
+            self.tokenizer = word_tokenizer(tmp_path / "vocab", REVIEWS)
+            vocab, eos = self.tokenizer.vocab_size, self.tokenizer.sep_token_id
+        else:
+            self.tokenizer = bpe_tokenizer(REVIEWS)
+            vocab, eos = len(self.tokenizer), self.tokenizer.eos_token_id
+        # BART at 0.02: near-uniform next-token distributions, the sub branch's gradients too small for the matrix
+        # to see; T5 at 10x its scale: one-hot attention, blind to its positions
+        model = tiny_seq2seq(self.family, vocab, self.tokenizer.pad_token_id, eos, init=INIT[self.family])
+        items = []
+        for i, text in enumerate(REVIEWS[:ITEMS]):
+            source = self.tokenizer(" ".join(text.split()[:4 + 2 * i]))
+            target = self.tokenizer(" ".join(REVIEWS[-1 - i].split()[:2 + i % 4]))["input_ids"]
+            items.append({**source, "labels": target})
+        self.model = model
+        return model, items
+
+    def collator(self):
+        # BART: the collator makes decoder_input_ids (given the model); T5: the model makes them from the labels
+        base = transformers.DataCollatorForSeq2Seq(self.tokenizer, model=self.model if self.mode == "text" else None)
+        return MaskSubTextCollator(self.tokenizer, self.ratio, mode=self.mode, base_collator=base)
+
+    def reference(self, model, batch):
+        labels, attention = batch["labels"], batch["attention_mask"]
+        start = torch.full_like(labels[:, :1], model.config.decoder_start_token_id)
+        decoder = torch.cat([start, labels[:, :-1]], dim=1)  # teacher forcing: the target shifted right
+        decoder = decoder.masked_fill(decoder == -100, model.config.pad_token_id)
+        main = model(input_ids=batch["input_ids"], attention_mask=attention, decoder_input_ids=decoder).logits
+        if self.mode == "text":
+            sub = model(input_ids=batch["masksub_input_ids"], attention_mask=attention, decoder_input_ids=decoder)
+        else:  # the dropped source tokens hidden from every attention, the encoder's and the decoder's cross
+            sub = model(input_ids=batch["input_ids"], decoder_input_ids=decoder,
+                        attention_mask=attention * ~batch["masksub_drop_mask"])
+        supervised = labels != -100
+        return (F.cross_entropy(main[supervised].float(), labels[supervised], reduction="none"),
+                soft_ce(sub.logits[supervised], main[supervised]))
+
+
 class ClipPairs(Case):
     """CLIP: images only masked (patch tokens dropped); each image-text pair an item of the micro-batch's matrix."""
 
@@ -438,6 +491,8 @@ CASES = {
     "bert_tokens_mask": lambda: TokenTags("bert", "text"),
     "bert_tokens_drop": lambda: TokenTags("bert", "text_drop"),
     "llama_causal_lm_token_drop": NextTokens,
+    "bart_seq2seq_mask": lambda: Targets("bart", "text"),
+    "t5_seq2seq_drop": lambda: Targets("t5", "text_drop"),
     "clip": ClipPairs,
     "siglip2_patch_rows": Siglip2PatchRows,
 }

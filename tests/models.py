@@ -101,6 +101,23 @@ def tiny_decoder(family, vocab_size, pad_token_id, seed=0, head="sequence_classi
     return auto_class.from_config(config_class(**llama_like))
 
 
+def tiny_seq2seq(family, vocab_size, pad_token_id, eos_token_id, seed=0, init=0.02):
+    """A 2+2-layer encoder-decoder LM without dropout: BART (learned absolute positions) or T5 (relative bias);
+    the decoder starts from the pad token; ``init``: the initialiser's scale."""
+    torch.manual_seed(seed)
+    shared = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, eos_token_id=eos_token_id,
+                  decoder_start_token_id=pad_token_id, bos_token_id=pad_token_id)
+    if family == "bart":
+        config = transformers.BartConfig(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                                         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                         max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
+                                         activation_dropout=0.0, init_std=init, **shared)
+    else:
+        config = transformers.T5Config(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2, dropout_rate=0.0,
+                                       initializer_factor=init / 0.02, **shared)
+    return transformers.AutoModelForSeq2SeqLM.from_config(config)
+
+
 def hf_model(name):
     torch.manual_seed(0)
     configs = {

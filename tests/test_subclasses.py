@@ -9,11 +9,12 @@
   own (TRL's) writes it, with the ``masksub`` tag.
 """
 
+import copy
 from dataclasses import dataclass
 
 import pytest
 import torch
-from exactness_cases import Recording, assert_gradients_equal, reference_gradients, run_case
+from exactness_cases import CASES, Recording, assert_gradients_equal, reference_gradients, run_case
 from helpers import ListDataset, image_items, tiny_vit, training_args
 from transformers import HfArgumentParser, Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainingArguments
 
@@ -37,7 +38,7 @@ def seq2seq_args(output_dir, **overrides):
     return training_args(output_dir, arguments_class=MaskSubSeq2SeqArguments, **overrides)
 
 
-@pytest.mark.parametrize("name", ["vit_tokens_ce", "bert_mask", "clip"])
+@pytest.mark.parametrize("name", ["vit_tokens_ce", "bert_mask", "clip", "bart_seq2seq_mask", "t5_seq2seq_drop"])
 def test_seq2seq_trainer_steps_as_the_method(tmp_path, name):
     case, initial, trainer, gradients = run_case(name, "ga2", "fp32", tmp_path, seq2seq_args, RecordingSeq2SeqTrainer)
     assert isinstance(trainer, Seq2SeqTrainer) and isinstance(trainer.args, Seq2SeqTrainingArguments)
@@ -68,6 +69,32 @@ def test_seq2seq_evaluation_checkpoints_and_flags_are_the_classs_own(tmp_path):
     assert (parsed.masksub_ratio, parsed.predict_with_generate, parsed.generation_max_length) == (0.3, True, 7)
     with pytest.raises(ValueError, match="masksub_ratio must be a number in"):
         MaskSubSeq2SeqArguments(output_dir=str(tmp_path), masksub_ratio=1.5)
+
+
+def generated_tokens(prediction):
+    """What a metric of generated text reads: token ids ``(rows, length)``, not logits."""
+    predictions = prediction.predictions
+    return {"dims": float(predictions.ndim), "length": float(predictions.shape[1]), "sum": float(predictions.sum())}
+
+
+def test_seq2seq_generation_evaluation_is_the_classs_own(tmp_path):
+    """predict_with_generate: MaskSub's Seq2SeqTrainer evaluates by generating, as plain Seq2SeqTrainer does (the
+    sub-branch masks its collator draws never reach generate)."""
+    case = CASES["bart_seq2seq_mask"]()
+    model, items = case.build(tmp_path)
+    generation = dict(predict_with_generate=True, generation_max_length=6, per_device_eval_batch_size=4)
+    collator = case.collator()
+    trainer = MaskSubSeq2SeqTrainer(model=model, args=seq2seq_args(tmp_path / "masksub", masksub_ratio=0.3,
+                                                                   **generation),
+                                    eval_dataset=ListDataset(items), data_collator=collator,
+                                    compute_metrics=generated_tokens)
+    plain = Seq2SeqTrainer(model=copy.deepcopy(model), args=Seq2SeqTrainingArguments(
+        tmp_path / "plain", use_cpu=True, report_to="none", **generation), eval_dataset=ListDataset(items),
+        data_collator=collator.base_collator, compute_metrics=generated_tokens)
+    ours, theirs = trainer.evaluate(), plain.evaluate()
+    assert ours["eval_dims"] == 2 and ours["eval_sum"] > 0  # generated tokens, not logits
+    for key in ("eval_loss", "eval_length", "eval_sum"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-6), key
 
 
 class StepWrappingTrainer(Trainer):

@@ -1,6 +1,6 @@
-"""The classification zoo under ``masksub_mode='auto'``: every model type of the installed transformers'
-image-, sequence-, token-classification, multiple-choice and question-answering mappings, so a new release's
-families show up here by name.
+"""The zoo under ``masksub_mode='auto'``: every model type of the installed transformers' image-, sequence-,
+token-classification, multiple-choice, question-answering and seq2seq-LM mappings, so a new release's families
+show up here by name.
 
 For each type, a tiny model (``zoo.py``): plain ``Trainer`` trains it two steps (the reference; a type it
 cannot train tiny is skipped, saying why); ``MaskSubTrainer`` at ratio 0 ends on exactly the reference's
@@ -37,10 +37,11 @@ from zoo import (
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.masking import PatchHiding
+from masksub_hf.masking.structure import is_seq2seq_lm
 
 STEPS, BATCH = 2, 4
 RATIOS = {"IMAGE_CLASSIFICATION": 0.5, "SEQUENCE_CLASSIFICATION": 0.3, "TOKEN_CLASSIFICATION": 0.3,
-          "MULTIPLE_CHOICE": 0.3, "QUESTION_ANSWERING": 0.3}
+          "MULTIPLE_CHOICE": 0.3, "QUESTION_ANSWERING": 0.3, "SEQ_TO_SEQ_CAUSAL_LM": 0.3}
 CHOICES = 3
 # types plain Trainer cannot train from a tiny config and a classifier's batch
 NOT_TRAINABLE_TINY = {
@@ -57,6 +58,7 @@ REFUSED = {
     "TOKEN_CLASSIFICATION": {"bloom", "funnel"},
     "MULTIPLE_CHOICE": set(),
     "QUESTION_ANSWERING": set(),
+    "SEQ_TO_SEQ_CAUSAL_LM": set(),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 TABLE_HEADER = ["| model type | class | `auto` | what the sub branch got |", "|---|---|---|---|"]
@@ -67,12 +69,12 @@ CASES = [(name, model_type, names) for name in RATIOS for model_type, names in s
 @pytest.fixture(scope="module")
 def tokenizers(tmp_path_factory):
     """Sequence classifiers, multiple-choice and question-answering heads get a tokenizer with ``[MASK]``
-    (``auto``: text), token classifiers one without (``auto``: token drop), so each text family that has both
-    heads is seen with both maskings."""
+    (``auto``: text), token classifiers and seq2seq LMs one without (``auto``: token drop; a seq2seq LM's source
+    tokens hidden from attention), so each text family that has both heads is seen with both maskings."""
     with_mask = word_tokenizer(tmp_path_factory.mktemp("zoo_tokenizer"), [" ".join(WORDS)])
+    without = bpe_tokenizer([" ".join(WORDS)] * 4, vocab_size=300)
     return {"SEQUENCE_CLASSIFICATION": with_mask, "MULTIPLE_CHOICE": with_mask, "QUESTION_ANSWERING": with_mask,
-            "TOKEN_CLASSIFICATION": bpe_tokenizer([" ".join(WORDS)] * 4, vocab_size=300),
-            "IMAGE_CLASSIFICATION": None}
+            "TOKEN_CLASSIFICATION": without, "SEQ_TO_SEQ_CAUSAL_LM": without, "IMAGE_CLASSIFICATION": None}
 
 
 def plain_args(output_dir):
@@ -103,7 +105,7 @@ def dataset(kind, model, tokenizer):
     else:
         batch = text_batch(tokenizer, model.config.num_labels, kind == "TOKEN_CLASSIFICATION", STEPS * BATCH, generator,
                            choices=CHOICES if kind == "MULTIPLE_CHOICE" else None,
-                           answers=kind == "QUESTION_ANSWERING")
+                           answers=kind == "QUESTION_ANSWERING", targets=kind == "SEQ_TO_SEQ_CAUSAL_LM")
     return ListDataset([{key: value[i] for key, value in batch.items()} for i in range(STEPS * BATCH)])
 
 
@@ -270,14 +272,17 @@ def test_classifier_under_auto(tmp_path, tokenizers, kind, model_type, names):
 def assert_dropping_nothing_is_the_main_forward(model, masking, data):
     """Token drop keeps each token's position: with nothing dropped, the repacked input is the same input to the
     model (every real token at the position the model gives it by itself), so the logits are the main ones."""
-    inputs = default_data_collator([{k: v for k, v in item.items() if k != "labels"} for item in data])
+    batch = default_data_collator(list(data))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    # a seq2seq LM's decoder reads its inputs from the labels, beside what the masking changes
+    decoder = {"labels": batch["labels"]} if is_seq2seq_lm(model) else {}
     nothing = torch.zeros_like(inputs["input_ids"], dtype=torch.bool)
     model.eval()
     with torch.no_grad():
-        main = model(**inputs).logits
+        main = model(**inputs, **decoder).logits
         with masking.apply(model, inputs, nothing) as sub_inputs:
-            sub = model(**sub_inputs).logits
-    if main.dim() == 3:  # per token: the real tokens come first in each row, in both
+            sub = model(**sub_inputs, **decoder).logits
+    if main.dim() == 3 and not decoder:  # per token: the real tokens come first in each row, in both
         real = inputs["attention_mask"].bool()
         main, sub = main[real], sub[real[:, :sub.shape[1]]]
     torch.testing.assert_close(sub, main, rtol=1e-4, atol=1e-5)

@@ -151,7 +151,8 @@ TEXT_CONFIGS = {  # merged over TEXT_SHRINK's fields
     "reformer": dict(axial_pos_shape=[2, 7], axial_pos_embds_dim=[8, 8], attn_layers=["local", "local"],
                      local_attn_chunk_length=7),  # its positions factor the 14-token rows
     "t5": ENCODER_DECODER_EOS, "mt5": ENCODER_DECODER_EOS, "umt5": ENCODER_DECODER_EOS,
-    "bigbird_pegasus": ENCODER_DECODER_EOS,
+    "bigbird_pegasus": ENCODER_DECODER_EOS, "longt5": ENCODER_DECODER_EOS, "switch_transformers": ENCODER_DECODER_EOS,
+    "marian": dict(decoder_vocab_size=320, decoder_start_token_id=0), "fsmt": dict(src_vocab_size=320, tgt_vocab_size=320),
 }
 WORDS = [f"w{i}" for i in range(60)]
 PAD_ID = 0  # [PAD] of helpers.word_tokenizer, <pad> of helpers.bpe_tokenizer
@@ -168,10 +169,11 @@ def tiny_text_config(model_type, num_labels=3):
     return config_class(num_labels=num_labels, pad_token_id=PAD_ID, **{**fields, **TEXT_CONFIGS.get(model_type, {})})
 
 
-def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None, answers=False):
+def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None, answers=False, targets=False):
     """``size`` rows of 6 to 12 random words, right-padded, and labels (per token: -100 on padding); with
     ``choices``, ``size`` inputs of that many rows each, ``(size, choices, L)``, labelled with a choice; with
-    ``answers``, each row's answer span among its words (``start_positions``, ``end_positions``)."""
+    ``answers``, each row's answer span among its words (``start_positions``, ``end_positions``); with
+    ``targets``, a target text of 2 to 6 words a row, its padding labelled -100."""
     rows = size * (choices or 1)
     lengths = torch.randint(6, 13, (rows,), generator=generator)
     words = torch.randint(0, len(WORDS), (rows, 12), generator=generator)
@@ -182,6 +184,12 @@ def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None, 
         starts = (torch.rand(size, generator=generator) * (lengths - 2)).long() + 1  # after [CLS], in the words
         batch["start_positions"] = starts
         batch["end_positions"] = torch.minimum(starts + torch.randint(0, 3, (size,), generator=generator), lengths)
+    elif targets:
+        lengths = torch.randint(2, 7, (size,), generator=generator)
+        words = torch.randint(0, len(WORDS), (size, 6), generator=generator)
+        target = tokenizer([" ".join(WORDS[i] for i in row[:n]) for row, n in zip(words.tolist(), lengths.tolist())],
+                           padding="max_length", truncation=True, max_length=8, return_tensors="pt")
+        batch["labels"] = target["input_ids"].masked_fill(target["attention_mask"] == 0, -100)
     elif choices:
         batch = {key: value.view(size, choices, -1) for key, value in batch.items()}
         batch["labels"] = torch.randint(0, choices, (size,), generator=generator)

@@ -10,18 +10,22 @@ This is right only where attention is the one path between tokens and where posi
 attention mask. Neither can be read from a signature, so :func:`why_hiding_is_not_dropping` asks the model
 itself, once, when the masking is built: Funnel pools neighbouring tokens outside attention (a hidden token
 reaches the kept ones), Bloom numbers its ALiBi positions by the mask's running count (hiding a token shifts
-every later one, the same as removing it).
+every later one, the same as removing it). A seq2seq language model is asked as it trains: its encoder reads the
+row, its decoder the same fixed tokens each time (in training, those made from the labels), and what is compared
+is the decoder's output, which reaches the encoder's tokens through cross-attention only.
 """
 
 import torch
 
 from .base import peft_base_model
+from .structure import is_seq2seq_lm
 
 # The probe: a random row with a run of tokens inside it hidden (never the first or last: CLS, or the token a
 # decoder classifier pools). A long run moves the tokens after it far, so that even a freshly initialised model
 # (near-uniform attention) shows where it keeps positions.
 PROBE_LENGTH = 16
 PROBE_HIDDEN = tuple(range(3, 11))
+PROBE_DECODER_LENGTH = 4  # a seq2seq LM's fixed decoder tokens (their output is compared whole)
 # "The same output", relative to its largest entry. float32: Bloom's hidden-vs-removed outputs differ by ~4e-8
 # (float noise), a fresh tiny RoFormer's or XLNet's by ~5e-6 (their positions); a hidden token that leaks moves
 # them by > 1e-1. Half precision: a few units in the last place.
@@ -92,6 +96,7 @@ def why_hiding_is_not_dropping(model):
         else 8 * torch.finfo(parameter.dtype).eps
     ids, others, hidden = _probe_row(base.config, vocab, parameter.device)
     kept = [i for i in range(PROBE_LENGTH) if i not in PROBE_HIDDEN]
+    decoder = {"decoder_input_ids": ids[:, -PROBE_DECODER_LENGTH:]} if is_seq2seq_lm(base) else {}
 
     def at_kept(output):  # per-token outputs at the kept positions; per-row outputs as they are
         return output[:, kept] if output.dim() == 3 and output.shape[1] == PROBE_LENGTH else output
@@ -99,10 +104,10 @@ def why_hiding_is_not_dropping(model):
     was_training = model.training
     model.eval()
     try:
-        seen = at_kept(_output(model, **hide_tokens({"input_ids": ids}, hidden)))
-        if _differs(seen, at_kept(_output(model, **hide_tokens({"input_ids": others}, hidden))), tolerance):
+        seen = at_kept(_output(model, **hide_tokens({"input_ids": ids}, hidden), **decoder))
+        if _differs(seen, at_kept(_output(model, **hide_tokens({"input_ids": others}, hidden), **decoder)), tolerance):
             return "the hidden tokens still reach the kept ones (it mixes tokens outside attention)"
-        removed = _output(model, input_ids=ids[:, kept], attention_mask=torch.ones_like(ids[:, kept]))
+        removed = _output(model, input_ids=ids[:, kept], attention_mask=torch.ones_like(ids[:, kept]), **decoder)
         if not _differs(seen, removed, tolerance):
             return ("it numbers its tokens by the attention mask, so hidden tokens shift the kept ones as removing "
                     "them would")

@@ -28,6 +28,18 @@ def is_dual_encoder(model) -> bool:
     return all(hasattr(model, name) for name in ("get_image_features", "get_text_features", "logit_scale"))
 
 
+def is_seq2seq_lm(model) -> bool:
+    """An encoder-decoder language model reading text (BART, T5, Marian, ...: a class of transformers'
+    seq2seq-LM mapping, or a subclass of one): trained with its decoder teacher-forced on the labels, never fed
+    ``input_ids`` (an encoder-decoder *classifier*'s decoder reads the input itself)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES as SEQ2SEQ_LMS
+
+    names = set(SEQ2SEQ_LMS.values())
+    return (getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+            and getattr(model, "main_input_name", None) == "input_ids"
+            and any(cls.__name__ in names for cls in type(model).__mro__))
+
+
 def module_tree(model_or_config):
     """``model_or_config`` if it is a model, else an uninitialised model of that config on the meta device."""
     if isinstance(model_or_config, nn.Module):

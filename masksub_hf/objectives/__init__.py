@@ -6,11 +6,12 @@
 - ``multiple_choice``: one distribution over each input's choices;
 - ``question_answering``: the answer's start and end, two distributions over each input's tokens;
 - ``causal_lm``: one next-token prediction per position, at the supervised next tokens;
+- ``seq2seq_lm``: one next-token prediction per target position, the source masked;
 - ``clip``: CLIP-style dual encoders distil the N x N image-text similarity matrix;
 - ``losses``: the relaxed per-item losses they use.
 
 ``OBJECTIVES`` is the registry: each objective says which heads it serves (``Objective.serves``), and
-``objective_for`` takes the first that does. A head none serves (seq2seq, segmentation, ...) is a one-line
+``objective_for`` takes the first that does. A head none serves (segmentation, detection, ...) is a one-line
 error in every ``masksub_mode``. A new head: one module, one line here.
 """
 
@@ -20,12 +21,14 @@ from .classification import ClassificationObjective
 from .clip import DualEncoderObjective, SigmoidDualEncoderObjective
 from .multiple_choice import MultipleChoiceObjective
 from .question_answering import QuestionAnsweringObjective
+from .seq2seq_lm import Seq2SeqLMObjective
 from .token_classification import TokenClassificationObjective
 
 OBJECTIVES = (
     SigmoidDualEncoderObjective,
     DualEncoderObjective,
     TokenClassificationObjective,
+    Seq2SeqLMObjective,
     CausalLMObjective,
     MultipleChoiceObjective,
     QuestionAnsweringObjective,
@@ -34,7 +37,7 @@ OBJECTIVES = (
 
 
 class UnsupportedHead(ValueError):
-    """A head MaskSub has no sub-branch objective for (seq2seq, segmentation, ...)."""
+    """A head MaskSub has no sub-branch objective for (segmentation, detection, ...)."""
 
 
 def objective_for(model, sub_loss="auto") -> Objective:
@@ -45,9 +48,9 @@ def objective_for(model, sub_loss="auto") -> Objective:
     trains = [objective.trains for objective in OBJECTIVES if objective.trains]
     raise UnsupportedHead(
         f"MaskSub has no sub-branch objective for {head_name(model)}: it trains {', '.join(trains[:-1])} and "
-        f"{trains[-1]}; seq2seq and segmentation heads are not supported.")
+        f"{trains[-1]}.")
 
 
 __all__ = ["OBJECTIVES", "CausalLMObjective", "ClassificationObjective", "DualEncoderObjective",
-           "MultipleChoiceObjective", "Objective", "QuestionAnsweringObjective", "SigmoidDualEncoderObjective",
-           "TokenClassificationObjective", "UnsupportedHead", "objective_for"]
+           "MultipleChoiceObjective", "Objective", "QuestionAnsweringObjective", "Seq2SeqLMObjective",
+           "SigmoidDualEncoderObjective", "TokenClassificationObjective", "UnsupportedHead", "objective_for"]
