@@ -7,8 +7,8 @@ from .objectives.losses import sigmoid_binary_cross_entropy, soft_cross_entropy
 from .pipeline.collators import MaskSubImageCollator, MaskSubTextCollator
 from .recipes.mixing import MixupCollator
 from .recipes.target_losses import TargetLoss
-from .training.arguments import MaskSubArguments, MaskSubTrainingArguments
-from .training.trainer import MaskSubMixin, MaskSubTrainer
+from .training.arguments import MaskSubArguments, MaskSubSeq2SeqTrainingArguments, MaskSubTrainingArguments
+from .training.trainer import MaskSubMixin, MaskSubSeq2SeqTrainer, MaskSubTrainer
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,8 @@ __all__ = [
     "MaskSubArguments",
     "MaskSubImageCollator",
     "MaskSubMixin",
+    "MaskSubSeq2SeqTrainer",
+    "MaskSubSeq2SeqTrainingArguments",
     "MaskSubTextCollator",
     "MaskSubTrainer",
     "MaskSubTrainingArguments",

@@ -14,7 +14,7 @@ from script_fixtures import mnist_imagefolder, tiny_vit_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "masksub_hf" / "recipes" / "configs"
-SCRIPTS = ("run_image_classification", "run_glue", "run_ner", "run_clip", "run_clm")
+SCRIPTS = ("run_image_classification", "run_glue", "run_ner", "run_clip", "run_clm", "run_seq2seq")
 # The scripts extra of setup.cfg, by import name; hidden from a fresh interpreter as if not installed.
 HIDE_EXTRA = """
 import sys

@@ -234,17 +234,18 @@ def build_model(auto_model_class, model_args, config):
 
 
 def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_dataset, compute_metrics,
-                 **trainer_kwargs):
-    """The text scripts' ``MaskSubTrainer``: ``base_collator`` wrapped so the text masks are drawn in the data
-    pipeline (``[MASK]`` or token drop, as ``--masksub_mode`` says); a set-up error names its flag."""
+                 trainer_class=MaskSubTrainer, **trainer_kwargs):
+    """The text scripts' ``MaskSubTrainer`` (or ``trainer_class``): ``base_collator`` wrapped so the text masks are
+    drawn in the data pipeline (``[MASK]`` or token drop, as ``--masksub_mode`` says); a set-up error names its
+    flag."""
     collator = base_collator
     with trainer_errors():
         if training_args.masksub_ratio > 0 and training_args.masksub_mode in ("auto", "text", "text_drop"):
             collator = MaskSubTextCollator(tokenizer, training_args.masksub_ratio, base_collator=base_collator,
                                            mode=training_args.masksub_mode)
-        return MaskSubTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                              compute_metrics=compute_metrics, processing_class=tokenizer, data_collator=collator,
-                              **trainer_kwargs)
+        return trainer_class(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                             compute_metrics=compute_metrics, processing_class=tokenizer, data_collator=collator,
+                             **trainer_kwargs)
 
 
 def card_data(dataset_name, *paths):

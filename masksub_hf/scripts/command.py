@@ -19,6 +19,7 @@ COMMANDS = {
     "token-classification": ("run_ner", "fine-tune a token classifier (NER, POS)"),
     "clip": ("run_clip", "train or fine-tune a CLIP-style dual encoder"),
     "causal-lm": ("run_clm", "train or fine-tune a causal language model (text, csv or json)"),
+    "seq2seq": ("run_seq2seq", "fine-tune or train a seq2seq language model (summarisation, translation; csv or json)"),
     "plot": ("plot", "draw a run's losses (and gradient norms) from its trainer_state.json"),
 }
 

@@ -1,10 +1,11 @@
 """MaskSub's fields, validated at construction: ``MaskSubArguments`` on any ``TrainingArguments`` class.
 
-``MaskSubTrainingArguments`` is them on ``TrainingArguments``; on another one (``Seq2SeqTrainingArguments``, TRL's
-``SFTConfig``, a user's own), declare the pair in a module of yours, so that a checkpoint's pickled arguments load::
+``MaskSubTrainingArguments`` is them on ``TrainingArguments``, ``MaskSubSeq2SeqTrainingArguments`` on
+``Seq2SeqTrainingArguments``; on another one (TRL's ``SFTConfig``, a user's own), declare the pair in a module of
+yours, so that a checkpoint's pickled arguments load::
 
     @dataclass
-    class MaskSubSeq2SeqArguments(MaskSubArguments, Seq2SeqTrainingArguments):
+    class MaskSubSFTConfig(MaskSubArguments, SFTConfig):
         pass
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
 
-from transformers import TrainingArguments
+from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
 from ..masking import MASKSUB_MODES
 from ..objectives.losses import SUB_LOSSES_PER_ITEM
@@ -169,3 +170,12 @@ class MaskSubTrainingArguments(MaskSubArguments, TrainingArguments):
         "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push",
         "hub_revision", "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers",
     )
+
+
+@dataclass
+class MaskSubSeq2SeqTrainingArguments(MaskSubTrainingArguments, Seq2SeqTrainingArguments):
+    """Every ``Seq2SeqTrainingArguments`` flag (``--predict_with_generate``, ``--generation_max_length``, ...), plus
+    MaskSub's: the arguments of ``MaskSubSeq2SeqTrainer`` and of ``masksub-hf seq2seq``."""
+
+    RESUMABLE: ClassVar[tuple] = (*MaskSubTrainingArguments.RESUMABLE, "predict_with_generate",
+                                  "generation_max_length", "generation_num_beams", "generation_config")

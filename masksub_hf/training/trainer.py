@@ -17,14 +17,14 @@ token), ``checkpoint``, ``branch_logs``, ``model_card``.
 """
 
 from accelerate.utils.memory import clear_device_cache
-from transformers import Trainer
+from transformers import Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..batch import SEED, STEP_ITEMS, split_masksub_entries
 from ..functional import masksub_step
 from ..pipeline.loaders import collator_for_loader, repeated_aug_sampler, seeded_train_loader, sync_sample_seed_callback
 from ..recipes.optim import create_optimizer
-from .arguments import MaskSubArguments, MaskSubTrainingArguments
+from .arguments import MaskSubArguments, MaskSubSeq2SeqTrainingArguments, MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import held_key_warnings, restore_weights, save_owned
 from .engine import backward, forward_context, log_engine, main_branch_without_sync
@@ -266,3 +266,10 @@ class MaskSubTrainer(MaskSubMixin, Trainer):
     """
 
     default_arguments = MaskSubTrainingArguments
+
+
+class MaskSubSeq2SeqTrainer(MaskSubMixin, Seq2SeqTrainer):
+    """A ``Seq2SeqTrainer`` with MaskSub's sub branch (its evaluation and ``predict_with_generate`` its own); ``args``
+    must be :class:`MaskSubSeq2SeqTrainingArguments`."""
+
+    default_arguments = MaskSubSeq2SeqTrainingArguments
