@@ -56,16 +56,19 @@ GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory
     "dinov2": (1.50, 1.03, 1.05), "efficientnet": (2.05, 1.03, 1.05),  # token drop, pixels: families auto reads
     "causal_lm": (1.85, 1.03, 1.30),  # a decoder LM at 512 tokens: vocabulary-sized logits in both branches
     "multiple_choice": (2.05, 1.03, 1.05), "question_answering": (2.05, 1.03, 1.05),  # MiniLM, [MASK] as "bert"
+    "seq2seq": (2.05, 1.03, 1.30),  # a BART with [MASK]: vocabulary-sized target logits in both branches
 }
 SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
 PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32,
-               "dinov2": 128, "efficientnet": 128, "causal_lm": 8, "multiple_choice": 8, "question_answering": 32}
+               "dinov2": 128, "efficientnet": 128, "causal_lm": 8, "multiple_choice": 8, "question_answering": 32, "seq2seq": 16}
 SMALL_BATCH = {"causal_lm": 4, "multiple_choice": 4}  # --sizes small: 16 unless named (4 choices: 16 rows)
 RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15,
-         "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15, "multiple_choice": 0.15, "question_answering": 0.15}
+         "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15, "multiple_choice": 0.15, "question_answering": 0.15,
+         "seq2seq": 0.15}
 IMAGE_CASES = ("vit", "resnet", "swin", "dinov2", "efficientnet")
 MODE = {"bert_drop": "text_drop", "decoder": "text_drop", "causal_lm": "text_drop"}  # token drop; else auto
-TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm", "multiple_choice", "question_answering")
+TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm", "multiple_choice", "question_answering", "seq2seq")
+TARGET_LENGTH = 32  # seq2seq: target tokens a row
 CHOICES = 4
 
 
@@ -176,6 +179,17 @@ def build_case(name, setting):
             tie_word_embeddings=True))
         size, length = None, 64 if setting.quick else 512
         texts = [" ".join(reviews[64 * i:64 * i + 64]) for i in range(count)]  # long enough to fill 512 tokens
+    elif name == "seq2seq":  # a BART, randomly initialised, MiniLM's vocabulary (its [MASK]): 128 source tokens
+        from transformers import BartConfig, BartForConditionalGeneration
+
+        width, layers = (64, 1) if setting.quick else (256, 2)
+        model = BartForConditionalGeneration(BartConfig(
+            vocab_size=tokenizer.vocab_size, d_model=width, encoder_layers=layers, decoder_layers=layers,
+            encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=4 * width,
+            decoder_ffn_dim=4 * width, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+            decoder_start_token_id=tokenizer.cls_token_id))
+        size, length = None, 64 if setting.quick else 128
     elif name in ("multiple_choice", "question_answering"):  # MiniLM with a new head, any --sizes
         from transformers import BertForMultipleChoice, BertForQuestionAnswering
 
@@ -218,6 +232,10 @@ def build_case(name, setting):
         return model, [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
                         "start_positions": 8 + i % (length - 16), "end_positions": 12 + i % (length - 16)}
                        for i in range(count)], RATIO[name], tokenizer
+    if name == "seq2seq":  # the target: the next sample's text, its first TARGET_LENGTH tokens
+        targets = tokenizer(texts[1:] + texts[:1], padding="max_length", truncation=True, max_length=TARGET_LENGTH)
+        return model, [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                        "labels": targets["input_ids"][i]} for i in range(count)], RATIO[name], tokenizer
     if name in TEXT_CASES:
         samples = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
                     "labels": encoded["input_ids"][i] if name == "causal_lm" else i % 2} for i in range(count)]
@@ -285,7 +303,7 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
 
         if masking is not None:
             masksub_step(model, batch_inputs, masking, objective, mask, forward_context=autocast)
-        elif name in ("clip", "causal_lm", "question_answering"):  # the model's own loss (causal LM: shifted)
+        elif name in ("clip", "causal_lm", "question_answering", "seq2seq"):  # the model's own loss (causal LM: shifted)
             with autocast():
                 loss = model(**batch_inputs).loss
             loss.backward()

@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py                      # every row and curve but the text grid (hours on 2 CPU cores)
     python benchmarks/quality.py --only text          # one part: text, text_ratio, image, image_recipe, epochs, ratio,
-                                                      # causal_lm
+                                                      # causal_lm, seq2seq
     python benchmarks/quality.py --quick              # shortened runs, 2 seeds (a smoke test, not a result)
     python benchmarks/quality.py --only text_grid --device cuda --jobs 12   # the text grid on one GPU (minutes)
     python benchmarks/quality.py --only text_cells --cells 500x3 1000x3 --full_determinism --device cuda --jobs 10
@@ -32,6 +32,10 @@ augmentations and mixing): the row reports the per-seed gains, their mean and 95
   Rotten Tomatoes snippets (the text task's 2,000 training snippets, cut into 64-token blocks; 1,000 others for
   validation) for 10 epochs with ``run_clm.py``, ratio 0.15 (token drop); the metric is next-token accuracy on the
   validation blocks.
+- ``seq2seq``: a T5 (128 wide, 2 + 2 layers, the causal-LM task's kind of 2,000-token BPE vocabulary, no mask
+  token: the source's tokens are hidden) trained from scratch with ``run_seq2seq.py`` to continue Rotten Tomatoes
+  snippets: each snippet's first half of words the source, its second half the target (the same 2,000 training
+  / 1,000 validation snippets), 10 epochs, ratio 0.15; the metric is teacher-forced target-token accuracy.
 - ``epochs`` / ``ratio``: the image task's gain as a function of training length and of the mask ratio
   (5 seeds a point), plotted to ``benchmarks/results/quality_epochs.png`` / ``quality_ratio.png``.
 
@@ -99,7 +103,7 @@ def text_task(work, quick, train_samples=None, epochs=None):
 
 def causal_lm_task(work, quick):
     """Rotten Tomatoes snippets as text files and a Llama config with its own BPE tokenizer, for ``run_clm.py``."""
-    from transformers import LlamaConfig, PreTrainedTokenizerFast
+    from transformers import LlamaConfig
 
     frame = rotten_tomatoes(seed=0)
     data = work / "rotten_tomatoes_lm"
@@ -107,15 +111,7 @@ def causal_lm_task(work, quick):
         data.mkdir(parents=True, exist_ok=True)
         (data / "train.txt").write_text("\n".join(frame["sentence"][:TEXT_TRAIN]) + "\n")
         (data / "validation.txt").write_text("\n".join(frame["sentence"][4000:5000]) + "\n")
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-        bpe = Tokenizer(models.BPE())
-        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        bpe.decoder = decoders.ByteLevel()
-        bpe.train_from_iterator(list(frame["sentence"][:TEXT_TRAIN]), trainers.BpeTrainer(
-            vocab_size=2000, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
-        tokenizer.save_pretrained(data / "tokenizer")
+        tokenizer = bpe_tokenizer(frame["sentence"][:TEXT_TRAIN], data / "tokenizer")
         LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                     pad_token_id=tokenizer.pad_token_id).save_pretrained(data / "config")
@@ -125,6 +121,49 @@ def causal_lm_task(work, quick):
             "--weight_decay", "0.01", "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
             "--num_train_epochs", "1" if quick else "10"]
     return {"script": "run_clm.py", "args": args, "ratio": "0.15"}
+
+
+def bpe_tokenizer(sentences, folder):
+    """A 2,000-token byte-level BPE trained on ``sentences`` (``<pad>`` 0, ``<eos>`` 1, no mask token), saved."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(list(sentences), trainers.BpeTrainer(
+        vocab_size=2000, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def seq2seq_task(work, quick):
+    """Rotten Tomatoes snippets cut in two (source: the first half of the words, target: the rest) as csv files,
+    and a T5 config with its own BPE tokenizer, for ``run_seq2seq.py``."""
+    import pandas as pd
+    from transformers import T5Config
+
+    frame = rotten_tomatoes(seed=0)
+    data = work / "rotten_tomatoes_halves"
+    if not (data / "config" / "config.json").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        words = [sentence.split() for sentence in frame["sentence"]]
+        halves = pd.DataFrame([(" ".join(w[:len(w) // 2]), " ".join(w[len(w) // 2:])) for w in words],
+                              columns=["source", "target"])
+        halves[:TEXT_TRAIN].to_csv(data / "train.csv", index=False)
+        halves[4000:5000].to_csv(data / "validation.csv", index=False)
+        tokenizer = bpe_tokenizer(frame["sentence"][:TEXT_TRAIN], data / "tokenizer")
+        T5Config(vocab_size=len(tokenizer), d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4,
+                 dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                 decoder_start_token_id=tokenizer.pad_token_id).save_pretrained(data / "config")
+    args = ["--config_name", str(data / "config"), "--tokenizer_name", str(data / "tokenizer"),
+            "--train_file", str(data / "train.csv"), "--validation_file", str(data / "validation.csv"),
+            "--text_column", "source", "--summary_column", "target", "--max_source_length", "32",
+            "--max_target_length", "32", "--per_device_train_batch_size", "16", "--learning_rate", "2e-3",
+            "--weight_decay", "0.01", "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
+            "--num_train_epochs", "1" if quick else "10"]
+    return {"script": "run_seq2seq.py", "args": args, "ratio": "0.15"}
 
 
 def mnist_folders(work, train_samples=IMAGE_DIGITS, eval_samples=1000):
@@ -349,7 +388,7 @@ def text_grid(runner, work, quick, seeds, on_row):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     experiments = ["text", "text_ratio", "text_drop", "image", "image_recipe", "epochs", "ratio", "causal_lm",
-                   "text_grid", "text_cells"]
+                   "seq2seq", "text_grid", "text_cells"]
     parser.add_argument("--only", nargs="+", default=experiments[:-2], choices=experiments,
                         help="default: all but text_grid and text_cells (a GPU's work, --device cuda)")
     parser.add_argument("--cells", nargs="+", default=["500x3", "1000x3"],
@@ -374,7 +413,8 @@ def main():
     if (results / f"{out_name}.json").exists():  # experiments not run this time keep their earlier results
         report = {**report, **json.loads((results / f"{out_name}.json").read_text())}
     command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])  # kept with each row: rows come from several
-    tasks = {"text": text_task, "image": image_task, "image_recipe": image_recipe_task, "causal_lm": causal_lm_task}
+    tasks = {"text": text_task, "image": image_task, "image_recipe": image_recipe_task, "causal_lm": causal_lm_task,
+             "seq2seq": seq2seq_task}
 
     def save():
         (results / f"{out_name}.json").write_text(json.dumps(report, indent=2))

@@ -91,6 +91,5 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
 
 def head_loss(model, inputs, objective):
     """The default main branch: the model's outputs and the head's usual loss, summed over the batch's items."""
-    labels = objective.labels(inputs)
-    outputs = model_outputs(model, {k: v for k, v in inputs.items() if k not in objective.label_keys})
-    return objective.main_loss_sum(outputs, labels), outputs
+    outputs = model_outputs(model, objective.model_inputs(inputs))
+    return objective.main_loss_sum(outputs, objective.labels(inputs)), outputs

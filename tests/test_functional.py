@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from exactness_cases import CASES, assert_gradients_equal, reference_gradients
 from helpers import GradientProbe, ListDataset, image_items, launch, tiny_vit, training_args
 from references import assert_same_gradients
-from transformers import ViTForImageClassification
+from transformers import ViTForImageClassification, default_data_collator
 
 from masksub_hf import MaskSubTrainer
 from masksub_hf.functional import masksub_step
@@ -55,3 +56,25 @@ def test_accelerate_loop_example_on_two_processes(tmp_path):
     with torch.no_grad():
         correct = int((model(pixel_values=pixels).logits.argmax(-1) == targets).sum())
     assert correct / 128 == results["eval_accuracy"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_functional_step_is_the_method_for_every_case(tmp_path, name):
+    """``masksub_step`` in a plain loop, on one batch of each exactness case (its collator's output; the mask drawn
+    here where the trainer would draw it), with the head's default main branch: the method in plain torch."""
+    case = CASES[name]()
+    model, items = case.build(tmp_path)
+    initial = copy.deepcopy(model)
+    batch = (case.collator() or default_data_collator)(items)
+    masking = masking_for(model, case.mode, case.ratio, getattr(case, "tokenizer", None),
+                          case.args.get("masksub_block_size"))
+    if masking.key not in batch:
+        batch[masking.key] = masking.draw(batch, torch.Generator().manual_seed(0))
+    if masking.parameters():  # a mask token MaskSub owns: the reference's copy of it
+        case.token = torch.nn.Parameter(masking.parameters()[0].detach().clone())
+    inputs = {key: value for key, value in batch.items() if not key.startswith("masksub_")}
+    masksub_step(model, inputs, masking, objective_for(model), batch[masking.key])
+    gradients = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    if case.token is not None:
+        gradients["owned.0"] = masking.parameters()[0].grad
+    assert_gradients_equal(gradients, reference_gradients(case, initial, [batch], "fp32"), "fp32", name)

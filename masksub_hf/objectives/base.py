@@ -62,6 +62,8 @@ class Objective:
     - ``sub_loss_sum(model, inputs, labels, targets, masking, mask, forward_context)``: the sub forward and its
       relaxed loss summed over its items (``inputs`` without labels);
     - ``main_inputs(inputs)``: what the main forward gets (a dual encoder asks for its loss);
+    - ``model_inputs(inputs)``: what a forward of the model gets of a batch: no targets (a seq2seq LM keeps its
+      labels: its decoder reads them);
     - ``sub_bypasses_wrapper``: the sub forward runs on the bare model, outside DDP's reducer (its gradients are
       averaged by hand).
 
@@ -98,6 +100,9 @@ class Objective:
 
     def main_inputs(self, inputs):
         return dict(inputs)
+
+    def model_inputs(self, inputs):
+        return {key: value for key, value in inputs.items() if key not in self.label_keys}
 
     def labels(self, batch):
         return batch.get("labels")
