@@ -24,6 +24,7 @@ from models import (
     tagged_items,
     tiny_clip,
     tiny_decoder,
+    tiny_segmenter,
     tiny_seq2seq,
     tiny_siglip2,
 )
@@ -155,6 +156,49 @@ class BlockImages(Case):
             if self.token is not None:
                 backbone.embeddings.mask_token = None
         return row_losses("ce", main, sub, batch["labels"])
+
+
+class Segments(Case):
+    """Semantic segmentation: SegFormer with zero-filled pixel blocks, BEiT with a mask token (MaskSub's own) through
+    its embeddings' ``bool_masked_pos`` (the trainer draws both). Each labelled pixel an item, at the label map's
+    resolution (the logits upsampled bilinearly, as the heads' loss does); a border of each label map ignored (255).
+    """
+
+    args = {"masksub_block_size": BLOCK}
+
+    def __init__(self, family):
+        self.family = family
+        self.mode = "pixels" if family == "segformer" else "mask_token"  # what auto picks (tests/test_zoo.py)
+
+    def build(self, tmp_path):
+        generator = torch.Generator().manual_seed(1)
+        labels = torch.randint(0, 3, (ITEMS, 32, 32), generator=generator)
+        labels[:, :2] = 255  # unlabelled rows
+        labels[3, :, :20] = 255  # one map mostly unlabelled: items differ per image
+        return tiny_segmenter(self.family), image_items(labels)
+
+    def reference(self, model, batch):
+        pixels, labels = batch["pixel_values"], batch["labels"]
+        if self.family == "segformer":
+            blocks = patch_mask(batch[PixelMasking.key], BLOCK).unsqueeze(1).float()
+            sub = model(pixel_values=pixels * (1 - blocks)).logits
+        else:  # the blocks' patches handed to the embeddings, with the reference's copy of MaskSub's token
+            masked = patch_mask(batch[MaskTokenBlocks.key], BLOCK // model.config.patch_size).flatten(1)
+            embeddings = model.beit.embeddings
+            hook = embeddings.register_forward_pre_hook(
+                lambda module, args, kwargs: (args, {**kwargs, "bool_masked_pos": masked}), with_kwargs=True)
+            embeddings.mask_token = self.token
+            sub = model(pixel_values=pixels).logits
+            embeddings.mask_token = None
+            hook.remove()
+        main = model(pixel_values=pixels).logits
+
+        def pixels_of(logits):  # (labelled pixels, classes) at the labels' resolution
+            upsampled = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+            return upsampled.permute(0, 2, 3, 1)[labels != 255]
+
+        return (F.cross_entropy(pixels_of(main), labels[labels != 255], reduction="none"),
+                soft_ce(pixels_of(sub), pixels_of(main)))
 
 
 def review_items(tokenizer, eos=""):
@@ -493,6 +537,8 @@ CASES = {
     "llama_causal_lm_token_drop": NextTokens,
     "bart_seq2seq_mask": lambda: Targets("bart", "text"),
     "t5_seq2seq_drop": lambda: Targets("t5", "text_drop"),
+    "segformer_segments_pixels": lambda: Segments("segformer"),
+    "beit_segments_mask_token": lambda: Segments("beit"),
     "clip": ClipPairs,
     "siglip2_patch_rows": Siglip2PatchRows,
 }

@@ -118,6 +118,24 @@ def tiny_seq2seq(family, vocab_size, pad_token_id, eos_token_id, seed=0, init=0.
     return transformers.AutoModelForSeq2SeqLM.from_config(config)
 
 
+def tiny_segmenter(family, num_labels=3, seed=0):
+    """A semantic segmentation model on 32 px images without dropout: SegFormer (hierarchical, logits at a quarter of
+    the image) or BEiT (ViT blocks, a UPerNet decoder, logits at half the image; embeddings taking
+    ``bool_masked_pos``; its pyramid pools to 2 x 2 at least: batch norm over one image's 1 x 1 cannot train)."""
+    torch.manual_seed(seed)
+    if family == "segformer":
+        config = transformers.SegformerConfig(
+            num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], patch_sizes=[7, 3],
+            strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=16,
+            num_labels=num_labels, classifier_dropout_prob=0.0, **NO_DROPOUT)
+    else:
+        config = transformers.BeitConfig(image_size=SIZE, patch_size=8, hidden_size=32, num_hidden_layers=4,
+                                         num_attention_heads=2, intermediate_size=64, out_indices=[0, 1, 2, 3],
+                                         pool_scales=[2], use_auxiliary_head=False, num_labels=num_labels,
+                                         **NO_DROPOUT)
+    return transformers.AutoModelForSemanticSegmentation.from_config(config)
+
+
 def hf_model(name):
     torch.manual_seed(0)
     configs = {

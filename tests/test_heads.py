@@ -1,4 +1,5 @@
-"""The heads beyond classification (causal LM, seq2seq LM, multiple choice, question answering), from the exactness matrix's cases
+"""The heads beyond classification (causal LM, seq2seq LM, multiple choice, question answering, semantic
+segmentation), from the exactness matrix's cases
 (``exactness_cases.CASES``): what the matrix does not show.
 
 - with ``masksub_main_weight=1, masksub_sub_weight=0`` a step's gradient is plain ``Trainer``'s (MaskSub at
@@ -20,6 +21,7 @@ import torch
 import transformers
 from exactness_cases import CASES, assert_gradients_equal
 from helpers import GradientProbe, ListDataset, training_args
+from models import tiny_segmenter
 from transformers import Trainer, TrainingArguments
 
 from masksub_hf import MaskSubTrainer
@@ -32,9 +34,12 @@ ONE_MICRO_BATCH = dict(per_device_train_batch_size=8, gradient_accumulation_step
 #   Trainer over-weights accumulated micro-batches (docs/compatibility.md): its exact step is one micro-batch;
 # - a question-answering head's softmax counts its scores at padding, so how a batch is padded is part of its
 #   loss (plain Trainer's too): both take the step as one micro-batch;
-# - BART's and T5's seq2seq heads take no num_items_in_batch: plain Trainer averages micro-batch means.
+# - BART's and T5's seq2seq heads take no num_items_in_batch: plain Trainer averages micro-batch means;
+# - the segmenters' decoders hold batch norm, whose statistics are a micro-batch's: both take one micro-batch.
 HEAD_CASES = {"llama_causal_lm_token_drop": (ACCUMULATED, ACCUMULATED),
               "bart_seq2seq_mask": (ACCUMULATED, ONE_MICRO_BATCH), "t5_seq2seq_drop": (ACCUMULATED, ONE_MICRO_BATCH),
+              "segformer_segments_pixels": (ONE_MICRO_BATCH, ONE_MICRO_BATCH),
+              "beit_segments_mask_token": (ONE_MICRO_BATCH, ONE_MICRO_BATCH),
               "bert_choices_mask": (ACCUMULATED, ONE_MICRO_BATCH), "bert_choices_drop": (ACCUMULATED, ONE_MICRO_BATCH),
               "bert_answers_mask": (ONE_MICRO_BATCH, ONE_MICRO_BATCH),
               "bert_answers_drop": (ONE_MICRO_BATCH, ONE_MICRO_BATCH)}
@@ -60,7 +65,8 @@ def test_main_branch_alone_is_plain_trainers_step(tmp_path, name):
                              train_dataset=ListDataset(items), data_collator=collator, callbacks=[masksub_probe])
     trainer.train()
     Trainer(model=plain_model, args=plain_arguments(tmp_path / "plain", **HEAD_CASES[name][1], **step),
-            train_dataset=ListDataset(items), data_collator=collator.base_collator, callbacks=[plain_probe]).train()
+            train_dataset=ListDataset(items), data_collator=getattr(collator, "base_collator", None),
+            callbacks=[plain_probe]).train()
     assert trainer.masking.mode == case.mode
     assert [entry["sub_loss"] for entry in trainer.state.log_history if "sub_loss" in entry][0] > 0  # it ran
     # the matrix's fp32 tolerance: micro-batches padded to their own lengths round differently from one batch
@@ -74,6 +80,37 @@ def test_a_sub_loss_the_head_does_not_have_is_one_line(tmp_path, name):
     with pytest.raises(ValueError, match=rf"^masksub_loss='mse' does not fit {type(model).__name__}, whose sub loss "
                                          r"is [^\n]*use masksub_loss='auto'\.$"):
         MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.3, masksub_loss="mse"))
+
+
+def test_a_one_label_segmenter_is_one_line(tmp_path):
+    """transformers trains a one-label segmenter with a sigmoid per pixel: no class distribution to distil."""
+    with pytest.raises(ValueError, match=r"^MaskSub trains SegformerForSemanticSegmentation with one class "
+                                         r"distribution per pixel: num_labels=1 [^\n]*use num_labels >= 2\.$"):
+        MaskSubTrainer(model=tiny_segmenter("segformer", num_labels=1), args=training_args(tmp_path, masksub_ratio=0.5))
+
+
+@pytest.mark.parametrize("mode", ["auto", "dropout"])
+def test_object_detection_is_refused_saying_why(tmp_path, mode):
+    """A detector's outputs are a set matched to the objects anew each forward: no per-prediction target to learn."""
+    model = transformers.YolosForObjectDetection(transformers.YolosConfig(
+        image_size=[32, 32], patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_detection_tokens=4, num_labels=3))
+    with pytest.raises(ValueError, match=r"^MaskSub has no sub-branch objective for YolosForObjectDetection: it "
+                                         r"predicts a set of objects, each matched [^\n]*bipartite matching[^\n]*$"):
+        MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.5, masksub_mode=mode))
+
+
+def test_segmenters_never_drop_patch_tokens(tmp_path):
+    """A ViT-backed segmenter (DPT) reads every patch in its grid: auto zero-fills pixel blocks; tokens is refused."""
+    config = transformers.DPTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4,
+                                    num_attention_heads=2, intermediate_size=64, backbone_out_indices=[0, 1, 2, 3],
+                                    neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=16, num_labels=3,
+                                    use_auxiliary_head=False)
+    model = transformers.DPTForSemanticSegmentation(config)
+    assert MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.5)).masking.mode == "pixels"
+    with pytest.raises(ValueError, match=r"^masksub_mode='tokens' cannot mask DPTForSemanticSegmentation [^\n]*"
+                                         r"modes that fit it: \['pixels'\]"):
+        MaskSubTrainer(model=model, args=training_args(tmp_path, masksub_ratio=0.5, masksub_mode="tokens"))
 
 
 def test_multiple_choice_ignores_a_regression_config(tmp_path):

@@ -24,6 +24,7 @@ from helpers import ListDataset, bpe_tokenizer, training_args, word_tokenizer
 from transformers import default_data_collator
 from zoo import (
     IMAGE_CONFIGS,
+    SEGMENTATION_CONFIGS,
     TEXT_CONFIGS,
     WORDS,
     image_batch,
@@ -41,7 +42,8 @@ from masksub_hf.masking.structure import is_seq2seq_lm
 
 STEPS, BATCH = 2, 4
 RATIOS = {"IMAGE_CLASSIFICATION": 0.5, "SEQUENCE_CLASSIFICATION": 0.3, "TOKEN_CLASSIFICATION": 0.3,
-          "MULTIPLE_CHOICE": 0.3, "QUESTION_ANSWERING": 0.3, "SEQ_TO_SEQ_CAUSAL_LM": 0.3}
+          "MULTIPLE_CHOICE": 0.3, "QUESTION_ANSWERING": 0.3, "SEQ_TO_SEQ_CAUSAL_LM": 0.3,
+          "SEMANTIC_SEGMENTATION": 0.5}
 CHOICES = 3
 # types plain Trainer cannot train from a tiny config and a classifier's batch
 NOT_TRAINABLE_TINY = {
@@ -59,6 +61,7 @@ REFUSED = {
     "MULTIPLE_CHOICE": set(),
     "QUESTION_ANSWERING": set(),
     "SEQ_TO_SEQ_CAUSAL_LM": set(),
+    "SEMANTIC_SEGMENTATION": set(),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 TABLE_HEADER = ["| model type | class | `auto` | what the sub branch got |", "|---|---|---|---|"]
@@ -74,7 +77,8 @@ def tokenizers(tmp_path_factory):
     with_mask = word_tokenizer(tmp_path_factory.mktemp("zoo_tokenizer"), [" ".join(WORDS)])
     without = bpe_tokenizer([" ".join(WORDS)] * 4, vocab_size=300)
     return {"SEQUENCE_CLASSIFICATION": with_mask, "MULTIPLE_CHOICE": with_mask, "QUESTION_ANSWERING": with_mask,
-            "TOKEN_CLASSIFICATION": without, "SEQ_TO_SEQ_CAUSAL_LM": without, "IMAGE_CLASSIFICATION": None}
+            "TOKEN_CLASSIFICATION": without, "SEQ_TO_SEQ_CAUSAL_LM": without, "IMAGE_CLASSIFICATION": None,
+            "SEMANTIC_SEGMENTATION": None}
 
 
 def plain_args(output_dir):
@@ -92,6 +96,8 @@ def masksub_args(output_dir, ratio):
 def build(kind, model_type, names):
     if kind == "IMAGE_CLASSIFICATION":
         config = tiny_config(model_type, IMAGE_CONFIGS)
+    elif kind == "SEMANTIC_SEGMENTATION":
+        config = tiny_config(model_type, SEGMENTATION_CONFIGS)
     else:  # an answer head's two outputs (start, end) are its config's labels
         config = tiny_text_config(model_type, num_labels=2 if kind == "QUESTION_ANSWERING" else 3)
     torch.manual_seed(0)
@@ -100,8 +106,11 @@ def build(kind, model_type, names):
 
 def dataset(kind, model, tokenizer):
     generator = torch.Generator().manual_seed(0)
-    if kind == "IMAGE_CLASSIFICATION":
+    if kind in ("IMAGE_CLASSIFICATION", "SEMANTIC_SEGMENTATION"):
         batch = image_batch(model, STEPS * BATCH, generator)
+        if kind == "SEMANTIC_SEGMENTATION":  # a class per pixel, at the image's size
+            batch["labels"] = torch.randint(0, model.config.num_labels, (STEPS * BATCH, *batch["pixel_values"].shape[-2:]),
+                                            generator=generator)
     else:
         batch = text_batch(tokenizer, model.config.num_labels, kind == "TOKEN_CLASSIFICATION", STEPS * BATCH, generator,
                            choices=CHOICES if kind == "MULTIPLE_CHOICE" else None,
@@ -207,7 +216,7 @@ def test_classifier_under_auto(tmp_path, tokenizers, kind, model_type, names):
     tokenizer = tokenizers[kind]
     if model_type in NOT_TRAINABLE_TINY:
         skip(kind, model_type, names, NOT_TRAINABLE_TINY[model_type])
-    known = IMAGE_CONFIGS if kind == "IMAGE_CLASSIFICATION" else TEXT_CONFIGS
+    known = {"IMAGE_CLASSIFICATION": IMAGE_CONFIGS, "SEMANTIC_SEGMENTATION": SEGMENTATION_CONFIGS}.get(kind, TEXT_CONFIGS)
     try:
         model = build(kind, model_type, names)
     except ImportError as error:  # an optional library its modelling code needs

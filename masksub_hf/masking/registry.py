@@ -16,7 +16,14 @@ from .mask_token import MaskTokenBlocks
 from .patch_hiding import PatchHiding, reads_patch_rows
 from .pixels import PixelMasking
 from .stochastic import DropSub, PathSub
-from .structure import is_dual_encoder, mask_token_embeddings, module_tree, takes_image_grid, vit_embeddings
+from .structure import (
+    is_dual_encoder,
+    is_semantic_segmenter,
+    mask_token_embeddings,
+    module_tree,
+    takes_image_grid,
+    vit_embeddings,
+)
 from .text import TextTokenDrop, text_masking
 from .tokens import PatchTokenDrop, is_timm_vit
 
@@ -56,6 +63,10 @@ class Subject:
     def image_input(self):
         """The argument its images go to (a dual encoder's and a timm model's: ``pixel_values``)."""
         return "pixel_values" if self.timm is not None or is_dual_encoder(self.model) else self.main_input
+
+    def drops_patches(self):
+        """Can lose patch tokens: not a dense predictor (a segmenter's decoder reads the whole patch grid)."""
+        return not is_semantic_segmenter(self.model)
 
     def reads_pixel_grid(self):
         """Reads ``(batch, channels, height, width)`` images through a Conv2d stem."""
@@ -116,7 +127,7 @@ REGISTRY = (
           lambda s, o: PatchTokenDrop.from_timm(s.timm, o.ratio)),
     Entry("tokens", lambda s: s.reads_images() and reads_patch_rows(s.model),  # NaFlex patch rows (SigLIP 2)
           lambda s, o: PatchHiding(o.ratio)),
-    Entry("tokens", lambda s: s.reads_vit_pixels() and vit_embeddings(s.model) is not None,
+    Entry("tokens", lambda s: s.reads_vit_pixels() and s.drops_patches() and vit_embeddings(s.model) is not None,
           lambda s, o: PatchTokenDrop.from_config(s.model, o.ratio)),
     Entry("mask_token", lambda s: s.reads_vit_pixels() and mask_token_embeddings(s.model) is not None, _mask_token),
     Entry("pixels", lambda s: (is_timm_vit(s.timm) or not hasattr(s.timm, "patch_embed")) if s.timm is not None

@@ -40,6 +40,15 @@ def is_seq2seq_lm(model) -> bool:
             and any(cls.__name__ in names for cls in type(model).__mro__))
 
 
+def is_semantic_segmenter(model) -> bool:
+    """A dense predictor of transformers' semantic-segmentation mapping (or a subclass of one): its decoder reads
+    every patch at its place in the grid, so its patch tokens cannot be dropped."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as SEGMENTERS
+
+    names = set(SEGMENTERS.values())
+    return any(cls.__name__ in names for cls in type(model).__mro__)
+
+
 def module_tree(model_or_config):
     """``model_or_config`` if it is a model, else an uninitialised model of that config on the meta device."""
     if isinstance(model_or_config, nn.Module):
