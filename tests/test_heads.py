@@ -185,3 +185,33 @@ def test_an_example_reports_its_saved_models_score(tmp_path, task):
         predictions=predictions[0] if len(predictions) == 1 else predictions,
         label_ids=labels[0] if len(labels) == 1 else labels))[metric]
     assert score == pytest.approx(reported)
+
+
+@pytest.mark.slow
+def test_the_segmentation_example_reports_its_saved_models_score(tmp_path):
+    """``examples/semantic_segmentation.py`` as a user runs it: both branches train (pixel blocks), and the mean IoU
+    it reports is the saved model's, reloaded as a plain SegFormer, on the held-out digits."""
+    path = EXAMPLES / "semantic_segmentation.py"
+    command = [sys.executable, str(path), "--output_dir", str(tmp_path), "--masksub_ratio", "0.5",
+               "--max_train_samples", "32", "--max_eval_samples", "16", "--per_device_train_batch_size", "16",
+               "--max_steps", "2", "--logging_steps", "1", "--do_train", "--do_eval", "--report_to", "none",
+               "--use_cpu", "--disable_tqdm", "true"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "MaskSub for SegformerForSemanticSegmentation: ratio 0.5, mode auto (pixels)" in completed.stderr
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert all(entry["sub_loss"] > 0 for entry in state["log_history"] if "loss" in entry)
+    reported = json.loads((tmp_path / "eval_results.json").read_text())
+    example = runpy.run_path(str(path), run_name="example")
+    images, digits = example["mnist_digits"](seed=0)
+    held_out = example["digit_maps"](images[32:48], digits[32:48]).items
+    pixels, labels = torch.stack([i["pixel_values"] for i in held_out]), torch.stack([i["labels"] for i in held_out])
+    model = transformers.SegformerForSemanticSegmentation.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        upsampled = torch.nn.functional.interpolate(model(pixel_values=pixels).logits, size=labels.shape[-2:],
+                                                    mode="bilinear", align_corners=False)
+    predicted, labels = upsampled.argmax(1).numpy(), labels.numpy()
+    ious = [((predicted == c) & (labels == c)).sum() / ((predicted == c) | (labels == c)).sum()
+            for c in range(11) if ((predicted == c) | (labels == c)).any()]
+    assert reported["eval_mean_iou"] == pytest.approx(float(sum(ious) / len(ious)))
+    assert reported["eval_pixel_accuracy"] == pytest.approx(float((predicted == labels).mean()))
