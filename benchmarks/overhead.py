@@ -57,15 +57,18 @@ GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory
     "causal_lm": (1.85, 1.03, 1.30),  # a decoder LM at 512 tokens: vocabulary-sized logits in both branches
     "multiple_choice": (2.05, 1.03, 1.05), "question_answering": (2.05, 1.03, 1.05),  # MiniLM, [MASK] as "bert"
     "seq2seq": (2.05, 1.03, 1.30),  # a BART with [MASK]: vocabulary-sized target logits in both branches
+    "segmentation": (2.05, 1.03, 1.30),  # SegFormer-B0, pixel blocks: per-pixel logits at the label resolution
 }
 SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
 PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32,
-               "dinov2": 128, "efficientnet": 128, "causal_lm": 8, "multiple_choice": 8, "question_answering": 32, "seq2seq": 16}
+               "dinov2": 128, "efficientnet": 128, "causal_lm": 8, "multiple_choice": 8, "question_answering": 32, "seq2seq": 16,
+               "segmentation": 16}
 SMALL_BATCH = {"causal_lm": 4, "multiple_choice": 4}  # --sizes small: 16 unless named (4 choices: 16 rows)
 RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15,
          "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15, "multiple_choice": 0.15, "question_answering": 0.15,
-         "seq2seq": 0.15}
-IMAGE_CASES = ("vit", "resnet", "swin", "dinov2", "efficientnet")
+         "seq2seq": 0.15, "segmentation": 0.5}
+IMAGE_CASES = ("vit", "resnet", "swin", "dinov2", "efficientnet", "segmentation")
+SEGMENTATION_CLASSES = 150  # ADE20K's
 MODE = {"bert_drop": "text_drop", "decoder": "text_drop", "causal_lm": "text_drop"}  # token drop; else auto
 TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm", "multiple_choice", "question_answering", "seq2seq")
 TARGET_LENGTH = 32  # seq2seq: target tokens a row
@@ -208,6 +211,12 @@ def build_case(name, setting):
             model = dinov2_small(size)
         elif name == "efficientnet":
             model = efficientnet_b0(size)
+        elif name == "segmentation":  # SegFormer-B0's shape, randomly initialised
+            from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+            model = SegformerForSemanticSegmentation(SegformerConfig(
+                hidden_sizes=[32, 64, 160, 256], depths=[2, 2, 2, 2], decoder_hidden_size=256,
+                num_labels=SEGMENTATION_CLASSES))
         elif name == "resnet":
             model = ResNetForImageClassification(ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2],
                                                               hidden_sizes=[64, 128, 256, 512], num_labels=10))
@@ -220,6 +229,9 @@ def build_case(name, setting):
                                                text_model=AutoModel.from_pretrained(minilm_path()))
     if name in IMAGE_CASES:
         pixels = torch.randn(count, 3, size, size, generator=generator)
+        if name == "segmentation":  # a class per pixel
+            labels = torch.randint(0, SEGMENTATION_CLASSES, (count, size, size), generator=generator)
+            return model, [{"pixel_values": pixels[i], "labels": labels[i]} for i in range(count)], RATIO[name], None
         return model, [{"pixel_values": pixels[i], "labels": i % 10} for i in range(count)], RATIO[name], None
     texts = (texts * (count // len(texts) + 1))[:count]
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=length)
@@ -303,7 +315,7 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
 
         if masking is not None:
             masksub_step(model, batch_inputs, masking, objective, mask, forward_context=autocast)
-        elif name in ("clip", "causal_lm", "question_answering", "seq2seq"):  # the model's own loss (causal LM: shifted)
+        elif name in ("clip", "causal_lm", "question_answering", "seq2seq", "segmentation"):  # the model's own loss
             with autocast():
                 loss = model(**batch_inputs).loss
             loss.backward()

@@ -159,7 +159,10 @@ TEXT_CONFIGS = {  # merged over TEXT_SHRINK's fields
                      local_attn_chunk_length=7),  # its positions factor the 14-token rows
     "t5": ENCODER_DECODER_EOS, "mt5": ENCODER_DECODER_EOS, "umt5": ENCODER_DECODER_EOS,
     "bigbird_pegasus": ENCODER_DECODER_EOS, "longt5": ENCODER_DECODER_EOS, "switch_transformers": ENCODER_DECODER_EOS,
-    "marian": dict(decoder_vocab_size=320, decoder_start_token_id=0), "fsmt": dict(src_vocab_size=320, tgt_vocab_size=320),
+    "marian": dict(decoder_vocab_size=320, decoder_start_token_id=0),
+    # their Mamba mixers' defaults (128 heads, a 256-state, 256-token chunks) take minutes on a CPU
+    "falcon_h1": dict(mamba_d_ssm=16, mamba_n_heads=2, mamba_d_head=8, mamba_d_state=8, mamba_chunk_size=8),
+    "nemotron_h": dict(mamba_num_heads=2, mamba_head_dim=8, ssm_state_size=8, n_groups=1, chunk_size=8), "fsmt": dict(src_vocab_size=320, tgt_vocab_size=320),
 }
 WORDS = [f"w{i}" for i in range(60)]
 PAD_ID = 0  # [PAD] of helpers.word_tokenizer, <pad> of helpers.bpe_tokenizer
@@ -176,11 +179,13 @@ def tiny_text_config(model_type, num_labels=3):
     return config_class(num_labels=num_labels, pad_token_id=PAD_ID, **{**fields, **TEXT_CONFIGS.get(model_type, {})})
 
 
-def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None, answers=False, targets=False):
+def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None, answers=False, targets=False,
+               next_tokens=False):
     """``size`` rows of 6 to 12 random words, right-padded, and labels (per token: -100 on padding); with
     ``choices``, ``size`` inputs of that many rows each, ``(size, choices, L)``, labelled with a choice; with
     ``answers``, each row's answer span among its words (``start_positions``, ``end_positions``); with
-    ``targets``, a target text of 2 to 6 words a row, its padding labelled -100."""
+    ``targets``, a target text of 2 to 6 words a row, its padding labelled -100; with ``next_tokens``, the input
+    ids as labels (a causal LM's), -100 on padding."""
     rows = size * (choices or 1)
     lengths = torch.randint(6, 13, (rows,), generator=generator)
     words = torch.randint(0, len(WORDS), (rows, 12), generator=generator)
@@ -191,6 +196,8 @@ def text_batch(tokenizer, num_labels, per_token, size, generator, choices=None, 
         starts = (torch.rand(size, generator=generator) * (lengths - 2)).long() + 1  # after [CLS], in the words
         batch["start_positions"] = starts
         batch["end_positions"] = torch.minimum(starts + torch.randint(0, 3, (size,), generator=generator), lengths)
+    elif next_tokens:
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     elif targets:
         lengths = torch.randint(2, 7, (size,), generator=generator)
         words = torch.randint(0, len(WORDS), (size, 6), generator=generator)

@@ -177,6 +177,11 @@ class TextTokenDrop(Masking):
     def for_model(self, model) -> "TextTokenDrop":
         """This drop made fit for ``model``: removing tokens where it takes position_ids, else hiding them where
         the model itself shows that hiding drops them; a one-line ``ValueError`` where neither keeps positions."""
+        if getattr(getattr(peft_base_model(model), "config", None), "axial_pos_embds", False):
+            raise ValueError(
+                f"masksub_mode='text_drop' shortens each row: {type(model).__name__} trains only on rows of the length "
+                "its axial position embeddings fix (axial_pos_shape); use masksub_mode='text' with a tokenizer that "
+                "has a mask token, or 'dropout' (DropSub).")
         if takes_position_ids(model):
             return self
         why = why_hiding_is_not_dropping(model)

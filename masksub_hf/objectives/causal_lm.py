@@ -19,7 +19,8 @@ import contextlib
 
 import torch.nn.functional as F
 
-from .base import Objective, sub_logits
+from ..masking import peft_base_model
+from .base import Objective, sub_logits, unwrap
 from .token_classification import sub_positions, supervised_sub_loss_sum, supervised_targets
 
 # What padding-free / packing collators add (DataCollatorWithFlattening, TRL's padding_free): rows of several
@@ -32,9 +33,25 @@ def next_token_labels(labels):
     return F.pad(labels[:, 1:], (0, 1), value=-100)
 
 
+def is_text_causal_lm(model):
+    """A class of transformers' causal-LM mapping (or a subclass of one) that reads text alone, whatever its name
+    (``BertGenerationDecoder``, ``ReformerModelWithLMHead``); image- or audio-text models
+    (``*ForConditionalGeneration``) are not."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as CAUSAL_LMS
+
+    names = set(CAUSAL_LMS.values())
+    return (getattr(model, "main_input_name", None) == "input_ids"
+            and not type(model).__name__.endswith("ForConditionalGeneration")
+            and any(cls.__name__ in names for cls in type(model).__mro__))
+
+
 class CausalLMObjective(Objective):
     heads = ("ForCausalLM", "LMHeadModel")
     trains = "causal language models (*ForCausalLM)"
+
+    @classmethod
+    def serves(cls, model):
+        return super().serves(model) or is_text_causal_lm(peft_base_model(unwrap(model)))
 
     def check_batch(self, batch):
         packed = [key for key in PACKED_KEYS if key in batch]
