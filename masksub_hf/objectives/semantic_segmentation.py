@@ -16,20 +16,15 @@ default main branch.
 
 import contextlib
 
+import torch
 import torch.nn.functional as F
 
 from .base import Objective, head_name, sub_logits, unwrap
-from .losses import soft_cross_entropy_per_item
 
 
 def at_label_resolution(logits, labels):
     """``(B, C, H, W)`` float32 logits upsampled to the label map's ``(H, W)``, as the heads' own loss does."""
     return F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def per_pixel(logits):
-    """``(B, C, H, W)`` -> ``(B, H, W, C)``: a pixel's class scores on the last dimension."""
-    return logits.permute(0, 2, 3, 1)
 
 
 class SemanticSegmentationObjective(Objective):
@@ -59,11 +54,13 @@ class SemanticSegmentationObjective(Objective):
         return F.cross_entropy(logits, labels.to(logits.device), ignore_index=self.ignore_index, reduction="sum")
 
     def targets(self, outputs, inputs, labels, masking, mask):
-        labelled = self.labelled(labels.to(outputs["logits"].device))
-        # only the labelled pixels' distributions are kept through the sub pass
-        return {"logits": per_pixel(at_label_resolution(outputs["logits"].detach(), labels))[labelled],
-                "labelled": labelled}
+        # held through the sub pass at the head's resolution (a sixteenth of the label map's pixels for SegFormer),
+        # upsampled again there: the same values, without a label-sized copy held
+        return {"logits": outputs["logits"].detach(), "labelled": self.labelled(labels.to(outputs["logits"].device))}
 
     def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
-        sub = per_pixel(at_label_resolution(sub_logits(model, inputs, masking, mask, forward_context), labels))
-        return soft_cross_entropy_per_item(sub[targets["labelled"]], targets["logits"]).sum()
+        sub = at_label_resolution(sub_logits(model, inputs, masking, mask, forward_context), labels)
+        with torch.no_grad():
+            target = at_label_resolution(targets["logits"], labels).softmax(dim=1)
+        # cross-entropy to probabilities, per pixel: -sum_c softmax(main)_c * log_softmax(sub)_c
+        return F.cross_entropy(sub, target, reduction="none")[targets["labelled"]].sum()
