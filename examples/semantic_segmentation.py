@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from transformers import HfArgumentParser, SegformerConfig, SegformerForSemanticSegmentation
 
 from masksub_hf import MaskSubTrainer, MaskSubTrainingArguments
+from masksub_hf.scripts.cli import train_then_evaluate
 from masksub_hf.scripts.demo_data import ListDataset, mnist_digits
 
 SIZE, CLASSES = 32, 11  # background and the ten digits
@@ -78,14 +79,7 @@ def main():
         preprocess_logits_for_metrics=predicted_classes,
         train_dataset=digit_maps(images[train], digits[train]),
         eval_dataset=digit_maps(images[held_out], digits[held_out]))
-    if args.do_train:
-        trainer.save_metrics("train", trainer.train().metrics)
-        trainer.save_model()
-        trainer.save_state()
-    if args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+    train_then_evaluate(trainer, args)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ class TokenizerArguments(ModelArguments):
 
 
 @dataclass
+class LanguageModelArguments(TokenizerArguments):
+    """A language model's (``run_clm.py``, ``run_seq2seq.py``): ``--use_fast_tokenizer`` too."""
+
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (tokenizers-backed) tokenizer."})
+
+
+@dataclass
 class SampleLimits:
     """``--max_train_samples`` / ``--max_eval_samples``: truncate a split (debugging, quick runs)."""
 

@@ -19,7 +19,7 @@ from ..pipeline.collators import MaskSubTextCollator
 from ..training.arguments import MaskSubTrainingArguments
 from ..training.checkpoint import finished_steps
 from ..training.trainer import MaskSubTrainer
-from .errors import UserInputError, flag_first, trainer_errors
+from .errors import UserInputError, flag_first, model_errors, trainer_errors
 from .resume import finish_from_checkpoint, finished_run, last_checkpoint, record_run_settings
 
 logger = logging.getLogger("masksub_hf")
@@ -231,6 +231,30 @@ def build_model(auto_model_class, model_args, config):
     return auto_model_class.from_pretrained(model_args.model_name_or_path, config=config,
                                             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
                                             **model_args.hub_kwargs())
+
+
+def tokenizer_and_model(auto_model_class, model_args):
+    """A language model's tokenizer and model (``LanguageModelArguments``): ``--model_name_or_path``'s, or with
+    ``--config_name`` alone a new model; a load error is one line naming its flag."""
+    with model_errors():
+        config = transformers.AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
+                                                         **model_args.hub_kwargs())
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            model_args.tokenizer_name or model_args.model_name_or_path or model_args.config_name,
+            use_fast=model_args.use_fast_tokenizer, **model_args.hub_kwargs())
+        return tokenizer, build_model(auto_model_class, model_args, config)
+
+
+def train_then_evaluate(trainer, args):
+    """The examples' tail: under ``--do_train`` train (metrics, model and state saved), under ``--do_eval`` evaluate."""
+    if args.do_train:
+        trainer.save_metrics("train", trainer.train().metrics)
+        trainer.save_model()
+        trainer.save_state()
+    if args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
 
 
 def text_trainer(model, training_args, tokenizer, base_collator, train_dataset, eval_dataset, compute_metrics,

@@ -22,12 +22,12 @@ from itertools import chain
 from typing import ClassVar
 
 from datasets import DatasetDict, load_dataset
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, default_data_collator
+from transformers import AutoModelForCausalLM, default_data_collator
 
 from masksub_hf import MaskSubTrainingArguments
-from masksub_hf.scripts.arguments import TEXT_DEFAULTS, SampleLimits, TokenizerArguments
-from masksub_hf.scripts.cli import build_model, card_data, script_main, text_trainer, train_evaluate_and_publish
-from masksub_hf.scripts.errors import UserInputError, model_errors
+from masksub_hf.scripts.arguments import TEXT_DEFAULTS, LanguageModelArguments, SampleLimits
+from masksub_hf.scripts.cli import card_data, script_main, text_trainer, tokenizer_and_model, train_evaluate_and_publish
+from masksub_hf.scripts.errors import UserInputError
 from masksub_hf.scripts.loading import check_data_files, select_split
 
 logger = logging.getLogger("masksub_hf")
@@ -61,11 +61,6 @@ class LanguageModelingDataArguments(SampleLimits):
         if not 0 < self.validation_split_percentage < 100:
             raise UserInputError(f"--validation_split_percentage must be in (0, 100), got "
                                  f"{self.validation_split_percentage}.")
-
-
-@dataclass
-class CausalLMModelArguments(TokenizerArguments):
-    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (tokenizers-backed) tokenizer."})
 
 
 def load_texts(data_args, cache_dir=None, token=None):
@@ -108,20 +103,14 @@ def lm_blocks(dataset, tokenizer, block_size, data_args, training_args):
         return dataset.map(group, **options)
 
 
-ARGUMENT_TYPES = (CausalLMModelArguments, LanguageModelingDataArguments, MaskSubTrainingArguments)
+ARGUMENT_TYPES = (LanguageModelArguments, LanguageModelingDataArguments, MaskSubTrainingArguments)
 
 
 @script_main(ARGUMENT_TYPES, TEXT_DEFAULTS)
 def main(model_args, data_args, training_args):
     """The script: ``main(args=None)`` parses ``args`` (default: the command line) into these."""
     dataset = load_texts(data_args, model_args.cache_dir, model_args.token)
-    with model_errors():
-        config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
-                                            **model_args.hub_kwargs())
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path
-                                                  or model_args.config_name,
-                                                  use_fast=model_args.use_fast_tokenizer, **model_args.hub_kwargs())
-        model = build_model(AutoModelForCausalLM, model_args, config)
+    tokenizer, model = tokenizer_and_model(AutoModelForCausalLM, model_args)
     block_size = data_args.block_size or min(tokenizer.model_max_length, 1024)
     if block_size > tokenizer.model_max_length:
         logger.warning(f"--block_size {block_size} exceeds the model's {tokenizer.model_max_length}.")

@@ -23,12 +23,12 @@ from typing import ClassVar
 
 import numpy as np
 from datasets import load_dataset
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 from masksub_hf import MaskSubSeq2SeqTrainer, MaskSubSeq2SeqTrainingArguments
-from masksub_hf.scripts.arguments import TEXT_DEFAULTS, SampleLimits, TokenizerArguments
-from masksub_hf.scripts.cli import build_model, card_data, script_main, text_trainer, train_evaluate_and_publish
-from masksub_hf.scripts.errors import UserInputError, model_errors
+from masksub_hf.scripts.arguments import TEXT_DEFAULTS, LanguageModelArguments, SampleLimits
+from masksub_hf.scripts.cli import card_data, script_main, text_trainer, tokenizer_and_model, train_evaluate_and_publish
+from masksub_hf.scripts.errors import UserInputError
 from masksub_hf.scripts.loading import check_data_files, select_split
 
 logger = logging.getLogger("masksub_hf")
@@ -73,11 +73,6 @@ class Seq2SeqDataArguments(SampleLimits):
             self.val_max_target_length = self.max_target_length
 
 
-@dataclass
-class Seq2SeqModelArguments(TokenizerArguments):
-    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (tokenizers-backed) tokenizer."})
-
-
 def load_pairs(data_args, cache_dir=None, token=None):
     if data_args.dataset_name is not None:
         return load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir, token=token)
@@ -120,20 +115,14 @@ def tokenized(dataset, tokenizer, data_args, training_args):
                 for name, split in dataset.items()}
 
 
-ARGUMENT_TYPES = (Seq2SeqModelArguments, Seq2SeqDataArguments, MaskSubSeq2SeqTrainingArguments)
+ARGUMENT_TYPES = (LanguageModelArguments, Seq2SeqDataArguments, MaskSubSeq2SeqTrainingArguments)
 
 
 @script_main(ARGUMENT_TYPES, TEXT_DEFAULTS)
 def main(model_args, data_args, training_args):
     """The script: ``main(args=None)`` parses ``args`` (default: the command line) into these."""
     dataset = load_pairs(data_args, model_args.cache_dir, model_args.token)
-    with model_errors():
-        config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
-                                            **model_args.hub_kwargs())
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path
-                                                  or model_args.config_name,
-                                                  use_fast=model_args.use_fast_tokenizer, **model_args.hub_kwargs())
-        model = build_model(AutoModelForSeq2SeqLM, model_args, config)
+    tokenizer, model = tokenizer_and_model(AutoModelForSeq2SeqLM, model_args)
     if model.config.decoder_start_token_id is None:
         raise UserInputError("--model_name_or_path / --config_name: the config has no decoder_start_token_id: the "
                              "decoder cannot be teacher-forced.")
