@@ -28,25 +28,30 @@ def is_dual_encoder(model) -> bool:
     return all(hasattr(model, name) for name in ("get_image_features", "get_text_features", "logit_scale"))
 
 
+def is_class_of(model, mapping) -> bool:
+    """Whether ``model``'s class, or a class it derives from (a user's subclass), is one of the classes a
+    transformers auto mapping names (``{model_type: class name}``, e.g. ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``)."""
+    names = set(mapping.values())
+    return any(cls.__name__ in names for cls in type(model).__mro__)
+
+
 def is_seq2seq_lm(model) -> bool:
     """An encoder-decoder language model reading text (BART, T5, Marian, ...: a class of transformers'
-    seq2seq-LM mapping, or a subclass of one): trained with its decoder teacher-forced on the labels, never fed
-    ``input_ids`` (an encoder-decoder *classifier*'s decoder reads the input itself)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES as SEQ2SEQ_LMS
+    seq2seq-LM mapping): trained with its decoder teacher-forced on the labels, never fed ``input_ids`` (an
+    encoder-decoder *classifier*'s decoder reads the input itself)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
-    names = set(SEQ2SEQ_LMS.values())
     return (getattr(getattr(model, "config", None), "is_encoder_decoder", False)
             and getattr(model, "main_input_name", None) == "input_ids"
-            and any(cls.__name__ in names for cls in type(model).__mro__))
+            and is_class_of(model, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES))
 
 
 def is_semantic_segmenter(model) -> bool:
-    """A dense predictor of transformers' semantic-segmentation mapping (or a subclass of one): its decoder reads
-    every patch at its place in the grid, so its patch tokens cannot be dropped."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as SEGMENTERS
+    """A dense predictor of transformers' semantic-segmentation mapping: its decoder reads every patch at its place
+    in the grid, so its patch tokens cannot be dropped."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
 
-    names = set(SEGMENTERS.values())
-    return any(cls.__name__ in names for cls in type(model).__mro__)
+    return is_class_of(model, MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES)
 
 
 def module_tree(model_or_config):

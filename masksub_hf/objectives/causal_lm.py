@@ -20,6 +20,7 @@ import contextlib
 import torch.nn.functional as F
 
 from ..masking import peft_base_model
+from ..masking.structure import is_class_of
 from .base import Objective, sub_logits, unwrap
 from .token_classification import sub_positions, supervised_sub_loss_sum, supervised_targets
 
@@ -34,15 +35,14 @@ def next_token_labels(labels):
 
 
 def is_text_causal_lm(model):
-    """A class of transformers' causal-LM mapping (or a subclass of one) that reads text alone, whatever its name
+    """A class of transformers' causal-LM mapping that reads text alone, whatever its name
     (``BertGenerationDecoder``, ``ReformerModelWithLMHead``); image- or audio-text models
     (``*ForConditionalGeneration``) are not."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as CAUSAL_LMS
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    names = set(CAUSAL_LMS.values())
     return (getattr(model, "main_input_name", None) == "input_ids"
             and not type(model).__name__.endswith("ForConditionalGeneration")
-            and any(cls.__name__ in names for cls in type(model).__mro__))
+            and is_class_of(model, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES))
 
 
 class CausalLMObjective(Objective):
