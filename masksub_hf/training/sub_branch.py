@@ -50,6 +50,7 @@ def configure_sub_branch(trainer):
         trainer._owned_gradient_callback = None
     if args.masksub_ratio > 0:
         check_two_pass_features(args, trainer.accelerator)
+        trainer.check_settings()
         # The head's objective first: a head MaskSub has none for fails here, in every masksub_mode.
         objective = objective_for(unwrapped, sub_loss_asked(trainer))
         if objective.sub_bypasses_wrapper and is_sharded(trainer.accelerator):

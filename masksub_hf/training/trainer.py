@@ -47,6 +47,7 @@ class MaskSubMixin:
 
     method_card = MASKSUB  # the model card's tag, paragraph and citation of the method
     default_arguments = None  # the arguments built when none are given (MaskSubTrainer: MaskSubTrainingArguments)
+    steps_wrapped = ()  # classes after the mixin whose training_step this class applies around MaskSub's step
 
     def __init__(self, model=None, args=None, *trainer_args, **trainer_kwargs):
         if args is None and self.default_arguments is not None:
@@ -78,6 +79,9 @@ class MaskSubMixin:
         finally:
             if self.masking is not None:
                 self.masking.remove_hooks()
+
+    def check_settings(self):
+        """A one-line error for a setting of the class MaskSub goes in that its step cannot train (while it is on)."""
 
     def _owned_parameters(self):
         return self.masking.parameters() if self.masking is not None else []
@@ -253,7 +257,7 @@ def check_step_not_overridden(trainer_class):
     for cls in after:
         if cls is Trainer:
             return
-        if "training_step" in vars(cls):
+        if "training_step" in vars(cls) and cls not in trainer_class.steps_wrapped:
             raise TypeError(f"{cls.__name__} overrides training_step, which MaskSub's step replaces: MaskSub cannot "
                             f"run inside it; override training_step in a subclass of {trainer_class.__name__} instead.")
 
