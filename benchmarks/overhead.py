@@ -10,6 +10,8 @@ Per case, four variants train the same model on the same data:
 - ``bare_baseline``: a plain loop, forward + backward + AdamW step;
 - ``bare_masksub``: a plain loop doing MaskSub's two passes (``masksub_hf.functional.masksub_step``):
   the method's own cost, the floor for ``trainer_masksub``.
+The ``sft`` case is the ``causal_lm`` case through TRL: its trainer variants are ``SFTTrainer`` (a fused LM head
+that builds no logits) and ``MaskSubSFTTrainer``.
 Step time: median over interleaved repetitions (variants alternate; the first step of each run is a
 warm-up and is dropped), measured from one step's end to the next's, data loading included. Peak
 memory: each variant in its own process, 3 steps: on CPU the peak of live tensor bytes above the level
@@ -55,22 +57,24 @@ GOALS = {  # step-time ratio goal (MaskSub / baseline), vs bare two-pass, memory
     "swin": (2.05, 1.03, 1.05), "bert_drop": (1.85, 1.03, 1.05), "decoder": (1.85, 1.03, 1.05),
     "dinov2": (1.50, 1.03, 1.05), "efficientnet": (2.05, 1.03, 1.05),  # token drop, pixels: families auto reads
     "causal_lm": (1.85, 1.03, 1.30),  # a decoder LM at 512 tokens: vocabulary-sized logits in both branches
+    "sft": (1.85, 1.03, 1.30),  # the causal_lm case through TRL's SFTTrainer, whose fused LM head builds no logits
     "multiple_choice": (2.05, 1.03, 1.05), "question_answering": (2.05, 1.03, 1.05),  # MiniLM, [MASK] as "bert"
     "seq2seq": (2.05, 1.03, 1.30),  # a BART with [MASK]: vocabulary-sized target logits in both branches
     "segmentation": (2.05, 1.03, 1.30),  # SegFormer-B0, pixel blocks: per-pixel logits at the label resolution
 }
 SMALL_CASES = ("vit", "bert", "resnet", "clip")  # --sizes small: CPU-sized models, MiniLM for text
 PAPER_BATCH = {"vit": 128, "resnet": 128, "swin": 128, "bert": 32, "clip": 256, "bert_drop": 32, "decoder": 32,
-               "dinov2": 128, "efficientnet": 128, "causal_lm": 8, "multiple_choice": 8, "question_answering": 32, "seq2seq": 16,
+               "dinov2": 128, "efficientnet": 128, "causal_lm": 8, "sft": 8, "multiple_choice": 8, "question_answering": 32, "seq2seq": 16,
                "segmentation": 16}
-SMALL_BATCH = {"causal_lm": 4, "multiple_choice": 4}  # --sizes small: 16 unless named (4 choices: 16 rows)
+SMALL_BATCH = {"causal_lm": 4, "sft": 4, "multiple_choice": 4}  # --sizes small: 16 unless named (4 choices: 16 rows)
 RATIO = {"vit": 0.5, "resnet": 0.5, "swin": 0.5, "bert": 0.15, "clip": 0.5, "bert_drop": 0.15, "decoder": 0.15,
-         "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15, "multiple_choice": 0.15, "question_answering": 0.15,
+         "dinov2": 0.5, "efficientnet": 0.5, "causal_lm": 0.15, "sft": 0.15, "multiple_choice": 0.15, "question_answering": 0.15,
          "seq2seq": 0.15, "segmentation": 0.5}
 IMAGE_CASES = ("vit", "resnet", "swin", "dinov2", "efficientnet", "segmentation")
 SEGMENTATION_CLASSES = 150  # ADE20K's
-MODE = {"bert_drop": "text_drop", "decoder": "text_drop", "causal_lm": "text_drop"}  # token drop; else auto
-TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm", "multiple_choice", "question_answering", "seq2seq")
+MODE = {"bert_drop": "text_drop", "decoder": "text_drop", "causal_lm": "text_drop", "sft": "text_drop"}  # token drop; else auto
+TEXT_CASES = ("bert", "bert_drop", "decoder", "causal_lm", "sft", "multiple_choice", "question_answering", "seq2seq")
+LANGUAGE_MODELS = ("causal_lm", "sft")
 TARGET_LENGTH = 32  # seq2seq: target tokens a row
 CHOICES = 4
 
@@ -172,7 +176,7 @@ def build_case(name, setting):
             vocab_size=tokenizer.vocab_size, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
             num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id, num_labels=2))
         size, length = None, 64 if setting.quick else 128
-    elif name == "causal_lm":  # a Qwen2 LM, randomly initialised, MiniLM's 30,522-token vocabulary, 512 tokens a row
+    elif name in LANGUAGE_MODELS:  # a Qwen2 LM, randomly initialised, MiniLM's 30,522-token vocabulary, 512 tokens a row
         from transformers import Qwen2Config, Qwen2ForCausalLM
 
         width, layers = (64, 2) if setting.quick else (256, 4)
@@ -250,7 +254,7 @@ def build_case(name, setting):
                         "labels": targets["input_ids"][i]} for i in range(count)], RATIO[name], tokenizer
     if name in TEXT_CASES:
         samples = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
-                    "labels": encoded["input_ids"][i] if name == "causal_lm" else i % 2} for i in range(count)]
+                    "labels": encoded["input_ids"][i] if name in LANGUAGE_MODELS else i % 2} for i in range(count)]
         return model, samples, RATIO[name], tokenizer
     pixels = torch.randn(count, 3, size, size, generator=generator)
     samples = [{"pixel_values": pixels[i], "input_ids": torch.tensor(encoded["input_ids"][i]),
@@ -286,6 +290,8 @@ def trainer_steps(name, variant, model, samples, ratio, tokenizer, setting, step
                   disable_tqdm=True, use_cpu=setting.device == "cpu", seed=0, bf16=setting.bf16,
                   dataloader_drop_last=True)
     timer = StepTimer()
+    if name == "sft":
+        return sft_steps(variant, model, samples, ratio, tokenizer, common, timer)
     if variant == "trainer_baseline":
         trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=ListDataset(samples),
                           data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
@@ -293,6 +299,25 @@ def trainer_steps(name, variant, model, samples, ratio, tokenizer, setting, step
         args = MaskSubTrainingArguments(**common, masksub_ratio=ratio, masksub_mode=MODE.get(name, "auto"))
         trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(samples), processing_class=tokenizer,
                                  data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
+    trainer.train()
+    return [b - a for a, b in zip(timer.ends, timer.ends[1:])]
+
+
+def sft_steps(variant, model, samples, ratio, tokenizer, common, timer):
+    """Step times of TRL's SFTTrainer (its fused LM head) or MaskSubSFTTrainer, on the tokenized rows."""
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+
+    from masksub_hf import MaskSubSFTConfig, MaskSubSFTTrainer
+
+    rows = datasets.Dataset.from_list([{"input_ids": sample["input_ids"]} for sample in samples])
+    sft = dict(gradient_checkpointing=False, max_length=None, dataset_num_proc=None)  # as the causal_lm case trains
+    if variant == "trainer_baseline":
+        trainer_class, args = SFTTrainer, SFTConfig(**common, **sft)
+    else:
+        trainer_class, args = MaskSubSFTTrainer, MaskSubSFTConfig(**common, **sft, masksub_ratio=ratio,
+                                                                 masksub_mode=MODE["sft"])
+    trainer = trainer_class(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[timer])
     trainer.train()
     return [b - a for a, b in zip(timer.ends, timer.ends[1:])]
 
@@ -315,7 +340,7 @@ def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):
 
         if masking is not None:
             masksub_step(model, batch_inputs, masking, objective, mask, forward_context=autocast)
-        elif name in ("clip", "causal_lm", "question_answering", "seq2seq", "segmentation"):  # the model's own loss
+        elif name in ("clip", *LANGUAGE_MODELS, "question_answering", "seq2seq", "segmentation"):  # the model's own loss
             with autocast():
                 loss = model(**batch_inputs).loss
             loss.backward()

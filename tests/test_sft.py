@@ -138,3 +138,21 @@ def test_lora_adapters_from_sfts_peft_config_train_with_the_sub_branch(tmp_path)
     changed = {name for name, parameter in trainer.model.named_parameters() if not torch.equal(parameter, before[name])}
     assert changed and all(".lora_" in name for name in changed)
     assert all(entry["sub_loss"] > 0 for entry in trainer.state.log_history if "loss" in entry)
+
+
+def test_a_moe_router_loss_is_refused_in_one_line_and_trains_without_it(tmp_path):
+    import transformers
+
+    config = transformers.MixtralConfig(vocab_size=len(TOKENIZER), hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                        num_local_experts=2, num_experts_per_tok=1,
+                                        pad_token_id=TOKENIZER.pad_token_id)
+    with pytest.raises(ValueError, match="set router_aux_loss_coef=0.0") as refused:
+        MaskSubSFTTrainer(model=transformers.MixtralForCausalLM(config), args=sft_args(tmp_path),
+                          train_dataset=PAIRS, processing_class=TOKENIZER)
+    assert "\n" not in str(refused.value)
+    trainer = MaskSubSFTTrainer(model=transformers.MixtralForCausalLM(config),
+                                args=sft_args(tmp_path, router_aux_loss_coef=0.0), train_dataset=PAIRS,
+                                processing_class=TOKENIZER)
+    trainer.train()
+    assert trainer.state.log_history[0]["sub_loss"] > 0

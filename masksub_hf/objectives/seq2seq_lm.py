@@ -45,7 +45,7 @@ class Seq2SeqLMObjective(Objective):
     def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
         decoder = {key: value for key, value in inputs.items() if key.startswith("decoder_")}
         decoder["labels"] = labels.to(inputs["input_ids"].device)  # the model makes its decoder's inputs, as in main
-        source = {key: value for key, value in inputs.items() if not key.startswith("decoder_") and key != "labels"}
+        source = {key: value for key, value in inputs.items() if not key.startswith("decoder_")}  # labels: none here
         # the masking sees the source alone: a token drop's per-token inputs are the encoder's
         with masking.apply(unwrap(model), source, mask) as sub_source, forward_context():
             logits = model_outputs(model, {**sub_source, **decoder})["logits"]
