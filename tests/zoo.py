@@ -78,7 +78,8 @@ SEGMENTATION_CONFIGS = {**IMAGE_CONFIGS, "beit": BEIT_SEGMENTER, "data2vec-visio
                                 "neck_hidden_sizes": [8, 8, 16, 16], "fusion_hidden_size": 16},
                         # its ViT backbone's defaults (768 wide, 12 layers at 448 px: 110M parameters) took 14 s
                         "tipsv2_dpt": {"backbone_config": {"model_type": "tipsv2_vision_model", **FOUR_LAYERS,
-                                                           "out_indices": [1, 2, 3, 4]},
+                                                           "out_indices": [1, 2, 3, 4],
+                                                           "reshape_hidden_states": False},  # as its default
                                        "neck_hidden_sizes": [8, 8, 16, 16], "fusion_hidden_size": 16}}
 
 GENERIC_SHRINK = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
