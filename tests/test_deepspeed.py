@@ -47,21 +47,30 @@ def gradient_reductions(result, stage):
     return result["collectives_per_step"][GRADIENT_REDUCTION[stage]]
 
 
+ONE_PROCESS_RUNS = {}  # the one-process references without DeepSpeed, shared by the tests (each launch ~15 s)
+
+
+def one_process_accumulated(tmp_path, masksub):
+    """1 process x batch 4 x accumulation 2 without DeepSpeed: what 2 ZeRO processes x batch 4 must equal."""
+    key = tuple(masksub)
+    if key not in ONE_PROCESS_RUNS:
+        ONE_PROCESS_RUNS[key] = run(tmp_path, "one", 1, [*masksub, "--gradient_accumulation_steps", "2"])
+    return ONE_PROCESS_RUNS[key]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family,ratio", [("vit", "0.5"), ("text", "0.15")])
 def test_zero2_two_processes_equal_one_process_with_accumulation(tmp_path, family, ratio):
     masksub = ["--family", family, "--masksub_ratio", ratio]
     two = run(tmp_path, "two", 2, masksub, stage=2)
-    one = run(tmp_path, "one", 1, [*masksub, "--gradient_accumulation_steps", "2"])  # no DeepSpeed
-    baseline = run(tmp_path, "baseline", 2, ["--family", family, "--masksub_ratio", "0"], stage=2)
+    one = one_process_accumulated(tmp_path, masksub)
 
     assert two["distributed_type"] == "DistributedType.DEEPSPEED" and two["num_processes"] == 2
     assert_same_parameters(two["parameters"], one["parameters"])
-    assert not torch.equal(two["parameters"]["classifier.weight"], baseline["parameters"]["classifier.weight"])
-    assert all("sub_loss" in entry for entry in two["log_history"] if "loss" in entry)
-    # one gradient all-reduce per backward pass: MaskSub's main backward adds exactly one per micro-batch
-    # (collectives on gradients only: not the gradient norm's scalars, nor MaskSub's per-step item counts)
-    assert gradient_reductions(two, 2) - gradient_reductions(baseline, 2) == 1
+    assert all(entry["sub_loss"] > 0 for entry in two["log_history"] if "loss" in entry)  # the sub branch ran
+    # one gradient all-reduce per backward pass (the tiny model fits one bucket), a ratio-0 step's one plus MaskSub's
+    # main backward (collectives on gradients only: not the gradient norm's scalars, nor MaskSub's item counts)
+    assert gradient_reductions(two, 2) == 2
 
 
 @pytest.mark.slow
@@ -73,7 +82,7 @@ def test_zero2_one_process_equals_no_deepspeed_and_zero3_equals_accumulation(tmp
     assert_same_parameters(single["parameters"], plain["parameters"])
 
     zero3 = run(tmp_path, "zero3", 2, masksub, stage=3)
-    accumulated = run(tmp_path, "accumulated", 1, [*masksub, "--gradient_accumulation_steps", "2"])
+    accumulated = one_process_accumulated(tmp_path, ["--family", "vit", *masksub])
     assert zero3["distributed_type"] == "DistributedType.DEEPSPEED"
     assert_same_parameters(zero3["parameters"], accumulated["parameters"])
     assert gradient_reductions(zero3, 3) == 2  # reduce-scatters per step: main and sub backward
