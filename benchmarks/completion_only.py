@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from masksub_hf.masking.base import choose_uniformly  # noqa: E402
-from masksub_hf.masking.text import TextTokenDrop, real_tokens  # noqa: E402
+from masksub_hf.masking.text import TextTokenDrop, maskable_tokens  # noqa: E402
 from masksub_hf.scripts.demo_data import rotten_tomatoes  # noqa: E402
 from masksub_hf.scripts.paired import paired_summary  # noqa: E402
 
@@ -46,10 +46,8 @@ class PromptTokenDrop(TextTokenDrop):
     """Token drop restricted to the prompt: the real, non-special tokens in no loss (labels -100)."""
 
     def draw(self, batch, generator=None):
-        input_ids = batch["input_ids"]
-        eligible = (real_tokens(input_ids, batch.get("attention_mask")) & (batch["labels"] == -100)
-                    & ~input_ids.new_tensor(self.special_token_ids).eq(input_ids[..., None]).any(-1))
-        return choose_uniformly(eligible, self.ratio, generator)
+        eligible = maskable_tokens(batch["input_ids"], batch.get("attention_mask"), self.special_token_ids)
+        return choose_uniformly(eligible & (batch["labels"] == -100), self.ratio, generator)
 
 
 def pairs(rows):

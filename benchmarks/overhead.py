@@ -291,8 +291,8 @@ def trainer_steps(name, variant, model, samples, ratio, tokenizer, setting, step
                   dataloader_drop_last=True)
     timer = StepTimer()
     if name == "sft":
-        return sft_steps(variant, model, samples, ratio, tokenizer, common, timer)
-    if variant == "trainer_baseline":
+        trainer = sft_trainer(variant, model, samples, ratio, tokenizer, common, timer)
+    elif variant == "trainer_baseline":
         trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=ListDataset(samples),
                           data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
     else:
@@ -303,8 +303,8 @@ def trainer_steps(name, variant, model, samples, ratio, tokenizer, setting, step
     return [b - a for a, b in zip(timer.ends, timer.ends[1:])]
 
 
-def sft_steps(variant, model, samples, ratio, tokenizer, common, timer):
-    """Step times of TRL's SFTTrainer (its fused LM head) or MaskSubSFTTrainer, on the tokenized rows."""
+def sft_trainer(variant, model, samples, ratio, tokenizer, common, timer):
+    """TRL's SFTTrainer (its fused LM head) or MaskSubSFTTrainer, on the tokenized rows."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
@@ -317,9 +317,7 @@ def sft_steps(variant, model, samples, ratio, tokenizer, common, timer):
     else:
         trainer_class, args = MaskSubSFTTrainer, MaskSubSFTConfig(**common, **sft, masksub_ratio=ratio,
                                                                  masksub_mode=MODE["sft"])
-    trainer = trainer_class(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[timer])
-    trainer.train()
-    return [b - a for a, b in zip(timer.ends, timer.ends[1:])]
+    return trainer_class(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[timer])
 
 
 def bare_steps(name, variant, model, samples, ratio, tokenizer, setting, steps):

@@ -35,11 +35,16 @@ def pooled_positions(input_ids, attention_mask, pad_token_id):
     return positions.masked_fill(~poolable, -1).amax(dim=-1, keepdim=True)
 
 
+def maskable_tokens(input_ids, attention_mask, special_token_ids):
+    """``(B, ..., L)`` booleans: the real tokens that are not special, the ones a text masking may take."""
+    special = torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
+    return real_tokens(input_ids, attention_mask) & ~special
+
+
 def choose_tokens(input_ids, attention_mask, special_token_ids, ratio, generator=None, protected=None):
     """``(B, ..., L)`` booleans: ``round(ratio * n)`` of each sequence's ``n`` eligible tokens (real, not special,
     and not at its ``protected`` position, ``(B, ..., 1)``), chosen uniformly from the sample's noise."""
-    real = real_tokens(input_ids, attention_mask)
-    eligible = real & ~torch.isin(input_ids, torch.as_tensor(special_token_ids, dtype=input_ids.dtype))
+    eligible = maskable_tokens(input_ids, attention_mask, special_token_ids)
     if protected is not None:
         eligible &= torch.arange(input_ids.shape[-1], device=input_ids.device) != protected
     return choose_uniformly(eligible, ratio, generator)
