@@ -44,11 +44,11 @@ def batch_items(objective, inputs, masking, mask):
 
 def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, main_branch=None, main_weight=0.5,
                  sub_weight=0.5, backward=None, main_no_sync=contextlib.nullcontext,
-                 forward_context=contextlib.nullcontext):
+                 forward_context=contextlib.nullcontext, one_backward=False):
     """One MaskSub forward + backward on a micro-batch: main branch on ``inputs``, sub branch on the masked inputs.
 
     Args:
-        model: a transformers model or a bare timm model (possibly DDP-wrapped).
+        model: a transformers model or a bare timm model (possibly DDP-wrapped or FSDP2-sharded).
         inputs: the micro-batch, labels included (``inputs["labels"]``, or the head's ``objective.label_keys``);
             never changed.
         masking / objective: from ``masking_for`` and ``objective_for``; ``mask`` is drawn when not given.
@@ -56,9 +56,13 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
         main_branch: ``(model, inputs) -> (main loss summed over the batch's items, outputs)``; default: the
             head's usual loss (``objective.main_loss_sum``). ``MaskSubTrainer`` passes ``Trainer.compute_loss``.
         backward: how to backpropagate a loss, e.g. ``accelerator.backward`` (default ``loss.backward()``).
-        main_no_sync: context for the main branch, e.g. ``lambda: accelerator.no_sync(model)``, so
-            gradients are all-reduced once, after the sub backward.
+        main_no_sync: context for the main branch's backward, e.g. ``lambda: accelerator.no_sync(model)``, so
+            gradients are reduced once, after the sub backward.
         forward_context: wraps each forward (e.g. autocast).
+        one_backward: backpropagate both branches' losses in one backward (the main output's targets detached
+            first) instead of one backward per branch: both graphs are held at once (a higher peak), and an engine
+            that reduces gradients on every backward (DeepSpeed ZeRO, FSDP2 without ``no_sync``) reduces once.
+            ``main_no_sync`` is then unused.
 
     Returns ``(main, sub)``, detached and unweighted: each branch's share of the step's loss, so that summed over
     the step's micro-batches (and averaged over processes) they are the two losses of the method. The optimizer
@@ -74,18 +78,19 @@ def masksub_step(model, inputs, masking, objective, mask=None, *, items=None, ma
     masking.install_hooks(unwrap(model))  # before the main forward: see masking/hooks.py
     main_branch = main_branch or functools.partial(head_loss, objective=objective)
 
-    with main_no_sync():
+    with contextlib.nullcontext() if one_backward else main_no_sync():
         with forward_context():
             main_sum, outputs = main_branch(model, objective.main_inputs(inputs))
         targets = objective.targets(outputs, inputs, labels, masking, mask)
         del outputs
         main = items.share(main_sum, items.main)
-        backward(main_weight * main)
+        if not one_backward:
+            backward(main_weight * main)
     # the sub branch learns the main branch only
     sub_inputs = {k: v for k, v in inputs.items() if k not in objective.label_keys}
     sub_sum = objective.sub_loss_sum(model, sub_inputs, labels, targets, masking, mask, forward_context)
     sub = items.share(sub_sum, items.sub)
-    backward(sub_weight * sub)
+    backward(main_weight * main + sub_weight * sub if one_backward else sub_weight * sub)
     return main.detach(), sub.detach()
 
 

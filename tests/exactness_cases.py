@@ -34,11 +34,23 @@ from masksub_hf import MaskSubTextCollator, MaskSubTrainer
 from masksub_hf.masking import MaskTokenBlocks, PixelMasking
 
 ITEMS, BLOCK = 7, 8
-SETUPS = {  # name: (processes, per-device batch, accumulation): 7 items, so the last micro-batch is smaller
-    "ga1": (1, 8, 1),
-    "ga2": (1, 4, 2),
-    "ddp_ga2": (2, 2, 2),  # rows per process 4 and 3 (even_batches off), labelled tokens unequal too
+FSDP2 = {"fsdp": True}  # version 2; its units: fsdp_units
+ONE_BACKWARD, TWO_BACKWARD = {"masksub_backward": "one"}, {"masksub_backward": "two"}
+# name: (processes, per-device batch, accumulation, engine and backward plan): 7 items, so the last micro-batch is
+# smaller; 2 processes get 4 and 3 rows (even_batches off), unequal labelled tokens too. Plans: one process and DDP
+# run two backward passes by default, FSDP2 one.
+SETUPS = {
+    "ga1": (1, 8, 1, {}),
+    "ga2": (1, 4, 2, {}),
+    "ga2_one_backward": (1, 4, 2, ONE_BACKWARD),
+    "ddp_ga2": (2, 2, 2, {}),
+    "ddp_ga2_one_backward": (2, 2, 2, ONE_BACKWARD),
+    "fsdp2_ga1": (2, 4, 1, FSDP2),
+    "fsdp2_ga2": (2, 2, 2, FSDP2),
+    "fsdp2_ga2_two_backward": (2, 2, 2, FSDP2 | TWO_BACKWARD),
 }
+ONE_PROCESS_SETUPS = [setup for setup, (processes, *_) in SETUPS.items() if processes == 1]
+TWO_PROCESS_SETUPS = [setup for setup, (processes, *_) in SETUPS.items() if processes == 2]
 
 
 def soft_ce(sub, main):
@@ -66,7 +78,9 @@ def row_losses(kind, main, sub, labels):
 # multiple-choice score head's bias, which a softmax over choices ignores): their computed values are sums of
 # rounding errors of the step's large terms, a few units of the precision's epsilon of the largest gradient
 # (float32: 1.2e-7; bfloat16: 3.9e-3).
-TOLERANCE = {"fp32": (1e-5, 1e-6), "bf16": (5e-2, 5e-3)}
+# FSDP2's bf16 casts the parameters themselves to bf16 (autocast leaves the embeddings' and norms' in float32) and
+# reduces gradients in bf16: measured up to 5.9% (an embedding's gradient, summed over every token).
+TOLERANCE = {"fp32": (1e-5, 1e-6), "bf16": (5e-2, 5e-3), "bf16_fsdp2": (1e-1, 1e-2)}
 
 
 class Recording:
@@ -542,6 +556,7 @@ CASES = {
     "clip": ClipPairs,
     "siglip2_patch_rows": Siglip2PatchRows,
 }
+DUAL_ENCODERS = ("clip", "siglip2_patch_rows")
 
 
 def run_case(name, setup, precision, tmp_path, training_args, trainer_class):
@@ -551,11 +566,14 @@ def run_case(name, setup, precision, tmp_path, training_args, trainer_class):
     case = (CASES | FAMILY_CASES)[name]()
     model, items = case.build(tmp_path)
     initial = copy.deepcopy(model)
-    processes, batch, accumulation = SETUPS[setup]
+    processes, batch, accumulation, engine = SETUPS[setup]
+    if engine.get("fsdp") and fsdp_refusal(model, precision):
+        raise Unshardable(fsdp_refusal(model, precision))
     args = training_args(tmp_path / f"{name}_{setup}_{precision}", per_device_train_batch_size=batch,
                          gradient_accumulation_steps=accumulation, max_steps=1, masksub_ratio=case.ratio,
                          masksub_mode=case.mode, bf16=precision == "bf16", optim="sgd",
-                         accelerator_config={"even_batches": False}, **case.args)
+                         accelerator_config={"even_batches": False}, **engine, **fsdp_units(model, engine),
+                         **case.args)
     trainer = trainer_class(model=model, args=args, train_dataset=ListDataset(items), data_collator=case.collator())
     probe = TokenProbe(trainer._owned_parameters)  # the model's gradients and an owned mask token's
     trainer.add_callback(probe)
@@ -568,6 +586,42 @@ def run_case(name, setup, precision, tmp_path, training_args, trainer_class):
     for hook in hooks:
         hook.remove()
     return case, initial, trainer, probe.gradients[0]
+
+
+def fsdp_units(model, engine):
+    """The layer classes FSDP2 shards as units: the model's ``_no_split_modules`` less any that holds the input
+    embedding (Accelerate 1.16 then shards that embedding once more by itself, which fails: already sharded)."""
+    if not engine.get("fsdp"):
+        return {}
+    embedding = model.get_input_embeddings()
+    units = {type(module).__name__ for module in model.modules()
+             if type(module).__name__ in (model._no_split_modules or ())
+             and not any(inner is embedding for inner in module.modules())}
+    return {"fsdp_config": {"version": 2, "transformer_layer_cls_to_wrap": sorted(units)}}
+
+
+class Unshardable(Exception):
+    """A case whose model the engine itself cannot shard."""
+
+
+def fsdp_refusal(model, precision):
+    """Why Accelerate cannot train ``model`` with FSDP2 on CPU (plain ``Trainer`` fails the same), or None."""
+    try:
+        embedding = model.get_input_embeddings()  # Accelerate 1.16's FSDP2 asks every model for it
+    except NotImplementedError:
+        return f"Accelerate's FSDP2 cannot prepare {type(model).__name__}: its get_input_embeddings raises"
+    # It shards the input embedding as a unit of its own: a weight another module holds too (BART's encoder and
+    # decoder embeddings share model.shared's) is then in two FSDP groups, which torch refuses.
+    weight, output = getattr(embedding, "weight", None), model.get_output_embeddings()
+    holders = [type(module).__name__ for module in model.modules() if module is not embedding and module is not output
+               and any(parameter is weight for parameter in module.parameters(recurse=False))]
+    if holders:
+        return (f"Accelerate's FSDP2 cannot prepare {type(model).__name__}: its input embedding's weight is shared "
+                f"with {holders[0]}")
+    if precision == "bf16" and any(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules()):
+        return (f"{type(model).__name__} under FSDP2's bf16 on CPU: torch's CPU batch_norm refuses bf16 weights "
+                "beside float32 running statistics")
+    return None
 
 
 def reference_gradients(case, model, batches, precision):

@@ -132,7 +132,42 @@ class GradientProbe(TrainerCallback):
         self.gradients = []
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        self.gradients.append({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
+        self.gradients.append({n: whole(p.grad).detach().clone() for n, p in model.named_parameters()
+                               if p.grad is not None})
+
+
+def whole(tensor):
+    """A tensor FSDP2 shards (a DTensor) gathered whole on every process; any other tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def fsdp_on_cpu():
+    """Let this process's Accelerate run FSDP on gloo CPU processes, for the tests.
+
+    Accelerate keeps the FSDP plugin Trainer gives it only for GPU-like devices (``AcceleratorState``), and on CPU
+    runs DDP; torch's FSDP2 (``fully_shard``) itself runs on gloo. Here the plugin is kept on CPU as on GPUs
+    (mixed precision set the same way): Trainer then takes its FSDP path. Tests only: MaskSub never patches
+    Accelerate.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    original = AcceleratorState.__init__
+    if getattr(original, "keeps_fsdp_on_cpu", False):
+        return
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            if self._mixed_precision != "no":
+                fsdp_plugin.set_mixed_precision(self._mixed_precision)
+            self.fsdp_plugin = fsdp_plugin
+            self.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    init.keeps_fsdp_on_cpu = True
+    AcceleratorState.__init__ = init
 
 
 def launch(script_args, processes=2, port=29517, timeout=600, config_file=None):

@@ -21,6 +21,7 @@ from ..objectives.losses import SUB_LOSSES_PER_ITEM
 from .process_group import noting_a_started_group
 
 MASKSUB_LOSSES = ("auto", *SUB_LOSSES_PER_ITEM)
+BACKWARD_PLANS = ("auto", "one", "two")
 
 
 @dataclass
@@ -28,7 +29,7 @@ class MaskSubArguments:
     """MaskSub's flags (``--masksub_ratio 0.5`` turns it on), to put before a ``TrainingArguments`` class."""
 
     # Fields that do not change what a run trains: a rerun may change them and still resume (the scripts' guard).
-    RESUMABLE: ClassVar[tuple] = ("overwrite_output_dir", "masksub_log_grad_norm")
+    RESUMABLE: ClassVar[tuple] = ("overwrite_output_dir", "masksub_log_grad_norm", "masksub_backward")
 
     masksub_ratio: float = field(
         default=0.5,
@@ -68,6 +69,17 @@ class MaskSubArguments:
     )
     masksub_sub_weight: float = field(
         default=0.5, metadata={"help": "Weight of the sub-branch loss (paper: 1/2, Table A.8)."}
+    )
+    masksub_backward: str = field(
+        default="auto",
+        metadata={
+            "help": "Backward passes per micro-batch. 'two': the main branch's, then the sub branch's (the main "
+            "branch's activations are freed before the sub forward: the lower peak; its gradient sync held back). "
+            "'one': both branches' losses in one backward (both graphs held at once): one gradient reduction per "
+            "micro-batch on engines that reduce on every backward. 'auto': 'one' under DeepSpeed and FSDP, 'two' "
+            "on one process and under DDP.",
+            "choices": list(BACKWARD_PLANS),
+        },
     )
     masksub_sample_seeds: bool = field(
         default=True,
@@ -134,6 +146,11 @@ class MaskSubArguments:
             raise ValueError(f"masksub_mode must be one of {list(MASKSUB_MODES)}, got {self.masksub_mode!r}.")
         if self.masksub_loss not in MASKSUB_LOSSES:
             raise ValueError(f"masksub_loss must be one of {list(MASKSUB_LOSSES)}, got {self.masksub_loss!r}.")
+        if self.masksub_backward not in BACKWARD_PLANS:
+            raise ValueError(f"masksub_backward must be one of {list(BACKWARD_PLANS)}, got {self.masksub_backward!r}.")
+        if self.masksub_log_grad_norm and self.masksub_backward == "one":
+            raise ValueError("masksub_log_grad_norm measures each branch's gradient between its two backward passes: "
+                             "use masksub_backward 'two' (or 'auto' on one process).")
         if self.masksub_block_size is not None and not (
             isinstance(self.masksub_block_size, int) and self.masksub_block_size > 0
         ):

@@ -1,6 +1,6 @@
-"""What each engine (one process, DDP, DeepSpeed, FSDP) needs for a step of two backward passes: the main branch's
-backward with gradient sync held back, backward without DeepSpeed's accumulation scaling, and the line that says
-which engine trains."""
+"""What each engine (one process, DDP, DeepSpeed, FSDP) needs for MaskSub's step: which backward plan it runs
+(two passes, or one for both branches), the main branch's backward with gradient sync held back, backward without
+DeepSpeed's accumulation scaling, and the line that says which engine trains."""
 
 import contextlib
 import logging
@@ -12,15 +12,26 @@ from transformers.distributed.fsdp import is_fsdp_managed_module
 logger = logging.getLogger("masksub_hf")
 
 
+def one_backward(args, accelerator):
+    """Whether the step backpropagates both branches at once (``masksub_backward``): under ``auto`` where the engine
+    reduces gradients on every backward (DeepSpeed ZeRO) or would hold them unsharded to defer it (FSDP2's
+    ``no_sync``); one process and DDP defer their one all-reduce for free and keep the lower peak of two."""
+    if args.masksub_backward == "auto":
+        return is_sharded(accelerator)
+    return args.masksub_backward == "one"
+
+
 def log_engine(args, accelerator):
-    """Say which engine trains, and warn when FSDP was asked for but is not what runs."""
+    """Say which engine trains and how the step backpropagates; warn when FSDP was asked for but is not what
+    runs."""
     engine, processes = accelerator.distributed_type, accelerator.num_processes
     fsdp_asked = args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
     if fsdp_asked and engine != DistributedType.FSDP:
         # Accelerate drops the FSDP plugin without a word on CPU and runs DDP (or one process).
         logger.warning(f"FSDP was asked for, but Accelerate runs {engine.value} with {processes} process(es): "
                        f"FSDP needs GPUs. Training goes on as {engine.value}, unsharded.")
-    logger.info(f"MaskSub: engine {engine.value}, {processes} process(es)")
+    plan = "one backward (both branches)" if one_backward(args, accelerator) else "two backward passes (one a branch)"
+    logger.info(f"MaskSub: engine {engine.value}, {processes} process(es), {plan} per micro-batch")
 
 
 def check_two_pass_features(args, accelerator):

@@ -11,7 +11,7 @@ import logging
 from ..masking import masking_for
 from ..objectives import objective_for
 from ..recipes.layer_decay import param_groups_layer_decay
-from .engine import check_two_pass_features, is_sharded
+from .engine import check_two_pass_features, is_sharded, one_backward
 from .model_card import card_settings
 from .owned import ClearOwnedGradients
 
@@ -53,9 +53,10 @@ def configure_sub_branch(trainer):
         trainer.check_settings()
         # The head's objective first: a head MaskSub has none for fails here, in every masksub_mode.
         objective = objective_for(unwrapped, sub_loss_asked(trainer))
-        if objective.sub_bypasses_wrapper and is_sharded(trainer.accelerator):
-            raise ValueError(f"MaskSub's sub branch for {type(unwrapped).__name__} runs outside the engine's wrapper: "
-                             "train it on one process or with DDP, not DeepSpeed or FSDP.")
+        if objective.sub_bypasses_wrapper and is_sharded(trainer.accelerator) and not one_backward(args, trainer.accelerator):
+            raise ValueError(f"MaskSub's sub branch for {type(unwrapped).__name__} runs only the image tower, so a "
+                             "sharded engine must reduce both branches' gradients in one backward: use "
+                             "--masksub_backward one (what auto picks), not two.")
         trainer.masksub_objective = objective
         trainer.masking = masking_for(unwrapped, args.masksub_mode, args.masksub_ratio, tokenizer_of(trainer),
                                       args.masksub_block_size)

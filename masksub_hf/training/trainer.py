@@ -16,6 +16,7 @@ and objective for the model that trains), ``pipeline.loaders`` (seeded loaders),
 token), ``checkpoint``, ``branch_logs``, ``model_card``.
 """
 
+from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.utils.memory import clear_device_cache
 from transformers import Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -27,7 +28,7 @@ from ..recipes.optim import create_optimizer
 from .arguments import MaskSubArguments, MaskSubSeq2SeqTrainingArguments, MaskSubTrainingArguments
 from .branch_logs import BranchLogs, flat_gradients
 from .checkpoint import held_key_warnings, restore_weights, save_owned
-from .engine import backward, forward_context, log_engine, main_branch_without_sync
+from .engine import backward, forward_context, log_engine, main_branch_without_sync, one_backward
 from .main_loss import main_loss_sum
 from .micro_batches import prepare_step
 from .model_card import MASKSUB, card_settings, write_model_card
@@ -92,7 +93,16 @@ class MaskSubMixin:
         if self.optimizer is None and (self.args.layer_decay is not None or self.args.timm_optimizer):
             model = self.model if model is None else model
             self.optimizer = create_optimizer(model, self.args, self.get_decay_parameter_names(model))
-        return add_owned_group(super().create_optimizer(model), self._owned_parameters())
+        optimizer = super().create_optimizer(model)
+        if self.is_fsdp_enabled and not isinstance(optimizer, AcceleratedOptimizer):
+            # FSDP2's prepare swaps the model's parameters in the optimizer for their shards and fails on any other:
+            # the owned group joins once it is prepared (create_scheduler)
+            return optimizer
+        return add_owned_group(optimizer, self._owned_parameters())
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        add_owned_group(self.optimizer if optimizer is None else optimizer, self._owned_parameters())
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _clip_grad_norm(self, model):
         owned = self._owned_parameters()
@@ -183,6 +193,7 @@ class MaskSubMixin:
                                  trainer_share)
 
         marks = [self._flat_gradients(model)] if self.args.masksub_log_grad_norm else None
+        single = one_backward(self.args, self.accelerator)
 
         def step_backward(loss):
             backward(self.accelerator, loss)
@@ -193,9 +204,10 @@ class MaskSubMixin:
             model, inputs, self.masking, self.masksub_objective, entries.get(self.masking.key), items=items,
             main_branch=main_branch, main_weight=self.args.masksub_main_weight, sub_weight=self.args.masksub_sub_weight,
             backward=step_backward, main_no_sync=lambda: main_branch_without_sync(self, model),
-            forward_context=lambda: forward_context(self))
-        # What DDP did not average: the whole model when the sub forward bypassed it, else owned parameters.
-        bypassed = [*model.parameters()] if self.masksub_objective.sub_bypasses_wrapper else []
+            forward_context=lambda: forward_context(self), one_backward=single)
+        # What DDP did not average: owned parameters, and the whole model when its sub branch's backward, apart,
+        # ran outside DDP's wrapper.
+        bypassed = [*model.parameters()] if self.masksub_objective.sub_bypasses_wrapper and not single else []
         average_gradients_by_hand(self.accelerator, [*bypassed, *self._owned_parameters()])
         self._log_branches(main_loss, sub_loss, marks)
         empty_cache_steps = self.args.torch_empty_cache_steps
