@@ -87,10 +87,11 @@ class Setting:
     quick: bool = False
     device: str = "cpu"
     bf16: bool = False
+    backward: str = "auto"  # MaskSubTrainer's --masksub_backward
 
     def flags(self):
-        return (["--sizes", self.sizes, "--device", self.device] + (["--quick"] if self.quick else [])
-                + (["--bf16"] if self.bf16 else []))
+        return (["--sizes", self.sizes, "--device", self.device, "--masksub_backward", self.backward]
+                + (["--quick"] if self.quick else []) + (["--bf16"] if self.bf16 else []))
 
     def batch(self, name):
         if self.quick:
@@ -296,7 +297,8 @@ def trainer_steps(name, variant, model, samples, ratio, tokenizer, setting, step
         trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=ListDataset(samples),
                           data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
     else:
-        args = MaskSubTrainingArguments(**common, masksub_ratio=ratio, masksub_mode=MODE.get(name, "auto"))
+        args = MaskSubTrainingArguments(**common, masksub_ratio=ratio, masksub_mode=MODE.get(name, "auto"),
+                                        masksub_backward=setting.backward)
         trainer = MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(samples), processing_class=tokenizer,
                                  data_collator=collator_for(name, variant, model, ratio, tokenizer), callbacks=[timer])
     trainer.train()
@@ -406,6 +408,8 @@ def main():
     parser.add_argument("--sizes", choices=["small", "paper"], default="small")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every variant (Trainer's --bf16)")
+    parser.add_argument("--masksub_backward", choices=["auto", "one", "two"], default="auto",
+                        help="MaskSubTrainer's backward plan (benchmarks/backward_plans.py compares them)")
     parser.add_argument("--cases", nargs="+", default=None, choices=list(GOALS),
                         help=f"default: {' '.join(SMALL_CASES)} (small), all five (paper)")
     parser.add_argument("--repetitions", type=int, default=3)
@@ -413,7 +417,7 @@ def main():
     parser.add_argument("--results_dir", default=str(RESULTS))
     parser.add_argument("--memory_probe", nargs=2, metavar=("CASE", "VARIANT"))
     args = parser.parse_args()
-    setting = Setting(args.sizes, args.quick, args.device, args.bf16)
+    setting = Setting(args.sizes, args.quick, args.device, args.bf16, args.masksub_backward)
     if args.memory_probe:
         return memory_probe(*args.memory_probe, setting)
     cases = args.cases or (list(SMALL_CASES) if args.sizes == "small" else list(GOALS))

@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 from accelerate.utils import DistributedType
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import ListDataset, image_items, review_items, tiny_bert, tiny_vit  # noqa: E402
+from helpers import ListDataset, fsdp_on_cpu, image_items, review_items, tiny_bert, tiny_vit, whole  # noqa: E402
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
 
@@ -26,8 +27,9 @@ from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArgum
 class RunArguments:
     result_file: str
     expect_processes: int = 1
-    family: str = "vit"  # "clip": a CLIP model, whose gradients MaskSub averages by hand; "text": a BERT
+    family: str = "vit"  # "clip" / "siglip2": a dual encoder (its sub branch runs the bare image tower); "text": a BERT
     expect_distributed_type: str = "MULTI_CPU"  # checked with more than 1 process, or when set to another type
+    keep_fsdp_on_cpu: bool = False  # --fsdp shards on these CPU processes as on GPUs (helpers.fsdp_on_cpu)
 
 
 class AllReduceCountingTrainer(MaskSubTrainer):
@@ -71,7 +73,10 @@ def text_model_and_data(output_dir):
 
 
 def main():
-    run_args, args = HfArgumentParser((RunArguments, MaskSubTrainingArguments)).parse_args_into_dataclasses()
+    parser = HfArgumentParser((RunArguments, MaskSubTrainingArguments))
+    if "--keep_fsdp_on_cpu" in sys.argv:  # before the arguments set Accelerate up
+        fsdp_on_cpu()
+    run_args, args = parser.parse_args_into_dataclasses()
     # Images and CLIP pairs carry their masks; text masks are drawn by the collator from per-sample seeds.
     # Either way, 1 and 2 processes apply the same masks to the same samples.
     collator = None
@@ -79,6 +84,10 @@ def main():
         from models import pair_items, tiny_clip
 
         model, items = tiny_clip(), pair_items()
+    elif run_args.family == "siglip2":
+        from models import patch_row_items, tiny_siglip2
+
+        model, items = tiny_siglip2(), patch_row_items()
     elif run_args.family == "text":
         model, items, collator = text_model_and_data(args.output_dir)
     else:
@@ -92,11 +101,14 @@ def main():
     collectives = {}
     if trainer.accelerator.distributed_type == DistributedType.DEEPSPEED:
         count_collectives(collectives)  # after set-up: only training's communication
-    trainer.train()
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    parameters = {n: whole(p).detach().clone() for n, p in model.named_parameters()}  # FSDP2's shards gathered
     if trainer.is_world_process_zero():
+        sharded = sum(isinstance(p, DTensor) for p in model.parameters())
         torch.save(
             {
-                "parameters": {n: p.detach().clone() for n, p in model.named_parameters()},
+                "parameters": parameters,
+                "sharded_parameters": sharded,
                 "allreduce_calls_per_step": trainer.allreduce_calls / trainer.state.global_step,
                 "collectives_per_step": {k: v / trainer.state.global_step for k, v in collectives.items()},
                 "distributed_type": str(trainer.accelerator.distributed_type),
