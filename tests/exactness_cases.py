@@ -45,9 +45,8 @@ SETUPS = {
     "ga2_one_backward": (1, 4, 2, ONE_BACKWARD),
     "ddp_ga2": (2, 2, 2, {}),
     "ddp_ga2_one_backward": (2, 2, 2, ONE_BACKWARD),
-    "fsdp2_ga1": (2, 4, 1, FSDP2),
+    "fsdp2_ga1_two_backward": (2, 4, 1, FSDP2 | TWO_BACKWARD),
     "fsdp2_ga2": (2, 2, 2, FSDP2),
-    "fsdp2_ga2_two_backward": (2, 2, 2, FSDP2 | TWO_BACKWARD),
 }
 ONE_PROCESS_SETUPS = [setup for setup, (processes, *_) in SETUPS.items() if processes == 1]
 TWO_PROCESS_SETUPS = [setup for setup, (processes, *_) in SETUPS.items() if processes == 2]
