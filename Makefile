@@ -38,6 +38,7 @@ demo: install
 	$(OFFLINE) $(PY) examples/mnist_demo.py --output_dir demo_output
 
 test: install
+	$(PY) -m pip list 2>/dev/null | grep -iE "^(torch|torchvision|transformers|accelerate|datasets|timm|trl|deepspeed) "
 	$(PY) -m ruff check .
 	$(OFFLINE) $(PY) -m pytest -q --durations=30 tests
 

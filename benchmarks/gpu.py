@@ -8,12 +8,15 @@ is skipped and reported as such):
 
 1. ``tests``: ``tests/test_cuda.py`` (CUDA gradients == CPU gradients for token drop, pixels, [MASK]),
    ``tests/test_mixed_precision.py`` (fp16 through the CUDA ``GradScaler``, bf16 autocast),
-   ``tests/test_compile.py`` (inductor on CUDA) and ``tests/test_fsdp.py``, with ``MASKSUB_TEST_DEVICE=cuda``;
+   ``tests/test_compile.py`` (inductor on CUDA) and ``tests/test_fsdp.py`` (FSDP on the GPUs; its FSDP2 tests on
+   gloo CPU processes), with ``MASKSUB_TEST_DEVICE=cuda``;
 2. ``overhead``: ``benchmarks/overhead.py --sizes paper --bf16``: ViT-B/16, ResNet-50, Swin-T at 224 px,
    BERT-base at 128 tokens, CLIP ViT-B/32, MaskSub / baseline step and vs the bare two-pass loop, samples per
    second, peak memory;
-3. ``compile``: ``benchmarks/compile.py --model vit_b16 --bf16``: compiled vs eager, both arms;
-4. ``text``: ``benchmarks/quality.py --only text_cells --cells 500x3 1000x3 --full_determinism``: the text
+3. ``plans``: ``benchmarks/backward_plans.py --sizes paper --bf16``: peak memory and step time of the two
+   backward plans (two passes, one for both branches) beside plain Trainer, ViT-B/16 and a decoder LM;
+4. ``compile``: ``benchmarks/compile.py --model vit_b16 --bf16``: compiled vs eager, both arms;
+5. ``text``: ``benchmarks/quality.py --only text_cells --cells 500x3 1000x3 --full_determinism``: the text
    grid's worst and best cells again, 5 paired seeds, deterministic kernels.
 
 Everything goes to ``--results_dir`` (default ``benchmarks/results/gpu``): each part's own json/md, its log,
@@ -29,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("tests", "overhead", "compile", "text")
+PARTS = ("tests", "overhead", "plans", "compile", "text")
 GPU_TESTS = ["tests/test_cuda.py", "tests/test_mixed_precision.py", "tests/test_compile.py", "tests/test_fsdp.py"]
 
 
@@ -43,6 +46,8 @@ def part_commands(results, quick, device, work_dir):
                       {}, 300),
             "overhead": ([python, "benchmarks/overhead.py", "--quick", "--sizes", "paper", "--device", device,
                           "--cases", "vit", "--results_dir", str(results)], {}, 300),
+            "plans": ([python, "benchmarks/backward_plans.py", "--quick", "--sizes", "paper", "--device", device,
+                       "--cases", "vit", "--results_dir", str(results)], {}, 300),
             "compile": ([python, "benchmarks/compile.py", "--model", "tiny", "--steps", "4", "--batch_size", "4",
                          "--device", device, "--results_dir", str(results)], {}, 300),
             "text": ([python, "benchmarks/quality.py", "--quick", "--only", "text_cells", "--device", device,
@@ -53,6 +58,8 @@ def part_commands(results, quick, device, work_dir):
                   {"MASKSUB_TEST_DEVICE": device}, 150),
         "overhead": ([python, "benchmarks/overhead.py", "--sizes", "paper", "--bf16", "--device", device,
                       "--repetitions", "2", "--steps", "4", "--results_dir", str(results)], {}, 240),
+        "plans": ([python, "benchmarks/backward_plans.py", "--sizes", "paper", "--bf16", "--device", device,
+                   "--repetitions", "2", "--results_dir", str(results)], {}, 150),
         "compile": ([python, "benchmarks/compile.py", "--model", "vit_b16", "--bf16", "--batch_size", "128",
                      "--steps", "10", "--device", device, "--results_dir", str(results)], {}, 90),
         "text": ([python, "benchmarks/quality.py", "--only", "text_cells", "--cells", "500x3", "1000x3",

@@ -17,11 +17,17 @@ from masksub_hf import MaskSubTrainingArguments
         ("masksub_loss", "kl"),
         ("masksub_main_weight", -1.0),
         ("masksub_sub_weight", math.inf),
+        ("masksub_backward", "three"),
     ],
 )
 def test_invalid_values_fail_at_construction_naming_the_argument(tmp_path, name, value):
     with pytest.raises(ValueError, match=name):
         MaskSubTrainingArguments(output_dir=str(tmp_path), **{name: value})
+
+
+def test_branch_gradient_norms_need_two_backward_passes(tmp_path):
+    with pytest.raises(ValueError, match="masksub_log_grad_norm .* masksub_backward 'two'"):
+        MaskSubTrainingArguments(output_dir=str(tmp_path), masksub_log_grad_norm=True, masksub_backward="one")
 
 
 def test_defaults_follow_the_paper(tmp_path):
@@ -34,9 +40,11 @@ def test_command_line_flags(tmp_path):
     parser = HfArgumentParser(MaskSubTrainingArguments)
     (args,) = parser.parse_args_into_dataclasses(
         ["--output_dir", str(tmp_path), "--masksub_ratio", "0.25", "--masksub_mode", "tokens",
-         "--masksub_loss", "bce", "--learning_rate", "3e-4", "--gradient_accumulation_steps", "2"]
+         "--masksub_loss", "bce", "--learning_rate", "3e-4", "--gradient_accumulation_steps", "2",
+         "--masksub_backward", "one"]
     )
     assert (args.masksub_ratio, args.masksub_mode, args.masksub_loss) == (0.25, "tokens", "bce")
+    assert args.masksub_backward == "one"
     assert (args.learning_rate, args.gradient_accumulation_steps) == (3e-4, 2)
 
 

@@ -23,6 +23,7 @@ FSDP = ["--fsdp", "full_shard", "--fsdp_config", '{"transformer_layer_cls_to_wra
 
 @pytest.mark.slow
 def test_fsdp_asked_on_cpu_warns_and_trains_as_ddp(tmp_path):
+    """Accelerate drops the FSDP plugin on CPU without a word (Trainer refuses --fsdp on one process)."""
     completed = launch([SCRIPT, "--output_dir", tmp_path / "fsdp", "--result_file", tmp_path / "fsdp.pt",
                         "--expect_processes", 2, *COMMON, *FSDP, "--masksub_ratio", "0.5"], port=29551)
     assert "FSDP was asked for, but Accelerate runs MULTI_CPU with 2 process(es)" in completed.stdout + completed.stderr
@@ -60,6 +61,9 @@ def test_fsdp2_checkpoint_resumes_exactly(tmp_path):
             *FSDP2_ON_CPU, *saving], port=29555)
     whole = torch.load(whole)
     assert whole["distributed_type"] == "DistributedType.FSDP" and whole["sharded_parameters"] > 0
+    # one backward for both branches (auto): each FSDP unit reduce-scatters its gradients once a step, as plain
+    # Trainer's step (two backward passes without FSDP2's no_sync would reduce twice)
+    assert whole["collectives_per_step"]["reduce_scatter_single"] == whole["fsdp_units"] > 1
     assert whole["log_history"][-1]["step"] == 3 and all(e["sub_loss"] > 0 for e in whole["log_history"] if "loss" in e)
     checkpoint = tmp_path / "run" / "checkpoint-1"
     assert (checkpoint / "trainer_state.json").exists()

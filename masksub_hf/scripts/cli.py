@@ -5,6 +5,7 @@ line (``script_main``); the model built, the text scripts' trainer; the train / 
 
 import dataclasses
 import functools
+import gc
 import json
 import logging
 import os
@@ -167,6 +168,11 @@ def start_script(argument_types, defaults=None, args=None):
     check_launch(training_args)
     setup_logging(training_args)
     set_seed(training_args.seed)
+    # What the imports made (torch, transformers: ~540,000 objects) lives as long as the script: frozen, the full
+    # garbage collections Trainer makes (Accelerate's free_memory, at each training run's start and end and around
+    # checkpoints) scan only what the script makes after, instead of 0.24 s each.
+    gc.collect()
+    gc.freeze()
     return parsed
 
 

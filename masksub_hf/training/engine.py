@@ -55,8 +55,9 @@ def is_sharded(accelerator):
 def main_branch_without_sync(trainer, model):
     """Hold back gradient sync (DDP/FSDP all-reduce, DeepSpeed's step) for the main branch.
 
-    The sub branch's backward then syncs the sum of both branches' gradients: one all-reduce per optimizer step
-    (DeepSpeed ZeRO-2/3 still reduce every backward: docs/compatibility.md). On micro-batches that do not sync
+    The two-backward plan's main branch: the sub branch's backward then syncs the sum of both branches' gradients,
+    one all-reduce per optimizer step under DDP (DeepSpeed ZeRO-2/3 reduce every backward anyway, and FSDP2 holds
+    its gradients unsharded meanwhile: why ``one_backward`` is their default). On micro-batches that do not sync
     anyway, Trainer's own ``no_sync`` already holds.
     """
     accelerator = trainer.accelerator

@@ -1,11 +1,12 @@
 """Train a tiny ViT with MaskSubTrainer for the distributed tests; run under `accelerate launch` or plain python.
 
 Writes the final parameters and the gradient communication per optimizer step to --result_file: DDP's
-all-reduces (bucket calls of a counting comm hook), or under DeepSpeed every collective call by name.
+all-reduces (bucket calls of a counting comm hook), or under DeepSpeed and FSDP2 every collective call by name.
 It asserts the run really is --expect_processes processes of --expect_distributed_type (e.g. 2 gloo
 processes, MULTI_CPU), not a process training alone.
 """
 
+import gc
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import DistributedType
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 from transformers import HfArgumentParser
@@ -48,7 +50,8 @@ class AllReduceCountingTrainer(MaskSubTrainer):
         return default_hooks.allreduce_hook(None, bucket)
 
 
-COLLECTIVES = ("all_reduce", "reduce", "reduce_scatter_tensor", "all_gather_into_tensor", "broadcast")
+COLLECTIVES = ("all_reduce", "reduce", "reduce_scatter_tensor", "all_gather_into_tensor", "broadcast",
+               "reduce_scatter_single", "all_gather_single")  # the last two: FSDP2's
 
 
 def count_collectives(counts):
@@ -92,6 +95,8 @@ def main():
         model, items, collator = text_model_and_data(args.output_dir)
     else:
         model, items = tiny_vit(seed=0), image_items(8, torch.arange(8) % 3, num_keep=8, seed=0)
+    gc.collect()  # as tests/conftest.py: the collections each Trainer run makes (Accelerate's free_memory) skip
+    gc.freeze()   # what the imports made
     trainer = AllReduceCountingTrainer(model=model, args=args, train_dataset=ListDataset(items),
                                        data_collator=collator)
     if run_args.expect_processes > 1 or run_args.expect_distributed_type != "MULTI_CPU":
@@ -99,7 +104,7 @@ def main():
         assert trainer.accelerator.distributed_type == expected, trainer.accelerator.distributed_type
         assert trainer.accelerator.num_processes == run_args.expect_processes, trainer.accelerator.num_processes
     collectives = {}
-    if trainer.accelerator.distributed_type == DistributedType.DEEPSPEED:
+    if trainer.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
         count_collectives(collectives)  # after set-up: only training's communication
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     parameters = {n: whole(p).detach().clone() for n, p in model.named_parameters()}  # FSDP2's shards gathered
@@ -109,6 +114,7 @@ def main():
             {
                 "parameters": parameters,
                 "sharded_parameters": sharded,
+                "fsdp_units": sum(isinstance(m, FSDPModule) for m in model.modules()),
                 "allreduce_calls_per_step": trainer.allreduce_calls / trainer.state.global_step,
                 "collectives_per_step": {k: v / trainer.state.global_step for k, v in collectives.items()},
                 "distributed_type": str(trainer.accelerator.distributed_type),
