@@ -3,7 +3,7 @@
 - 2 processes x batch 4 give the same parameters as 1 process x batch 4 x accumulation 2 (ViT, CLIP, BERT);
 - gradients are all-reduced once per optimizer step: as many all-reduce calls as plain Trainer
   (masksub_ratio 0) makes, not twice as many;
-- a 2-process run that does no clean-up of its own exits 0, four times in a row; a group the user created and a
+- a 2-process run that does no clean-up of its own exits 0, twice in a row; a group the user created and a
   user's exit-time barrier are left to the user.
 """
 
