@@ -18,22 +18,6 @@ def unwrap(model):
     return getattr(model, "module", model)
 
 
-@contextlib.contextmanager
-def as_sharded_forward(model, method):
-    """Inside, ``model.<method>`` runs as FSDP2 runs ``forward``: the root's sharded parameters gathered first, their
-    gradients reduced in backward. After, the model is as it was. Nothing to do for a model FSDP2 did not shard."""
-    from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
-
-    if not isinstance(model, FSDPModule):
-        yield
-        return
-    register_fsdp_forward_method(model, method)  # sets the wrapped method on the instance
-    try:
-        yield
-    finally:
-        delattr(model, method)  # the class's method again
-
-
 def model_outputs(model, inputs):
     """``model``'s outputs on a batch dict, as a mapping: transformers models take ``**inputs``; bare timm models
     take the pixels and give the logits."""

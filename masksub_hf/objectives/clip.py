@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..batch import image_inputs
 from ..masking.structure import is_dual_encoder
-from .base import Objective, as_sharded_forward, unwrap
+from .base import Objective, unwrap
 from .losses import soft_cross_entropy_per_item
 
 
@@ -39,8 +39,9 @@ def normalized(embeddings):
 
 
 class DualEncoderObjective(Objective):
-    """Its sub forward runs the bare model's image tower (``get_image_features``): outside DDP's reducer (under FSDP2
-    as a forward of the sharded root)."""
+    """Its sub forward runs the bare model's image tower (``get_image_features``): outside DDP's reducer. Under FSDP2
+    it runs between the main forward and the one backward of both branches (the only plan sharded engines take for
+    it): the root's parameters, which FSDP2 keeps gathered from a forward to its backward, are whole then."""
 
     sub_bypasses_wrapper = True
     sub_loss = "image-text similarity distillation"
@@ -67,8 +68,7 @@ class DualEncoderObjective(Objective):
 
     def sub_loss_sum(self, model, inputs, labels, targets, masking, mask, forward_context=contextlib.nullcontext):
         bare = unwrap(model)
-        with (masking.apply(bare, inputs, mask) as sub_inputs, forward_context(),
-              as_sharded_forward(bare, "get_image_features")):
+        with masking.apply(bare, inputs, mask) as sub_inputs, forward_context():
             image_embeds = bare.get_image_features(**image_inputs(sub_inputs)).pooler_output
         image_embeds = normalized(image_embeds)
         # the models' own order (cosines, then the scale): SigLIP's scale is a 1-element tensor, which would
