@@ -1,4 +1,3 @@
-import gc
 import os
 
 import pytest
@@ -10,12 +9,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(autouse=True)
 def earlier_objects_frozen():
-    """Trainer runs collect garbage several times each (Accelerate's ``free_memory``), and a full collection scans
-    every object of the session: torch's, transformers' and earlier tests' (~800,000 after the compile tests), ~0.2 s
-    each. Collected, then frozen before each test, what survives is never scanned again: a collection sees the
-    test's own objects (a zoo test: 1.04 s -> 0.14 s measured). Objects freed by reference counting still go."""
-    gc.collect()
-    gc.freeze()
+    """Before each test (``helpers.freeze_what_survives``): a collection sees the test's own objects."""
+    from helpers import freeze_what_survives  # here: helpers imports transformers, after the variables above
+
+    freeze_what_survives()
     yield
 
 

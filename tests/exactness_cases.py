@@ -566,8 +566,9 @@ def run_case(name, setup, precision, tmp_path, training_args, trainer_class):
     model, items = case.build(tmp_path)
     initial = copy.deepcopy(model)
     processes, batch, accumulation, engine = SETUPS[setup]
-    if engine.get("fsdp") and fsdp_refusal(model, precision):
-        raise Unshardable(fsdp_refusal(model, precision))
+    refusal = fsdp_refusal(model, precision) if engine.get("fsdp") else None
+    if refusal:
+        raise Unshardable(refusal)
     args = training_args(tmp_path / f"{name}_{setup}_{precision}", per_device_train_batch_size=batch,
                          gradient_accumulation_steps=accumulation, max_steps=1, masksub_ratio=case.ratio,
                          masksub_mode=case.mode, bf16=precision == "bf16", optim="sgd",

@@ -1,5 +1,6 @@
 """Tiny offline models, datasets, a gradient probe and a 2-process launcher shared by the tests."""
 
+import gc
 import os
 import re
 import subprocess
@@ -134,6 +135,16 @@ class GradientProbe(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         self.gradients.append({n: whole(p.grad).detach().clone() for n, p in model.named_parameters()
                                if p.grad is not None})
+
+
+def freeze_what_survives():
+    """Trainer runs collect garbage several times each (Accelerate's ``free_memory``), and a full collection scans
+    every live object: torch's, transformers' and earlier runs' (~540,000 after the imports alone, ~800,000 after
+    the compile tests), 0.2-0.3 s each. Collected, then frozen, what survives is never scanned again: a collection
+    sees only what comes after (a zoo test: 1.04 s -> 0.14 s; the 2-process exactness launch: 91 s -> 62 s).
+    Objects freed by reference counting still go."""
+    gc.collect()
+    gc.freeze()
 
 
 def whole(tensor):

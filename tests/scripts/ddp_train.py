@@ -6,7 +6,6 @@ It asserts the run really is --expect_processes processes of --expect_distribute
 processes, MULTI_CPU), not a process training alone.
 """
 
-import gc
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,16 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import ListDataset, fsdp_on_cpu, image_items, review_items, tiny_bert, tiny_vit, whole  # noqa: E402
+from helpers import (  # noqa: E402
+    ListDataset,
+    freeze_what_survives,
+    fsdp_on_cpu,
+    image_items,
+    review_items,
+    tiny_bert,
+    tiny_vit,
+    whole,
+)
 
 from masksub_hf import MaskSubTextCollator, MaskSubTrainer, MaskSubTrainingArguments  # noqa: E402
 
@@ -95,8 +103,7 @@ def main():
         model, items, collator = text_model_and_data(args.output_dir)
     else:
         model, items = tiny_vit(seed=0), image_items(8, torch.arange(8) % 3, num_keep=8, seed=0)
-    gc.collect()  # as tests/conftest.py: the collections each Trainer run makes (Accelerate's free_memory) skip
-    gc.freeze()   # what the imports made
+    freeze_what_survives()
     trainer = AllReduceCountingTrainer(model=model, args=args, train_dataset=ListDataset(items),
                                        data_collator=collator)
     if run_args.expect_processes > 1 or run_args.expect_distributed_type != "MULTI_CPU":
