@@ -19,6 +19,20 @@ def branch_gradient_norm(model, loss):
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).norm().item()
 
 
+def test_gradient_norms_on_an_engine_of_one_backward_are_refused_in_one_line(tmp_path, monkeypatch):
+    """DeepSpeed on one process backpropagates both branches at once under auto: no branch norms to measure (before:
+    a crash unpacking them after the first step)."""
+    from masksub_hf.training import engine
+
+    monkeypatch.setattr(engine, "is_sharded", lambda accelerator: True)  # as DeepSpeed on one process
+    model, items = make_case("ce")
+    args = training_args(tmp_path, max_steps=1, masksub_log_grad_norm=True)
+    with pytest.raises(ValueError, match="masksub_log_grad_norm .* pass --masksub_backward two"):
+        MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items))
+    args = training_args(tmp_path, max_steps=1, masksub_log_grad_norm=True, masksub_backward="two")
+    MaskSubTrainer(model=model, args=args, train_dataset=ListDataset(items))  # two passes asked: measured
+
+
 def test_logged_gradient_norms_are_each_branchs_gradient(tmp_path):
     model, items = make_case("ce")
     reference = copy.deepcopy(model)

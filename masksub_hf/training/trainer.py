@@ -66,6 +66,10 @@ class MaskSubMixin:
         if args.masksub_log_grad_norm and args.world_size > 1:
             raise ValueError("masksub_log_grad_norm measures each branch's gradient on one process; "
                              "run it without distributed training.")
+        if args.masksub_log_grad_norm and one_backward(args, self.accelerator):  # DeepSpeed on one process
+            raise ValueError(f"masksub_log_grad_norm measures each branch's gradient between its two backward "
+                             f"passes, and under {self.accelerator.distributed_type.value} the step backpropagates "
+                             "both branches at once (masksub_backward auto): pass --masksub_backward two.")
         check_step_not_overridden(type(self))  # before a trial can turn MaskSub on
         if self.model is not None:  # an unsupported model or setting fails here, not after the data is loaded
             configure_sub_branch(self)
