@@ -9,7 +9,7 @@ processes) + 0.5 * (sub loss averaged the same way over the items the sub branch
 reads only the batches the collator made (with the masks MaskSub drew for them, applied here by hand), never
 another MaskSub configuration. Tolerance, relative to each tensor's largest gradient: 1e-5 in fp32, 5e-2 under bf16
 autocast (the trainer's two backward passes and the reference's one round bf16 values differently; measured up to
-3%), 1e-1 under FSDP2's bf16 (parameters cast to bf16, gradients reduced in bf16; measured up to 5.9%). A branch
+3%), 1e-1 under FSDP2's bf16 (parameters cast to bf16, gradients reduced in bf16; measured up to 5.8%). A branch
 normalised wrongly is off by 30% or more.
 
 A model that Accelerate's FSDP2 cannot train on CPU (plain Trainer fails the same: ``fsdp_refusal``) skips its
